@@ -1,0 +1,176 @@
+// Package redistest gives tests the three Redis backends the project supports:
+// the embedded in-process Redis (always), a real standalone server and a real
+// 3-master Redis Cluster (when scripts/redis.sh started them and exported their
+// addresses). Locally without those variables the real tiers skip with a message
+// naming the variable; with STICKYROUTE_REQUIRE_SERVERS=1 (make test sets it)
+// they fail instead, so CI can never pass by skipping.
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/rueidis"
+)
+
+// Environment variables read by the real-server tiers.
+const (
+	// EnvStandalone holds host:port of a standalone Redis.
+	EnvStandalone = "STICKYROUTE_REDIS_ADDR"
+	// EnvCluster holds comma-separated host:port of Redis Cluster masters.
+	EnvCluster = "STICKYROUTE_CLUSTER_ADDRS"
+	// EnvRequire, when "1", turns a missing server into a test failure.
+	EnvRequire = "STICKYROUTE_REQUIRE_SERVERS"
+)
+
+// Names of the backends, in the order Each runs them.
+const (
+	Embedded   = "embedded"
+	Standalone = "standalone"
+	Cluster    = "cluster"
+)
+
+// Names lists every backend.
+var Names = []string{Embedded, Standalone, Cluster}
+
+// Backend is one Redis to run a test against.
+type Backend struct {
+	// Name is Embedded, Standalone or Cluster.
+	Name string
+	// Client is connected to it; closed when the test ends.
+	Client rueidis.Client
+	// Mini is the embedded server, nil for real servers.
+	Mini *miniredis.Miniredis
+	// Addrs are the server addresses the client was built from.
+	Addrs []string
+}
+
+// Each runs fn once per backend, each as a subtest named after the backend.
+func Each(t *testing.T, fn func(t *testing.T, b *Backend)) {
+	t.Helper()
+	for _, name := range Names {
+		t.Run(name, func(t *testing.T) { fn(t, Open(t, name)) })
+	}
+}
+
+// Open connects to the named backend (starting it when embedded) and closes it
+// when t ends. A real backend whose variable is unset skips t, or fails it
+// under EnvRequire.
+func Open(t testing.TB, name string) *Backend {
+	t.Helper()
+	b := &Backend{Name: name}
+	opt := rueidis.ClientOption{ClientName: "stickyroute-test"}
+	switch name {
+	case Embedded:
+		m := miniredis.NewMiniRedis()
+		m.ClockTTL(true)
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			t.Fatalf("starting miniredis: %v", err)
+		}
+		t.Cleanup(m.Close)
+		b.Mini = m
+		b.Addrs = []string{m.Addr()}
+		opt.DisableCache = true
+		opt.ForceSingleClient = true
+	case Standalone:
+		b.Addrs = addrs(t, EnvStandalone)
+	case Cluster:
+		b.Addrs = addrs(t, EnvCluster)
+	default:
+		t.Fatalf("unknown backend %q", name)
+	}
+	opt.InitAddress = b.Addrs
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatalf("connecting to %s redis %v: %v", name, b.Addrs, err)
+	}
+	t.Cleanup(c.Close)
+	b.Client = c
+	if name == Cluster && c.Mode() != rueidis.ClientModeCluster {
+		t.Fatalf("%s=%v is not a cluster (client mode %s)", EnvCluster, b.Addrs, c.Mode())
+	}
+	return b
+}
+
+func addrs(t testing.TB, env string) []string {
+	t.Helper()
+	v := os.Getenv(env)
+	if v == "" {
+		if os.Getenv(EnvRequire) == "1" {
+			t.Fatalf("%s is not set but %s=1: start the servers with scripts/redis.sh up (make test does)", env, EnvRequire)
+		}
+		t.Skipf("%s is not set: run make test (it starts the real servers) to run this tier", env)
+	}
+	return strings.Split(v, ",")
+}
+
+// Ctx returns a context that ends after 30 s or when t ends.
+func Ctx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Namespace returns a namespace no other test uses, so tests can share servers.
+func Namespace(t testing.TB) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "t" + hex.EncodeToString(b[:])
+}
+
+// Do runs one command on every node the client knows (each master of a
+// cluster) and fails t on an error reply.
+func (b *Backend) Do(t testing.TB, build func(c rueidis.Client) rueidis.Completed) []rueidis.RedisResult {
+	t.Helper()
+	var out []rueidis.RedisResult
+	for addr, n := range b.Client.Nodes() {
+		res := n.Do(Ctx(t), build(n))
+		if err := res.Error(); err != nil {
+			t.Fatalf("on %s: %v", addr, err)
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// Keys returns every key matching pattern, across all nodes.
+func (b *Backend) Keys(t testing.TB, pattern string) []string {
+	t.Helper()
+	var keys []string
+	for _, res := range b.Do(t, func(c rueidis.Client) rueidis.Completed {
+		return c.B().Keys().Pattern(pattern).Build()
+	}) {
+		ks, err := res.AsStrSlice()
+		if err != nil {
+			t.Fatalf("KEYS %s: %v", pattern, err)
+		}
+		keys = append(keys, ks...)
+	}
+	return keys
+}
+
+// FlushScripts empties the script cache of every node (SCRIPT FLUSH).
+func (b *Backend) FlushScripts(t testing.TB) {
+	t.Helper()
+	b.Do(t, func(c rueidis.Client) rueidis.Completed { return c.B().ScriptFlush().Build() })
+}
+
+// Poll calls cond until it returns true or the deadline passes, then fails t
+// with what. It is how tests wait for a condition, never with a fixed sleep.
+func Poll(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting until %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,633 @@
+package store_test
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stickyroute/stickyroute/internal/redistest"
+	"github.com/stickyroute/stickyroute/store"
+)
+
+const svc = "room"
+
+// contract is the SPEC §4 table, one row per behaviour. TestContract runs every
+// row unchanged on the embedded Redis, the real standalone server and the real
+// cluster.
+var contract = []struct {
+	name string
+	run  func(e *env)
+}{
+	// --- SetLinkedPod ---
+	{"SetLinkedPod/persistent_no_ttl_and_listed", func(e *env) {
+		prev, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
+		e.must(err)
+		if prev != store.NoPod {
+			e.t.Fatalf("previous = %d, want -1", prev)
+		}
+		if v, _ := e.get("u1", svc); v != "3" {
+			e.t.Fatalf("K1 = %q, want 3", v)
+		}
+		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
+		if d := e.dir("u1"); !maps.Equal(d, map[string]string{svc: "3"}) {
+			e.t.Fatalf("K2 = %v, want {room:3}", d)
+		}
+	}},
+	{"SetLinkedPod/temporary_has_ttl_not_listed", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, store.Persistent)
+		e.must(err)
+		prev, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 5, 30)
+		e.must(err)
+		if prev != 2 {
+			e.t.Fatalf("previous = %d, want 2", prev)
+		}
+		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 30)
+		if d := e.dir("u1"); len(d) != 0 {
+			e.t.Fatalf("K2 = %v, want empty: a temporary link is not listed", d)
+		}
+	}},
+	{"SetLinkedPod/temporary_to_persistent_clears_ttl", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 1, 30)
+		e.must(err)
+		prev, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 1, store.Persistent)
+		e.must(err)
+		if prev != 1 {
+			e.t.Fatalf("previous = %d, want 1", prev)
+		}
+		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
+		if d := e.dir("u1"); d[svc] != "1" {
+			e.t.Fatalf("K2 = %v, want room:1", d)
+		}
+	}},
+	{"SetLinkedPod/pod0_is_a_pod", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 0, store.Persistent)
+		e.must(err)
+		prev, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 7, store.Persistent)
+		e.must(err)
+		if prev != 0 {
+			e.t.Fatalf("previous = %d, want 0 (pod 0, not 'none')", prev)
+		}
+	}},
+
+	// --- TrySetLinkedPod ---
+	{"TrySetLinkedPod/claims_free_uid", func(e *env) {
+		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 4, store.Persistent)
+		e.must(err)
+		if want := (store.Claim{Claimed: true, Owner: 4, Previous: store.NoPod}); c != want {
+			e.t.Fatalf("claim = %+v, want %+v", c, want)
+		}
+		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
+		if e.dir("u1")[svc] != "4" {
+			e.t.Fatal("K2 does not list the claimed link")
+		}
+	}},
+	{"TrySetLinkedPod/refused_by_other_persistent_owner_changes_nothing", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, store.Persistent)
+		e.must(err)
+		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 5, store.Persistent)
+		e.must(err)
+		if want := (store.Claim{Claimed: false, Owner: 2, Previous: 2}); c != want {
+			e.t.Fatalf("claim = %+v, want %+v", c, want)
+		}
+		if v, _ := e.get("u1", svc); v != "2" {
+			e.t.Fatalf("K1 = %q, want 2 unchanged", v)
+		}
+		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
+		if d := e.dir("u1"); !maps.Equal(d, map[string]string{svc: "2"}) {
+			e.t.Fatalf("K2 = %v, want {room:2} unchanged", d)
+		}
+	}},
+	{"TrySetLinkedPod/refused_temporary_claim_too", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, store.Persistent)
+		e.must(err)
+		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 5, 60)
+		e.must(err)
+		if c.Claimed || c.Owner != 2 {
+			e.t.Fatalf("claim = %+v, want refused by owner 2", c)
+		}
+		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
+	}},
+	{"TrySetLinkedPod/takes_over_temporary_link", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, 60)
+		e.must(err)
+		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 5, store.Persistent)
+		e.must(err)
+		if want := (store.Claim{Claimed: true, Owner: 5, Previous: 2}); c != want {
+			e.t.Fatalf("claim = %+v, want %+v", c, want)
+		}
+		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
+	}},
+	{"TrySetLinkedPod/owner_reclaims_own_link", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
+		e.must(err)
+		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
+		e.must(err)
+		if want := (store.Claim{Claimed: true, Owner: 3, Previous: 3}); c != want {
+			e.t.Fatalf("claim = %+v, want %+v", c, want)
+		}
+	}},
+	{"TrySetLinkedPod/pod0_owner_refuses_pod1", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 0, store.Persistent)
+		e.must(err)
+		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 1, store.Persistent)
+		e.must(err)
+		if want := (store.Claim{Claimed: false, Owner: 0, Previous: 0}); c != want {
+			e.t.Fatalf("claim = %+v, want %+v", c, want)
+		}
+	}},
+
+	// --- SetLinkedPodIfAbsent ---
+	{"SetLinkedPodIfAbsent/writes_when_absent", func(e *env) {
+		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 6, 45)
+		e.must(err)
+		if got != 6 {
+			e.t.Fatalf("actual = %d, want 6", got)
+		}
+		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 45)
+		if d := e.dir("u1"); len(d) != 0 {
+			e.t.Fatalf("K2 = %v, want empty", d)
+		}
+	}},
+	{"SetLinkedPodIfAbsent/keeps_existing_and_its_ttl", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, 20)
+		e.must(err)
+		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 6, 1000)
+		e.must(err)
+		if got != 2 {
+			e.t.Fatalf("actual = %d, want the earlier 2", got)
+		}
+		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 20) // not refreshed to 1000
+	}},
+	{"SetLinkedPodIfAbsent/persistent_writes_directory", func(e *env) {
+		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 0, store.Persistent)
+		e.must(err)
+		if got != 0 {
+			e.t.Fatalf("actual = %d, want 0", got)
+		}
+		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
+		if e.dir("u1")[svc] != "0" {
+			e.t.Fatal("K2 does not list the persistent link")
+		}
+		got, err = e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 9, store.Persistent)
+		e.must(err)
+		if got != 0 {
+			e.t.Fatalf("second call actual = %d, want 0", got)
+		}
+	}},
+	{"SetLinkedPodIfAbsent/existing_pod0_returned", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 0, 60)
+		e.must(err)
+		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 4, 60)
+		e.must(err)
+		if got != 0 {
+			e.t.Fatalf("actual = %d, want 0", got)
+		}
+	}},
+
+	// --- ReplaceLinkedPod ---
+	{"ReplaceLinkedPod/replaces_when_expected", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, 60)
+		e.must(err)
+		ok, actual, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, 2, 7, 90)
+		e.must(err)
+		if !ok || actual != 7 {
+			e.t.Fatalf("= (%v, %d), want (true, 7)", ok, actual)
+		}
+		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 90)
+	}},
+	{"ReplaceLinkedPod/refuses_when_not_expected", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, 60)
+		e.must(err)
+		ok, actual, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, 2, 7, 90)
+		e.must(err)
+		if ok || actual != 3 {
+			e.t.Fatalf("= (%v, %d), want (false, 3)", ok, actual)
+		}
+		if v, _ := e.get("u1", svc); v != "3" {
+			e.t.Fatalf("K1 = %q, want 3 unchanged", v)
+		}
+		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 60)
+	}},
+	{"ReplaceLinkedPod/absent_link_and_expected_pod", func(e *env) {
+		ok, actual, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, 2, 7, 90)
+		e.must(err)
+		if ok || actual != store.NoPod {
+			e.t.Fatalf("= (%v, %d), want (false, -1)", ok, actual)
+		}
+		if len(e.keys()) != 0 {
+			e.t.Fatalf("keys written: %v", e.keys())
+		}
+	}},
+	{"ReplaceLinkedPod/expected_none_writes_only_when_absent", func(e *env) {
+		ok, actual, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, store.NoPod, 0, store.Persistent)
+		e.must(err)
+		if !ok || actual != 0 {
+			e.t.Fatalf("= (%v, %d), want (true, 0)", ok, actual)
+		}
+		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
+		if e.dir("u1")[svc] != "0" {
+			e.t.Fatal("K2 does not list the persistent link")
+		}
+		ok, actual, err = e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, store.NoPod, 5, store.Persistent)
+		e.must(err)
+		if ok || actual != 0 {
+			e.t.Fatalf("second = (%v, %d), want (false, 0)", ok, actual)
+		}
+	}},
+	{"ReplaceLinkedPod/persistent_to_temporary_unlists", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 1, store.Persistent)
+		e.must(err)
+		ok, _, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, 1, 2, 30)
+		e.must(err)
+		if !ok {
+			e.t.Fatal("not replaced")
+		}
+		if d := e.dir("u1"); len(d) != 0 {
+			e.t.Fatalf("K2 = %v, want empty", d)
+		}
+	}},
+
+	// --- GetLinkedPod / GetLinkedPodIfPersist ---
+	{"GetLinkedPod/missing_is_minus1_not_error", func(e *env) {
+		p, err := e.s.GetLinkedPod(e.ctx, e.ns, "nobody", svc)
+		if err != nil || p != store.NoPod {
+			e.t.Fatalf("= (%d, %v), want (-1, nil)", p, err)
+		}
+	}},
+	{"GetLinkedPod/reads_pod0_and_temporary", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 0, 60)
+		e.must(err)
+		p, err := e.s.GetLinkedPod(e.ctx, e.ns, "u1", svc)
+		if err != nil || p != 0 {
+			e.t.Fatalf("= (%d, %v), want (0, nil)", p, err)
+		}
+	}},
+	{"GetLinkedPod/reads_java_written_link", func(e *env) {
+		e.set("sf:{"+e.ns+":lk:10086}"+svc, "12") // a plain uid gives the Java framework's key
+		p, err := e.s.GetLinkedPod(e.ctx, e.ns, "10086", svc)
+		if err != nil || p != 12 {
+			e.t.Fatalf("= (%d, %v), want (12, nil)", p, err)
+		}
+	}},
+	{"GetLinkedPodIfPersist/only_persistent", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "tmp", svc, 3, 60)
+		e.must(err)
+		_, err = e.s.SetLinkedPod(e.ctx, e.ns, "per", svc, 0, store.Persistent)
+		e.must(err)
+		for _, c := range []struct {
+			uid  string
+			want int
+		}{{"tmp", store.NoPod}, {"per", 0}, {"none", store.NoPod}} {
+			p, err := e.s.GetLinkedPodIfPersist(e.ctx, e.ns, c.uid, svc)
+			if err != nil || p != c.want {
+				e.t.Fatalf("%s: = (%d, %v), want (%d, nil)", c.uid, p, err, c.want)
+			}
+		}
+	}},
+
+	// --- BatchGetLinkedPod ---
+	{"BatchGetLinkedPod/groups_in_input_order_and_omits_missing", func(e *env) {
+		links := map[string]int{"a": 0, "b": 1, "c": 0, "d": 2, "e": 1, "f": 0}
+		for uid, pod := range links {
+			_, err := e.s.SetLinkedPod(e.ctx, e.ns, uid, svc, pod, 60)
+			e.must(err)
+		}
+		uids := []string{"f", "x", "a", "e", "c", "b", "y", "d"}
+		got, err := e.s.BatchGetLinkedPod(e.ctx, e.ns, uids, svc)
+		e.must(err)
+		want := map[int][]string{0: {"f", "a", "c"}, 1: {"e", "b"}, 2: {"d"}}
+		if !maps.EqualFunc(got, want, slices.Equal) {
+			e.t.Fatalf("= %v, want %v", got, want)
+		}
+	}},
+	{"BatchGetLinkedPod/empty_input_empty_map", func(e *env) {
+		got, err := e.s.BatchGetLinkedPod(e.ctx, e.ns, nil, svc)
+		if err != nil || got == nil || len(got) != 0 {
+			e.t.Fatalf("= (%v, %v), want (empty map, nil)", got, err)
+		}
+	}},
+	{"BatchGetLinkedPod/many_uids_across_chunks_and_slots", func(e *env) {
+		const n = 2500
+		uids := make([]string, n)
+		want := map[int][]string{}
+		for i := range uids {
+			uids[i] = "user" + strconv.Itoa(i)
+			if i%5 == 4 {
+				continue // unlinked
+			}
+			pod := i % 7
+			_, err := e.s.SetLinkedPod(e.ctx, e.ns, uids[i], svc, pod, 120)
+			e.must(err)
+			want[pod] = append(want[pod], uids[i])
+		}
+		got, err := e.s.BatchGetLinkedPod(e.ctx, e.ns, uids, svc)
+		e.must(err)
+		if !maps.EqualFunc(got, want, slices.Equal) {
+			e.t.Fatalf("groups differ: got %d groups, want %d", len(got), len(want))
+		}
+	}},
+
+	// --- RemoveLinkedPod ---
+	{"RemoveLinkedPod/delete_now", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
+		e.must(err)
+		existed, err := e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, store.Persistent)
+		e.must(err)
+		if !existed {
+			e.t.Fatal("existed = false")
+		}
+		if len(e.keys()) != 0 {
+			e.t.Fatalf("keys left: %v", e.keys())
+		}
+		existed, err = e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, store.Persistent)
+		e.must(err)
+		if existed {
+			e.t.Fatal("second remove: existed = true")
+		}
+	}},
+	{"RemoveLinkedPod/grace_period_keeps_link_readable_as_temporary", func(e *env) {
+		// The Java scripts put the TTL on the whole directory hash, so a grace
+		// period for one service ended every other persistent link of the uid.
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
+		e.must(err)
+		_, err = e.s.SetLinkedPod(e.ctx, e.ns, "u1", "chat", 0, store.Persistent)
+		e.must(err)
+		existed, err := e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, 30)
+		e.must(err)
+		if !existed {
+			e.t.Fatal("existed = false")
+		}
+		if p, err := e.s.GetLinkedPod(e.ctx, e.ns, "u1", svc); err != nil || p != 3 {
+			e.t.Fatalf("during grace GetLinkedPod = (%d, %v), want (3, nil)", p, err)
+		}
+		if p, err := e.s.GetLinkedPodIfPersist(e.ctx, e.ns, "u1", svc); err != nil || p != store.NoPod {
+			e.t.Fatalf("during grace GetLinkedPodIfPersist = (%d, %v), want (-1, nil)", p, err)
+		}
+		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 30)
+		if d := e.dir("u1"); !maps.Equal(d, map[string]string{"chat": "0"}) {
+			e.t.Fatalf("K2 = %v, want only {chat:0}", d)
+		}
+		e.wantPersistent(store.DirKey(e.ns, "u1"))
+		e.wantPersistent(store.LinkKey(e.ns, "u1", "chat"))
+		if ls, err := e.s.GetLinkService(e.ctx, e.ns, "u1"); err != nil || !maps.Equal(ls, map[string]int{"chat": 0}) {
+			e.t.Fatalf("GetLinkService = (%v, %v), want {chat:0}", ls, err)
+		}
+	}},
+	{"RemoveLinkedPod/grace_period_ends", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
+		e.must(err)
+		_, err = e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, 1)
+		e.must(err)
+		redistest.Poll(e.t, 5*time.Second, "the 1 s grace period ends", func() bool {
+			p, err := e.s.GetLinkedPod(e.ctx, e.ns, "u1", svc)
+			return err == nil && p == store.NoPod
+		})
+	}},
+	{"RemoveLinkedPod/grace_on_missing_link_creates_nothing", func(e *env) {
+		existed, err := e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, 30)
+		e.must(err)
+		if existed {
+			e.t.Fatal("existed = true")
+		}
+		if len(e.keys()) != 0 {
+			e.t.Fatalf("keys written: %v", e.keys())
+		}
+	}},
+
+	// --- RemoveLinkedPodWithId ---
+	{"RemoveLinkedPodWithId/removes_when_pod_matches", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 0, store.Persistent)
+		e.must(err)
+		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 0, store.Persistent)
+		e.must(err)
+		if !removed {
+			e.t.Fatal("removed = false")
+		}
+		if len(e.keys()) != 0 {
+			e.t.Fatalf("keys left: %v", e.keys())
+		}
+	}},
+	{"RemoveLinkedPodWithId/leaves_other_pods_link", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 4, store.Persistent)
+		e.must(err)
+		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 3, 30)
+		e.must(err)
+		if removed {
+			e.t.Fatal("removed = true for another pod's link")
+		}
+		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
+		if e.dir("u1")[svc] != "4" {
+			e.t.Fatal("K2 changed")
+		}
+	}},
+	{"RemoveLinkedPodWithId/grace_period", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 4, store.Persistent)
+		e.must(err)
+		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 4, 25)
+		e.must(err)
+		if !removed {
+			e.t.Fatal("removed = false")
+		}
+		if p, _ := e.s.GetLinkedPod(e.ctx, e.ns, "u1", svc); p != 4 {
+			e.t.Fatalf("during grace GetLinkedPod = %d, want 4", p)
+		}
+		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 25)
+		if d := e.dir("u1"); len(d) != 0 {
+			e.t.Fatalf("K2 = %v, want empty", d)
+		}
+	}},
+	{"RemoveLinkedPodWithId/missing_link", func(e *env) {
+		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 4, store.Persistent)
+		e.must(err)
+		if removed {
+			e.t.Fatal("removed = true")
+		}
+	}},
+
+	// --- GetLinkService ---
+	{"GetLinkService/persistent_links_only", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", "a", 0, store.Persistent)
+		e.must(err)
+		_, err = e.s.SetLinkedPod(e.ctx, e.ns, "u1", "b", 5, store.Persistent)
+		e.must(err)
+		_, err = e.s.SetLinkedPod(e.ctx, e.ns, "u1", "c", 2, 60)
+		e.must(err)
+		got, err := e.s.GetLinkService(e.ctx, e.ns, "u1")
+		e.must(err)
+		if want := map[string]int{"a": 0, "b": 5}; !maps.Equal(got, want) {
+			e.t.Fatalf("= %v, want %v", got, want)
+		}
+	}},
+	{"GetLinkService/none_is_empty_map", func(e *env) {
+		got, err := e.s.GetLinkService(e.ctx, e.ns, "nobody")
+		if err != nil || got == nil || len(got) != 0 {
+			e.t.Fatalf("= (%v, %v), want (empty map, nil)", got, err)
+		}
+	}},
+
+	// --- Service state ---
+	{"ServiceState/server_clock_and_sorted_pods", func(e *env) {
+		before := e.serverMillis()
+		for _, p := range []struct {
+			pod, load int
+			r         store.RoutingState
+		}{{2, 7, store.Shutdown}, {0, 3, store.Ready}, {1, 0, store.DenyNewCall}} {
+			_, err := e.s.SetServiceState(e.ctx, e.ns, svc, p.pod, p.load, p.r)
+			e.must(err)
+		}
+		st, err := e.s.GetServiceState(e.ctx, e.ns, svc)
+		e.must(err)
+		after := e.serverMillis()
+		if len(st.Pods) != 3 || len(st.Skipped) != 0 {
+			e.t.Fatalf("pods %v skipped %v, want 3 pods", st.Pods, st.Skipped)
+		}
+		want := []struct {
+			pod, load int
+			r         store.RoutingState
+		}{{0, 3, store.Ready}, {1, 0, store.DenyNewCall}, {2, 7, store.Shutdown}}
+		for i, p := range st.Pods {
+			if p.Pod != want[i].pod || p.Load != want[i].load || p.Routing != want[i].r {
+				e.t.Fatalf("pod[%d] = %+v, want %+v", i, p, want[i])
+			}
+			// The stamp is the server's clock; allow 1 s for a cluster's other nodes.
+			if p.Updated < before-1000 || p.Updated > after+1000 {
+				e.t.Fatalf("pod %d updated %d, want within server time [%d, %d]", p.Pod, p.Updated, before, after)
+			}
+			if st.Now < p.Updated {
+				e.t.Fatalf("now %d before update %d: not read on the stamping node's clock", st.Now, p.Updated)
+			}
+		}
+	}},
+	{"ServiceState/wire_format", func(e *env) {
+		ms, err := e.s.SetServiceState(e.ctx, e.ns, svc, 0, 42, store.DenyNewCall)
+		e.must(err)
+		v, err := e.raw(e.b.Client.B().Hget().Key(store.StateKey(e.ns, svc)).Field("0").Build()).ToString()
+		e.must(err)
+		if want := fmt.Sprintf("42-%d-2", ms); v != want {
+			e.t.Fatalf("K3[0] = %q, want %q", v, want)
+		}
+	}},
+	{"ServiceState/legacy_two_part_is_ready", func(e *env) {
+		e.hset(store.StateKey(e.ns, svc), "4", "17-1700000000000")
+		e.hset(store.StateKey(e.ns, svc), "5", "-3-1700000000001-0")
+		st, err := e.s.GetServiceState(e.ctx, e.ns, svc)
+		e.must(err)
+		want := []store.PodState{
+			{Pod: 4, StateValue: store.StateValue{Load: 17, Updated: 1700000000000, Routing: store.Ready}},
+			{Pod: 5, StateValue: store.StateValue{Load: 0, Updated: 1700000000001, Routing: store.Shutdown}},
+		}
+		if !slices.Equal(st.Pods, want) {
+			e.t.Fatalf("pods = %+v, want %+v", st.Pods, want)
+		}
+	}},
+	{"ServiceState/missing_service_is_empty", func(e *env) {
+		st, err := e.s.GetServiceState(e.ctx, e.ns, "nothing")
+		e.must(err)
+		if len(st.Pods) != 0 || st.Now <= 0 {
+			e.t.Fatalf("= %+v, want no pods and the server time", st)
+		}
+	}},
+	{"ServiceState/remove", func(e *env) {
+		_, err := e.s.SetServiceState(e.ctx, e.ns, svc, 3, 1, store.Ready)
+		e.must(err)
+		ok, err := e.s.RemoveServiceState(e.ctx, e.ns, svc, 3)
+		e.must(err)
+		if !ok {
+			e.t.Fatal("removed = false")
+		}
+		st, err := e.s.GetServiceState(e.ctx, e.ns, svc)
+		e.must(err)
+		if len(st.Pods) != 0 {
+			e.t.Fatalf("pods = %v, want none", st.Pods)
+		}
+	}},
+
+	// --- Workload state ---
+	{"WorkloadState/statuses_ttl_and_missing", func(e *env) {
+		for _, c := range []struct {
+			svc              string
+			accepting, alive int
+			want             store.WorkloadStatus
+		}{{"s1", 2, 3, store.WorkloadReady}, {"s2", 0, 2, store.WorkloadDraining}, {"s3", 0, 0, store.WorkloadDown}} {
+			ms, err := e.s.SetWorkloadState(e.ctx, e.ns, c.svc, c.accepting, c.alive, 15)
+			e.must(err)
+			e.wantTTL(store.WorkloadKey(e.ns, c.svc), 15)
+			w, err := e.s.GetWorkloadState(e.ctx, e.ns, c.svc)
+			e.must(err)
+			want := store.WorkloadState{Status: c.want, Accepting: c.accepting, Alive: c.alive, Updated: ms}
+			if w != want {
+				e.t.Fatalf("%s = %+v, want %+v", c.svc, w, want)
+			}
+			if w.Ready() != (c.want == store.WorkloadReady) {
+				e.t.Fatalf("%s Ready() = %v", c.svc, w.Ready())
+			}
+		}
+		w, err := e.s.GetWorkloadState(e.ctx, e.ns, "missing")
+		if err != nil || w != (store.WorkloadState{}) || w.Status != store.WorkloadUnknown {
+			e.t.Fatalf("missing = (%+v, %v), want Unknown", w, err)
+		}
+	}},
+	{"WorkloadState/batch_across_slots", func(e *env) {
+		svcs := []string{"s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"}
+		for i, s := range svcs[:6] {
+			_, err := e.s.SetWorkloadState(e.ctx, e.ns, s, i%2, 1, 30)
+			e.must(err)
+		}
+		got, err := e.s.GetWorkloadStateBatch(e.ctx, e.ns, svcs)
+		e.must(err)
+		if len(got) != len(svcs) {
+			e.t.Fatalf("%d states, want %d", len(got), len(svcs))
+		}
+		for i, s := range svcs {
+			want := store.WorkloadUnknown
+			if i < 6 {
+				want = []store.WorkloadStatus{store.WorkloadDraining, store.WorkloadReady}[i%2]
+			}
+			if got[s].Status != want {
+				e.t.Fatalf("%s = %v, want %v", s, got[s].Status, want)
+			}
+		}
+	}},
+
+	// --- Scripts ---
+	{"Scripts/reloaded_after_SCRIPT_FLUSH", func(e *env) {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 1, store.Persistent)
+		e.must(err)
+		e.b.FlushScripts(e.t)
+		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 1, store.Persistent)
+		e.must(err)
+		if !c.Claimed {
+			e.t.Fatalf("after flush claim = %+v", c)
+		}
+		e.b.FlushScripts(e.t)
+		if _, err := e.s.GetServiceState(e.ctx, e.ns, svc); err != nil {
+			e.t.Fatalf("read-only script after flush: %v", err)
+		}
+	}},
+}
+
+func TestContract(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
+		for _, c := range contract {
+			t.Run(c.name, func(t *testing.T) { c.run(newEnv(t, b)) })
+		}
+	})
+}
+
+// TestErrorKindsAreDistinct checks that not-found, corruption and
+// unavailability are told apart with errors.Is, without string matching.
+func TestErrorKindsAreDistinct(t *testing.T) {
+	errs := []error{store.ErrInvalidArgument, store.ErrCorrupt, store.ErrUnavailable, store.ErrUnexpectedReply}
+	typed := []error{&store.InvalidArgumentError{Arg: "uid"}, &store.CorruptError{Key: "k"}, &store.UnavailableError{Op: "x", Err: errors.New("down")}}
+	for i, err := range typed {
+		for j, sentinel := range errs {
+			if got := errors.Is(err, sentinel); got != (i == j) {
+				t.Errorf("errors.Is(%T, %v) = %v", err, sentinel, got)
+			}
+		}
+	}
+}

@@ -1,0 +1,258 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/redis/rueidis"
+)
+
+// Claim is the fixed-shape answer of TrySetLinkedPod.
+type Claim struct {
+	// Claimed is true when the link now points at the requested pod.
+	Claimed bool
+	// Owner is the pod linked afterwards: the requested pod when claimed, the
+	// pod holding the persistent link when refused.
+	Owner int
+	// Previous is the pod linked before the call, or NoPod.
+	Previous int
+}
+
+// linkCall validates the common arguments of a link write and returns its keys.
+func linkCall(ns, uid, svc string, pod, ttl int) (keys []string, err error) {
+	if err = linkArgs(ns, uid, svc); err != nil {
+		return nil, err
+	}
+	if err = validPod("pod", pod); err != nil {
+		return nil, err
+	}
+	if err = validTTL(ttl); err != nil {
+		return nil, err
+	}
+	return []string{LinkKey(ns, uid, svc), DirKey(ns, uid)}, nil
+}
+
+// SetLinkedPod links uid to pod unconditionally and returns the pod linked
+// before, or NoPod. ttl is Persistent (no expiry, listed in the uid's
+// directory) or a temporary link's lifetime in seconds (removed from the
+// directory). A previous value that is not a pod index is overwritten (which
+// repairs it) and reported as NoPod.
+func (r *Redis) SetLinkedPod(ctx context.Context, ns, uid, svc string, pod, ttl int) (previous int, err error) {
+	const op = "SetLinkedPod"
+	keys, err := linkCall(ns, uid, svc, pod, ttl)
+	if err != nil {
+		return NoPod, err
+	}
+	arr, err := r.run(ctx, op, scriptSet, keys, []string{svc, strconv.Itoa(pod), strconv.Itoa(ttl)})
+	if err != nil {
+		return NoPod, err
+	}
+	if len(arr) != 2 {
+		return NoPod, unexpected(op, "reply is not {status, previous}")
+	}
+	prev, err := podValue(keys[0], &arr[1])
+	if isCorrupt(err) {
+		return NoPod, nil
+	}
+	return prev, err
+}
+
+// TrySetLinkedPod links uid to pod unless another pod holds a persistent link,
+// in which case it changes nothing and names that owner. Otherwise it writes
+// like SetLinkedPod.
+func (r *Redis) TrySetLinkedPod(ctx context.Context, ns, uid, svc string, pod, ttl int) (Claim, error) {
+	const op = "TrySetLinkedPod"
+	keys, err := linkCall(ns, uid, svc, pod, ttl)
+	if err != nil {
+		return Claim{Owner: NoPod, Previous: NoPod}, err
+	}
+	arr, err := r.run(ctx, op, scriptTrySet, keys, []string{svc, strconv.Itoa(pod), strconv.Itoa(ttl)})
+	if err == nil {
+		var st int64
+		if st, err = status(op, keys[0], arr); err == nil {
+			c := Claim{Claimed: st == 1}
+			if c.Owner, err = intAt(op, arr, 1); err == nil {
+				if c.Previous, err = intAt(op, arr, 2); err == nil {
+					return c, nil
+				}
+			}
+		}
+	}
+	return Claim{Owner: NoPod, Previous: NoPod}, err
+}
+
+// SetLinkedPodIfAbsent links uid to pod only when no link exists, and returns
+// the pod linked afterwards: pod, or the one linked earlier. It never refreshes
+// an existing link's TTL. A corrupted existing value is a *CorruptError and
+// nothing is written.
+func (r *Redis) SetLinkedPodIfAbsent(ctx context.Context, ns, uid, svc string, pod, ttl int) (actual int, err error) {
+	const op = "SetLinkedPodIfAbsent"
+	keys, err := linkCall(ns, uid, svc, pod, ttl)
+	if err != nil {
+		return NoPod, err
+	}
+	var old rueidis.RedisMessage
+	if ttl == Persistent {
+		arr, err := r.run(ctx, op, scriptIfAbsent, keys, []string{svc, strconv.Itoa(pod)})
+		if err != nil {
+			return NoPod, err
+		}
+		if len(arr) != 2 {
+			return NoPod, unexpected(op, "reply is not {status, current}")
+		}
+		old = arr[1]
+	} else {
+		// A temporary link needs no script: SET NX GET answers the value that
+		// was there (and writes nothing) or nil (and writes ours).
+		cmd := r.client.B().Set().Key(keys[0]).Value(strconv.Itoa(pod)).Nx().Get().ExSeconds(int64(ttl)).Build()
+		res := r.client.Do(ctx, cmd)
+		if old, err = res.ToMessage(); err != nil && !rueidis.IsRedisNil(err) {
+			return NoPod, classify(op, keys[0], err)
+		}
+	}
+	cur, err := podValue(keys[0], &old)
+	if err != nil || cur == NoPod {
+		if err != nil {
+			return NoPod, err
+		}
+		return pod, nil
+	}
+	return cur, nil
+}
+
+// ReplaceLinkedPod is a compare-and-set: it links uid to pod only while the
+// link points at expected (NoPod: only while there is no link). It answers
+// whether it wrote and the pod linked afterwards (NoPod when none). Clients use
+// it to move a user off a dead pod without racing each other.
+func (r *Redis) ReplaceLinkedPod(ctx context.Context, ns, uid, svc string, expected, pod, ttl int) (replaced bool, actual int, err error) {
+	const op = "ReplaceLinkedPod"
+	keys, err := linkCall(ns, uid, svc, pod, ttl)
+	if err != nil {
+		return false, NoPod, err
+	}
+	if expected != NoPod {
+		if err := validPod("expected", expected); err != nil {
+			return false, NoPod, err
+		}
+	}
+	arr, err := r.run(ctx, op, scriptReplace, keys,
+		[]string{svc, strconv.Itoa(pod), strconv.Itoa(ttl), strconv.Itoa(expected)})
+	if err != nil {
+		return false, NoPod, err
+	}
+	st, err := status(op, keys[0], arr)
+	if err != nil {
+		return false, NoPod, err
+	}
+	if actual, err = intAt(op, arr, 1); err != nil {
+		return false, NoPod, err
+	}
+	return st == 1, actual, nil
+}
+
+// GetLinkedPod returns the pod uid is linked to for svc, or NoPod.
+func (r *Redis) GetLinkedPod(ctx context.Context, ns, uid, svc string) (int, error) {
+	const op = "GetLinkedPod"
+	if err := linkArgs(ns, uid, svc); err != nil {
+		return NoPod, err
+	}
+	key := LinkKey(ns, uid, svc)
+	msg, err := r.client.Do(ctx, r.client.B().Get().Key(key).Build()).ToMessage()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return NoPod, classify(op, key, err)
+	}
+	p, err := podValue(key, &msg)
+	if err != nil {
+		return NoPod, err
+	}
+	return p, nil
+}
+
+// GetLinkedPodIfPersist returns the pod uid is linked to for svc only when the
+// link is persistent, NoPod otherwise.
+func (r *Redis) GetLinkedPodIfPersist(ctx context.Context, ns, uid, svc string) (int, error) {
+	const op = "GetLinkedPodIfPersist"
+	if err := linkArgs(ns, uid, svc); err != nil {
+		return NoPod, err
+	}
+	keys := []string{LinkKey(ns, uid, svc), DirKey(ns, uid)}
+	arr, err := r.run(ctx, op, scriptGetPersist, keys, nil)
+	if err != nil {
+		return NoPod, err
+	}
+	if len(arr) != 2 {
+		return NoPod, unexpected(op, "reply is not {status, value}")
+	}
+	p, err := podValue(keys[0], &arr[1])
+	if err != nil {
+		return NoPod, err
+	}
+	return p, nil
+}
+
+// RemoveLinkedPod removes uid's link to svc. ttl Persistent deletes it now; a
+// positive ttl keeps it readable for ttl seconds as a temporary link (a grace
+// period). The directory entry is always removed. It answers whether a link existed.
+func (r *Redis) RemoveLinkedPod(ctx context.Context, ns, uid, svc string, ttl int) (existed bool, err error) {
+	const op = "RemoveLinkedPod"
+	if err := linkArgs(ns, uid, svc); err != nil {
+		return false, err
+	}
+	if err := validTTL(ttl); err != nil {
+		return false, err
+	}
+	keys := []string{LinkKey(ns, uid, svc), DirKey(ns, uid)}
+	arr, err := r.run(ctx, op, scriptRemove, keys, []string{svc, strconv.Itoa(ttl)})
+	if err != nil {
+		return false, err
+	}
+	st, err := status(op, keys[0], arr)
+	return st == 1, err
+}
+
+// RemoveLinkedPodWithId is RemoveLinkedPod applied only while the link still
+// points at pod; it answers whether it removed (or started the grace period of)
+// the link. A corrupted link is a *CorruptError and is left alone.
+func (r *Redis) RemoveLinkedPodWithId(ctx context.Context, ns, uid, svc string, pod, ttl int) (removed bool, err error) {
+	const op = "RemoveLinkedPodWithId"
+	keys, err := linkCall(ns, uid, svc, pod, ttl)
+	if err != nil {
+		return false, err
+	}
+	arr, err := r.run(ctx, op, scriptRemoveID, keys, []string{svc, strconv.Itoa(pod), strconv.Itoa(ttl)})
+	if err != nil {
+		return false, err
+	}
+	st, err := status(op, keys[0], arr)
+	return st == 1, err
+}
+
+// GetLinkService returns uid's persistent links, service → pod (an empty map
+// when there are none). Directory entries that are not pod indexes are left out
+// and reported together as *CorruptError values joined in err, beside the map.
+func (r *Redis) GetLinkService(ctx context.Context, ns, uid string) (map[string]int, error) {
+	const op = "GetLinkService"
+	if err := validName("namespace", ns); err != nil {
+		return nil, err
+	}
+	if err := validUID("uid", uid); err != nil {
+		return nil, err
+	}
+	key := DirKey(ns, uid)
+	fields, err := r.client.Do(ctx, r.client.B().Hgetall().Key(key).Build()).AsStrMap()
+	if err != nil {
+		return nil, classify(op, key, err)
+	}
+	links := make(map[string]int, len(fields))
+	var bad []error
+	for svc, v := range fields {
+		p, ok := parsePod(v)
+		if !ok || validName("service", svc) != nil {
+			bad = append(bad, &CorruptError{Key: key, Field: svc, Value: v})
+			continue
+		}
+		links[svc] = p
+	}
+	return links, errors.Join(bad...)
+}

@@ -1,0 +1,214 @@
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/rueidis"
+)
+
+// Redis is the link store on a Redis server, a Redis Cluster or the embedded
+// in-process Redis. It is safe for concurrent use; it keeps no state of its own
+// besides the client, so any number of processes may share one Redis.
+type Redis struct {
+	client  rueidis.Client
+	cluster bool
+	// closeFn releases what Dial built; nil for a store made by New.
+	closeFn func()
+}
+
+// New returns a store over client, a client the caller built and owns: Close
+// on the store does not close it. The client may be a standalone, sentinel or
+// cluster client; on a cluster every multi-key operation stays in one slot.
+// Redis 7.0 or newer is required (EVALSHA_RO, SET NX GET).
+func New(client rueidis.Client) *Redis {
+	return &Redis{client: client, cluster: client.Mode() == rueidis.ClientModeCluster}
+}
+
+// Client returns the rueidis client the store runs on.
+func (r *Redis) Client() rueidis.Client { return r.client }
+
+// Close releases what Dial built: the client and, when it started one, the
+// embedded Redis. For a store made by New it does nothing; the caller closes
+// its own client.
+func (r *Redis) Close() {
+	if r.closeFn != nil {
+		r.closeFn()
+	}
+}
+
+// DialConfig says how Dial builds a client.
+type DialConfig struct {
+	// Addrs are host:port addresses of a Redis server or of any nodes of a
+	// Redis Cluster (the mode is detected). Empty starts an embedded in-process
+	// Redis (miniredis) on a loopback port: zero setup, for examples, tests and
+	// the load generator; its data lives only as long as the store.
+	Addrs []string
+	// Username and Password authenticate to Redis (empty: no AUTH).
+	Username, Password string
+	// ClientName is sent with CLIENT SETNAME. Zero means "stickyroute".
+	ClientName string
+	// Configure, if set, may adjust the client options before the client is
+	// built, for example to set OnInvalidations or timeouts.
+	Configure func(*rueidis.ClientOption)
+}
+
+// Dial builds a rueidis client from cfg (starting the embedded Redis when
+// cfg.Addrs is empty) and returns a store that owns it: Close releases both.
+func Dial(cfg DialConfig) (*Redis, error) {
+	opt := rueidis.ClientOption{
+		InitAddress: cfg.Addrs,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		ClientName:  cfg.ClientName,
+	}
+	if opt.ClientName == "" {
+		opt.ClientName = "stickyroute"
+	}
+	var embedded *miniredis.Miniredis
+	if len(cfg.Addrs) == 0 {
+		embedded = miniredis.NewMiniRedis()
+		// TTLs follow the wall clock, as on a real server.
+		embedded.ClockTTL(true)
+		if err := embedded.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("store: starting the embedded redis: %w", err)
+		}
+		opt.InitAddress = []string{embedded.Addr()}
+		// No client tracking in the embedded Redis, and it answers CLUSTER
+		// commands as a one-node cluster: keep the client simple.
+		opt.DisableCache = true
+		opt.ForceSingleClient = true
+	}
+	if cfg.Configure != nil {
+		cfg.Configure(&opt)
+	}
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		if embedded != nil {
+			embedded.Close()
+		}
+		return nil, &UnavailableError{Op: "Dial", Err: err}
+	}
+	r := New(client)
+	r.closeFn = func() {
+		client.Close()
+		if embedded != nil {
+			embedded.Close()
+		}
+	}
+	return r, nil
+}
+
+//go:embed scripts/*.lua
+var scriptFiles embed.FS
+
+// script is one embedded Lua script, run with EVALSHA and re-sent with EVAL
+// when the server answers NOSCRIPT (after SCRIPT FLUSH or a restart).
+type script struct {
+	name string
+	lua  *rueidis.Lua
+}
+
+func loadScript(name string, readOnly, withPrelude bool) script {
+	body := mustRead("scripts/" + name + ".lua")
+	if withPrelude {
+		body = mustRead("scripts/prelude.lua") + body
+	}
+	if readOnly {
+		return script{name: name, lua: rueidis.NewLuaScriptReadOnly(body)}
+	}
+	return script{name: name, lua: rueidis.NewLuaScript(body)}
+}
+
+func mustRead(path string) string {
+	b, err := scriptFiles.ReadFile(path)
+	if err != nil {
+		panic(err) // the files are embedded at build time
+	}
+	return string(b)
+}
+
+var (
+	scriptSet        = loadScript("set", false, true)
+	scriptTrySet     = loadScript("tryset", false, true)
+	scriptIfAbsent   = loadScript("ifabsent", false, true)
+	scriptReplace    = loadScript("replace", false, true)
+	scriptGetPersist = loadScript("getpersist", true, true)
+	scriptRemove     = loadScript("remove", false, true)
+	scriptRemoveID   = loadScript("removeid", false, true)
+	scriptSetState   = loadScript("setstate", false, false)
+	// Not read-only on purpose: EVALSHA_RO may be served by a replica, whose
+	// clock is not the one that stamped the states.
+	scriptGetState    = loadScript("getstate", false, false)
+	scriptSetWorkload = loadScript("setworkload", false, false)
+)
+
+// run executes s with keys and args and returns its reply as an array.
+// op and keys[0] name the operation and its key in errors.
+func (r *Redis) run(ctx context.Context, op string, s script, keys, args []string) ([]rueidis.RedisMessage, error) {
+	res := s.lua.Exec(ctx, r.client, keys, args)
+	if err := res.Error(); err != nil {
+		return nil, classify(op, keys[0], err)
+	}
+	arr, err := res.ToArray()
+	if err != nil || len(arr) == 0 {
+		return nil, unexpected(op, "script "+s.name+" did not answer an array")
+	}
+	return arr, nil
+}
+
+// corruptReply is the status a link script answers when K1 holds a value that
+// is not a pod index.
+const corruptReply = -2
+
+// status reads the first element of a script reply, turning the corrupt status
+// into a *CorruptError for key.
+func status(op, key string, arr []rueidis.RedisMessage) (int64, error) {
+	st, err := arr[0].AsInt64()
+	if err != nil {
+		return 0, unexpected(op, "status is not an integer")
+	}
+	if st == corruptReply {
+		raw := ""
+		if len(arr) > 1 {
+			raw, _ = arr[1].ToString()
+		}
+		return 0, &CorruptError{Key: key, Value: raw}
+	}
+	return st, nil
+}
+
+// intAt reads element i of a fixed-shape reply as a pod index or -1.
+func intAt(op string, arr []rueidis.RedisMessage, i int) (int, error) {
+	if i >= len(arr) {
+		return 0, unexpected(op, fmt.Sprintf("reply has %d elements, want more than %d", len(arr), i))
+	}
+	v, err := arr[i].AsInt64()
+	if err != nil || v < NoPod || v > MaxPod {
+		return 0, unexpected(op, fmt.Sprintf("element %d is not a pod index", i))
+	}
+	return int(v), nil
+}
+
+// podValue reads an optional raw link value: nil is NoPod, a pod index is
+// returned, anything else is a *CorruptError for key.
+func podValue(key string, m *rueidis.RedisMessage) (int, error) {
+	if m.IsNil() {
+		return NoPod, nil
+	}
+	s, err := m.ToString()
+	if err != nil {
+		return 0, &CorruptError{Key: key, Value: wrongType}
+	}
+	p, ok := parsePod(s)
+	if !ok {
+		return 0, &CorruptError{Key: key, Value: s}
+	}
+	return p, nil
+}
+
+// isCorrupt reports whether err is a *CorruptError.
+func isCorrupt(err error) bool { return errors.Is(err, ErrCorrupt) }
