@@ -7,6 +7,10 @@
 #   scripts/redis.sh up     start the servers, write their addresses to $DIR/env
 #   scripts/redis.sh down   stop exactly the processes "up" started
 #   scripts/redis.sh env    print the addresses (shell syntax, for eval/source)
+#   scripts/redis.sh run CMD...
+#                           up, run CMD with the addresses exported (and
+#                           STICKYROUTE_REQUIRE_SERVERS=1, so no test skips a tier),
+#                           then down even when CMD fails; exits with CMD's status
 #
 # DIR defaults to .redis/ at the top of the repository (STICKYROUTE_REDIS_DIR overrides).
 # The env file exports:
@@ -148,9 +152,23 @@ down() {
   log "stopped"
 }
 
+run() {
+  [ $# -gt 0 ] || die "usage: $0 run CMD..."
+  trap down EXIT
+  trap 'exit 130' INT TERM
+  up >/dev/null
+  # shellcheck disable=SC1091
+  . "$DIR/env"
+  export STICKYROUTE_REQUIRE_SERVERS=1
+  local rc=0
+  "$@" || rc=$?
+  return $rc
+}
+
 case "${1:-}" in
 up) up ;;
+run) shift; run "$@" ;;
 down) down ;;
 env) cat "$DIR/env" ;;
-*) die "usage: $0 up|down|env" ;;
+*) die "usage: $0 up|down|env|run CMD..." ;;
 esac

@@ -118,7 +118,9 @@ func classify(op, key string, err error) error {
 	if redisErr, ok := rueidis.IsRedisErr(err); ok {
 		msg := redisErr.Error()
 		switch {
-		case strings.HasPrefix(msg, "WRONGTYPE"):
+		// Redis starts the message with WRONGTYPE; the embedded Redis wraps a
+		// script's error in its own text, hence Contains.
+		case strings.Contains(msg, "WRONGTYPE"):
 			return &CorruptError{Key: key, Value: wrongType}
 		case hasAnyPrefix(msg, "LOADING", "BUSY", "READONLY", "MASTERDOWN", "CLUSTERDOWN",
 			"TRYAGAIN", "OOM", "NOREPLICAS", "MISCONF", "NOAUTH", "WRONGPASS"):

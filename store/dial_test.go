@@ -1,0 +1,144 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/rueidis"
+
+	"github.com/stickyroute/stickyroute/internal/redistest"
+	"github.com/stickyroute/stickyroute/store"
+)
+
+func TestDialEmbedded(t *testing.T) {
+	ctx := redistest.Ctx(t)
+	s, err := store.Dial(store.DialConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetLinkedPod(ctx, "ns", "u", "svc", 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	// The embedded Redis expires keys on the wall clock, as a real one does.
+	redistest.Poll(t, 5*time.Second, "the 1 s temporary link expires", func() bool {
+		p, err := s.GetLinkedPod(ctx, "ns", "u", "svc")
+		return err == nil && p == store.NoPod
+	})
+	s.Close()
+	_, err = s.GetLinkedPod(ctx, "ns", "u", "svc")
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("after Close: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestDialReal(t *testing.T) {
+	for _, c := range []struct{ name, env string }{
+		{redistest.Standalone, redistest.EnvStandalone},
+		{redistest.Cluster, redistest.EnvCluster},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			addrs := os.Getenv(c.env)
+			if addrs == "" {
+				redistest.Open(t, c.name) // skips, or fails under STICKYROUTE_REQUIRE_SERVERS
+				return
+			}
+			ctx := redistest.Ctx(t)
+			var configured bool
+			s, err := store.Dial(store.DialConfig{
+				Addrs:     strings.Split(addrs, ","),
+				Configure: func(o *rueidis.ClientOption) { configured = true },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if !configured {
+				t.Fatal("Configure was not called")
+			}
+			wantMode := rueidis.ClientModeStandalone
+			if c.name == redistest.Cluster {
+				wantMode = rueidis.ClientModeCluster
+			}
+			if s.Client().Mode() != wantMode {
+				t.Fatalf("mode %s, want %s", s.Client().Mode(), wantMode)
+			}
+			ns := redistest.Namespace(t)
+			if _, err := s.SetLinkedPod(ctx, ns, "u", "svc", 1, store.Persistent); err != nil {
+				t.Fatal(err)
+			}
+			if p, err := s.GetLinkedPod(ctx, ns, "u", "svc"); err != nil || p != 1 {
+				t.Fatalf("= (%d, %v), want (1, nil)", p, err)
+			}
+		})
+	}
+}
+
+func TestDialUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	_, err = store.Dial(store.DialConfig{Addrs: []string{addr}})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Dial %s: %v, want ErrUnavailable", addr, err)
+	}
+}
+
+// TestUnavailableWithinDeadline: a Redis that went away answers every call with
+// ErrUnavailable before the caller's deadline; a cancelled caller is not told
+// the store is unavailable.
+func TestUnavailableWithinDeadline(t *testing.T) {
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	client, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress: []string{m.Addr()}, DisableCache: true, ForceSingleClient: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	s := store.New(client)
+	m.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	calls := map[string]func() error{
+		"GetLinkedPod": func() error { _, err := s.GetLinkedPod(ctx, "n", "u", "s"); return err },
+		"SetLinkedPod": func() error { _, err := s.SetLinkedPod(ctx, "n", "u", "s", 1, 10); return err },
+		"BatchGetLinkedPod": func() error {
+			_, err := s.BatchGetLinkedPod(ctx, "n", []string{"a", "b"}, "s")
+			return err
+		},
+		"GetServiceState": func() error { _, err := s.GetServiceState(ctx, "n", "s"); return err },
+	}
+	for name, call := range calls {
+		err := call()
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s: %v, want ErrUnavailable", name, err)
+		}
+		var ue *store.UnavailableError
+		if errors.As(err, &ue) && ue.Op != name {
+			t.Errorf("%s: error names op %q", name, ue.Op)
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("calls ran past the 2 s deadline: %v", ctx.Err())
+	}
+
+	cancelled, cancelNow := context.WithCancel(context.Background())
+	cancelNow()
+	_, err = s.GetLinkedPod(cancelled, "n", "u", "s")
+	if !errors.Is(err, context.Canceled) || errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("cancelled call: %v, want context.Canceled and not ErrUnavailable", err)
+	}
+}
