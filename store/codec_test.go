@@ -52,7 +52,7 @@ func TestParseStateValue(t *testing.T) {
 		{"5-1700000000000-1", store.StateValue{Load: 5, Updated: 1700000000000, Routing: store.Ready}, true},
 		{"5-1700000000000-2", store.StateValue{Load: 5, Updated: 1700000000000, Routing: store.DenyNewCall}, true},
 		{"0-1-0", store.StateValue{Load: 0, Updated: 1, Routing: store.Shutdown}, true},
-		{"5-1700000000000", store.StateValue{Load: 5, Updated: 1700000000000, Routing: store.Ready}, true}, // legacy
+		{"5-1700000000000", store.StateValue{Load: 5, Updated: 1700000000000, Routing: store.Ready}, true},  // legacy
 		{"-5-1700000000000", store.StateValue{Load: 0, Updated: 1700000000000, Routing: store.Ready}, true}, // legacy, clamped
 		{"-5-17-2", store.StateValue{Load: 0, Updated: 17, Routing: store.DenyNewCall}, true},
 		{"5-17-3", store.StateValue{}, false},
