@@ -61,11 +61,21 @@ func WorkloadKey(ns, svc string) string {
 
 // buildUIDKey writes sf:{ns:lk:escaped(uid)}svc with a single allocation.
 func buildUIDKey(ns, uid, svc string) string {
-	n := len(keyPrefix) + len(ns) + len(linkInfix) + len(uid) + 1 + len(svc)
-	special := countEscaped(uid)
-	n += special * (escapeWidth - 1)
 	var b strings.Builder
-	b.Grow(n)
+	b.Grow(uidKeyLen(ns, uid, svc))
+	writeUIDKey(&b, ns, uid, svc)
+	return b.String()
+}
+
+// uidKeyLen is the length of buildUIDKey(ns, uid, svc).
+func uidKeyLen(ns, uid, svc string) int {
+	return len(keyPrefix) + len(ns) + len(linkInfix) + len(uid) + 1 + len(svc) +
+		countEscaped(uid)*(escapeWidth-1)
+}
+
+// writeUIDKey appends the key to b.
+func writeUIDKey(b *strings.Builder, ns, uid, svc string) {
+	special := countEscaped(uid)
 	b.WriteString(keyPrefix)
 	b.WriteString(ns)
 	b.WriteString(linkInfix)
@@ -85,7 +95,30 @@ func buildUIDKey(ns, uid, svc string) string {
 	}
 	b.WriteByte('}')
 	b.WriteString(svc)
-	return b.String()
+}
+
+// linkKeys builds the LinkKey of every uid into one allocation: the keys are
+// slices of a single string.
+func linkKeys(ns string, uids []string, svc string) []string {
+	n := 0
+	for _, uid := range uids {
+		n += uidKeyLen(ns, uid, svc)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	ends := make([]int, len(uids))
+	for i, uid := range uids {
+		writeUIDKey(&b, ns, uid, svc)
+		ends[i] = b.Len()
+	}
+	all := b.String()
+	keys := make([]string, len(uids))
+	start := 0
+	for i, end := range ends {
+		keys[i] = all[start:end]
+		start = end
+	}
+	return keys
 }
 
 func countEscaped(uid string) int {

@@ -30,7 +30,14 @@ func linkCall(ns, uid, svc string, pod, ttl int) (keys []string, err error) {
 	if err = validTTL(ttl); err != nil {
 		return nil, err
 	}
-	return []string{LinkKey(ns, uid, svc), DirKey(ns, uid)}, nil
+	return linkKeyPair(ns, uid, svc), nil
+}
+
+// linkKeyPair returns {K1, K2} of a link. K2 is a prefix of K1, so one
+// allocation serves both.
+func linkKeyPair(ns, uid, svc string) []string {
+	k1 := LinkKey(ns, uid, svc)
+	return []string{k1, k1[:len(k1)-len(svc)]}
 }
 
 // SetLinkedPod links uid to pod unconditionally and returns the pod linked
@@ -176,7 +183,7 @@ func (r *Redis) GetLinkedPodIfPersist(ctx context.Context, ns, uid, svc string) 
 	if err := linkArgs(ns, uid, svc); err != nil {
 		return NoPod, err
 	}
-	keys := []string{LinkKey(ns, uid, svc), DirKey(ns, uid)}
+	keys := linkKeyPair(ns, uid, svc)
 	arr, err := r.run(ctx, op, scriptGetPersist, keys, nil)
 	if err != nil {
 		return NoPod, err
@@ -202,7 +209,7 @@ func (r *Redis) RemoveLinkedPod(ctx context.Context, ns, uid, svc string, ttl in
 	if err := validTTL(ttl); err != nil {
 		return false, err
 	}
-	keys := []string{LinkKey(ns, uid, svc), DirKey(ns, uid)}
+	keys := linkKeyPair(ns, uid, svc)
 	arr, err := r.run(ctx, op, scriptRemove, keys, []string{svc, strconv.Itoa(ttl)})
 	if err != nil {
 		return false, err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
+	"go.uber.org/goleak"
 )
 
 // Environment variables read by the real-server tiers.
@@ -172,5 +173,15 @@ func Poll(t testing.TB, within time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %v waiting until %s", within, what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// LeakOptions are the goleak options for packages whose tests use these
+// backends. rueidis closes the connections a cluster topology refresh dropped
+// five seconds later, in a goroutine of its own; that delayed close is not a
+// leak of ours.
+func LeakOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
 	}
 }
