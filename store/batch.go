@@ -20,6 +20,8 @@ import (
 // server for long. 256 measured best between 128 and 4096 (BenchmarkBatch).
 const batchChunk = 256
 
+const batchOp = "BatchGetLinkedPod"
+
 // BatchGetLinkedPod looks up the links of many uids to svc in one pipelined
 // round trip and groups them by pod: pod → uids in input order. Uids without a
 // link are left out. On a cluster the keys are grouped per hash slot (one MGET
@@ -29,7 +31,6 @@ const batchChunk = 256
 // *CorruptError values joined in err, beside the map of every other uid. A
 // failure of the round itself returns a nil map and the error.
 func (r *Redis) BatchGetLinkedPod(ctx context.Context, ns string, uids []string, svc string) (map[int][]string, error) {
-	const op = "BatchGetLinkedPod"
 	if err := validName("namespace", ns); err != nil {
 		return nil, err
 	}
@@ -64,7 +65,7 @@ func (r *Redis) BatchGetLinkedPod(ctx context.Context, ns string, uids []string,
 // at once (one round trip) while keys of later chunks are still being built
 // and replies of earlier ones parsed. It fills pods[i] for uids[i].
 func (r *Redis) batchStandalone(ctx context.Context, ns string, uids []string, svc string, pods []int32) ([]error, error) {
-	const op = "BatchGetLinkedPod"
+	const op = batchOp
 	chunks := (len(uids) + batchChunk - 1) / batchChunk
 	bad := make([][]error, chunks)
 	fail := make([]error, chunks)
@@ -109,7 +110,7 @@ func (r *Redis) batchStandalone(ctx context.Context, ns string, uids []string, s
 // batchCluster groups the keys per hash slot (one MGET cannot span slots) and
 // sends every group in one DoMulti, which asks each node at once.
 func (r *Redis) batchCluster(ctx context.Context, ns string, uids []string, svc string, pods []int32) ([]error, error) {
-	const op = "BatchGetLinkedPod"
+	const op = batchOp
 	keys := linkKeys(ns, uids, svc)
 	order, runs := slotRuns(keys)
 	cmds := make(rueidis.Commands, 0, len(runs))

@@ -109,7 +109,10 @@ type opError struct {
 	err error
 }
 
+// Error implements error.
 func (e *opError) Error() string { return "store: " + e.op + ": " + e.err.Error() }
+
+// Unwrap returns the cause.
 func (e *opError) Unwrap() error { return e.err }
 
 // classify turns an error from rueidis into the store's error kinds. key names
