@@ -236,6 +236,14 @@ func validTTL(ttl int) error {
 	return invalid("ttl", strconv.Itoa(ttl)+" is neither -1 (persistent) nor 1.."+strconv.Itoa(MaxTTL)+" seconds")
 }
 
+// serviceArgs validates the arguments shared by every service-wide operation.
+func serviceArgs(ns, svc string) error {
+	if err := validName("namespace", ns); err != nil {
+		return err
+	}
+	return validName("service", svc)
+}
+
 // linkArgs validates the arguments shared by every link operation.
 func linkArgs(ns, uid, svc string) error {
 	if err := validName("namespace", ns); err != nil {

@@ -14,10 +14,7 @@ import (
 // the Redis server's clock. It returns the stamp (Unix milliseconds).
 func (r *Redis) SetServiceState(ctx context.Context, ns, svc string, pod, load int, routing RoutingState) (updated int64, err error) {
 	const op = "SetServiceState"
-	if err := validName("namespace", ns); err != nil {
-		return 0, err
-	}
-	if err := validName("service", svc); err != nil {
+	if err := serviceArgs(ns, svc); err != nil {
 		return 0, err
 	}
 	if err := validPod("pod", pod); err != nil {
@@ -57,10 +54,7 @@ func stamp(op, key string, res rueidis.RedisResult) (int64, error) {
 // ServiceState.Skipped; they never fail the whole service.
 func (r *Redis) GetServiceState(ctx context.Context, ns, svc string) (ServiceState, error) {
 	const op = "GetServiceState"
-	if err := validName("namespace", ns); err != nil {
-		return ServiceState{}, err
-	}
-	if err := validName("service", svc); err != nil {
+	if err := serviceArgs(ns, svc); err != nil {
 		return ServiceState{}, err
 	}
 	key := StateKey(ns, svc)
@@ -97,10 +91,7 @@ func (r *Redis) GetServiceState(ctx context.Context, ns, svc string) (ServiceSta
 // It answers whether a state was there.
 func (r *Redis) RemoveServiceState(ctx context.Context, ns, svc string, pod int) (bool, error) {
 	const op = "RemoveServiceState"
-	if err := validName("namespace", ns); err != nil {
-		return false, err
-	}
-	if err := validName("service", svc); err != nil {
+	if err := serviceArgs(ns, svc); err != nil {
 		return false, err
 	}
 	if err := validPod("pod", pod); err != nil {
@@ -118,10 +109,7 @@ func (r *Redis) RemoveServiceState(ctx context.Context, ns, svc string, pod int)
 // pod counts) stamped with the server's clock, expiring after ttl seconds.
 func (r *Redis) SetWorkloadState(ctx context.Context, ns, svc string, accepting, alive, ttl int) (updated int64, err error) {
 	const op = "SetWorkloadState"
-	if err := validName("namespace", ns); err != nil {
-		return 0, err
-	}
-	if err := validName("service", svc); err != nil {
+	if err := serviceArgs(ns, svc); err != nil {
 		return 0, err
 	}
 	if alive < 0 || alive > MaxPod {
@@ -144,10 +132,7 @@ func (r *Redis) SetWorkloadState(ctx context.Context, ns, svc string, accepting,
 // *CorruptError.
 func (r *Redis) GetWorkloadState(ctx context.Context, ns, svc string) (WorkloadState, error) {
 	const op = "GetWorkloadState"
-	if err := validName("namespace", ns); err != nil {
-		return WorkloadState{}, err
-	}
-	if err := validName("service", svc); err != nil {
+	if err := serviceArgs(ns, svc); err != nil {
 		return WorkloadState{}, err
 	}
 	key := WorkloadKey(ns, svc)
