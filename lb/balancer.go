@@ -164,9 +164,9 @@ type Balancer struct {
 	// LeastTime and the load cap read with one load per pod. Done always counts
 	// in the cell, and undoes the global count when there is one.
 	local, global bool
-	epoch  time.Time
-	tau    int64
-	cfg    Config
+	epoch         time.Time
+	tau           int64
+	cfg           Config
 
 	// mu guards the fields below and serializes snapshot publication. It is
 	// never taken by a pick; Done takes it only when a pod reaches its
