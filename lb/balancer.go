@@ -17,8 +17,9 @@ import (
 // NoPod is the pod index of a failed pick. Pod 0 is a normal pod.
 const NoPod = -1
 
-// MaxPods is the most distinct pod indexes one balancer tracks over its life.
-const MaxPods = 1 << 16
+// MaxPods is the most distinct pod indexes one balancer tracks over its life
+// (lookup tables index members with 16 bits, one value kept as a marker).
+const MaxPods = 1<<16 - 1
 
 // ErrNoPod is returned by a pick when no pod is eligible: none is a member,
 // or every member is unhealthy or ejected.
@@ -171,16 +172,20 @@ type Balancer struct {
 	// mu guards the fields below and serializes snapshot publication. It is
 	// never taken by a pick; Done takes it only when a pod reaches its
 	// failure threshold.
-	mu      sync.Mutex
-	members map[int]*member
-	states  map[int]*podState // pod index → state, kept after removal
-	blocks  [][]*block        // [stripe] → counter blocks
+	mu       sync.Mutex
+	members  map[int]*member
+	states   map[int]*podState // pod index → state, kept after removal
+	blocks   [][]*block        // [stripe] → counter blocks
+	conns    []*dense          // reported connections by slot
+	inflight []*dense          // global in-flight counts by slot
 	// table is the strategy's table for the current membership, weights,
 	// eligibility and ramps; nil with tableOK when the strategy has none.
 	table   []uint16
 	tableOK bool
 	ramper  *time.Timer
 	closed  bool
+	// connsSeen: some pod has reported connections (UpdateStats).
+	connsSeen bool
 }
 
 // member is a pod of the set, as the writers see it.
@@ -193,6 +198,7 @@ type member struct {
 	down bool
 	// ejected by passive health checking, until timer fires.
 	ejected    bool
+	until      time.Time // end of the current ejection
 	ejections  int
 	readmitted time.Time
 	timer      *time.Timer
@@ -254,34 +260,38 @@ func (b *Balancer) PickHash(h uint64) (PickResult, error) { return b.pick(h, tru
 func (b *Balancer) pick(h uint64, keyed bool) (PickResult, error) {
 	s := b.snap.Load()
 	sid := xruntime.ProcID() & b.mask
-	st := &b.stripes[sid]
 	i := b.strategy.pick(b, s, sid, h, keyed)
 	if i < 0 {
 		return PickResult{Pod: NoPod}, ErrNoPod
 	}
 	if b.loadCap != 0 {
 		i = b.underCap(s, i, h, keyed)
-		st.inflight.Add(1)
 	}
 	c := s.cells[sid][i]
 	if b.local {
 		c.picks.Add(1)
 	}
 	if b.global {
-		s.entries[i].state.active.Add(1)
+		s.entries[i].state.inflight.Add(1)
 	}
 	return PickResult{Pod: s.entries[i].pod, Done: c.done}, nil
 }
 
 // underCap returns i if its pod stays within the load cap after this pick,
 // else the first pod in the strategy's spill order that does.
+//
+// A pod's load here is its published load plus its in-flight picks and its
+// reported connections, on both sides of the comparison; the mean
+// is over the eligible pods only. The least loaded eligible pod always fits
+// (its load + 1 ≤ ceil(mean + 1/n) ≤ the limit), so a spill finds a pod unless
+// the counters moved under us, in which case the strategy's pick stands.
 func (b *Balancer) underCap(s *snapshot, i int, h uint64, keyed bool) int {
-	n := len(s.eligible)
-	var total int64
-	for k := range b.stripes {
-		total += b.stripes[k].inflight.Load()
+	n := len(s.cands)
+	total := s.loadSum
+	for k := range s.cands {
+		total += s.cands[k].inflight.Load() + s.cands[k].conns.Load()
 	}
-	limit := int64(math.Ceil(b.loadCap * float64(s.loadSum+total+1) / float64(n)))
+	limit := int64(math.Ceil(b.loadCap * float64(total+1) / float64(n)))
 	if fits(s, i, limit) {
 		return i
 	}
@@ -293,8 +303,7 @@ func (b *Balancer) underCap(s *snapshot, i int, h uint64, keyed bool) int {
 			}
 		}
 	}
-	// Spill in eligible order after i. The mean is below the limit, so some
-	// eligible pod fits unless the counters moved under us; then keep i.
+	// Spill in eligible order after i.
 	start := slices.Index(s.eligible, int32(i))
 	for k := 1; k < n; k++ {
 		j := int(s.eligible[(start+k)%n])
@@ -308,7 +317,7 @@ func (b *Balancer) underCap(s *snapshot, i int, h uint64, keyed bool) int {
 // fits reports whether entry j may take one more pick under limit.
 func fits(s *snapshot, j int, limit int64) bool {
 	e := &s.entries[j]
-	return e.ok && e.load+e.state.active.Load()+1 <= limit
+	return e.ok && e.load+e.state.inflight.Load()+e.state.conns.Load()+1 <= limit
 }
 
 // Add makes pod a member with the given weight (0 means 1), or updates the
@@ -367,6 +376,20 @@ func (b *Balancer) Update(pods []Pod) error {
 		}
 		seen[p.Index] = true
 	}
+	fresh := 0
+	for _, p := range pods {
+		if _, known := b.states[p.Index]; !known {
+			fresh++
+		}
+	}
+	if len(b.states)+fresh > MaxPods {
+		return fmt.Errorf("lb: more than %d distinct pods", MaxPods)
+	}
+	// New pods slow-start only against eligible pods that stay in the set.
+	running := false
+	for pod, m := range b.members {
+		running = running || seen[pod] && m.eligible()
+	}
 	for pod, m := range b.members {
 		if !seen[pod] {
 			if m.timer != nil {
@@ -386,7 +409,7 @@ func (b *Balancer) Update(pods []Pod) error {
 			m.load = p.Load
 			continue
 		}
-		if err := b.addLocked(p, true); err != nil {
+		if err := b.addLocked(p, running); err != nil {
 			return err
 		}
 	}
@@ -421,11 +444,17 @@ func (b *Balancer) UpdateStats(pod int, conns int64, rt time.Duration) error {
 	b.mu.Lock()
 	st, ok := b.states[pod]
 	_, member := b.members[pod]
+	if ok && member && conns != 0 && !b.connsSeen {
+		// From now on scans read the reported counts too (see snapshot.conns).
+		b.connsSeen = true
+		st.conns.Store(conns)
+		b.publishLocked()
+	}
 	b.mu.Unlock()
 	if !ok || !member {
 		return fmt.Errorf("lb: pod %d is not a member", pod)
 	}
-	st.setConns(conns)
+	st.conns.Store(conns)
 	if rt > 0 {
 		st.observe(rt, b.now())
 	}
@@ -479,27 +508,32 @@ func (b *Balancer) stateLocked(pod int) (*podState, error) {
 	if slot >= MaxPods {
 		return nil, fmt.Errorf("lb: more than %d distinct pods", MaxPods)
 	}
-	st := &podState{pod: pod, slot: slot}
+	if slot>>blockShift == len(b.conns) {
+		b.conns = append(b.conns, new(dense))
+		b.inflight = append(b.inflight, new(dense))
+	}
+	st := &podState{
+		pod: pod, slot: slot,
+		conns:    &b.conns[slot>>blockShift][slot&(blockSize-1)],
+		inflight: &b.inflight[slot>>blockShift][slot&(blockSize-1)],
+	}
 	for sid := range b.blocks {
 		if slot>>blockShift == len(b.blocks[sid]) {
 			b.blocks[sid] = append(b.blocks[sid], new(block))
 		}
 		c := &b.blocks[sid][slot>>blockShift][slot&(blockSize-1)]
-		c.done = b.doneFunc(c, st, &b.stripes[sid])
+		c.done = b.doneFunc(c, st)
 	}
 	b.states[pod] = st
 	return st, nil
 }
 
 // doneFunc builds the Done callback of one pod in one stripe.
-func (b *Balancer) doneFunc(c *cell, st *podState, sp *stripe) func(DoneInfo) {
+func (b *Balancer) doneFunc(c *cell, st *podState) func(DoneInfo) {
 	return func(info DoneInfo) {
 		c.dones.Add(1)
 		if b.global {
-			st.active.Add(-1)
-		}
-		if b.loadCap != 0 {
-			sp.inflight.Add(-1)
+			st.inflight.Add(-1)
 		}
 		b.report(st, info)
 	}
@@ -507,10 +541,13 @@ func (b *Balancer) doneFunc(c *cell, st *podState, sp *stripe) func(DoneInfo) {
 
 // publishLocked builds a snapshot of the members and swaps it in.
 func (b *Balancer) publishLocked() {
+	b.capEjectionsLocked()
+	b.settleRampsLocked()
 	s := &snapshot{
 		entries: make([]entry, 0, len(b.members)),
 		cells:   make([][]*cell, len(b.blocks)),
 		uniform: true,
+		conns:   b.connsSeen,
 	}
 	for _, m := range b.members {
 		s.entries = append(s.entries, entry{
@@ -535,11 +572,20 @@ func (b *Balancer) publishLocked() {
 			}
 			s.eligible = append(s.eligible, int32(i))
 			s.cands = append(s.cands, cand{
-				load: e.load, state: e.state, i: int32(i), weight: int32(e.weight), ramp: e.ramp,
+				load: e.load, conns: e.state.conns, inflight: e.state.inflight, state: e.state,
+				i: int32(i), weight: int32(e.weight), ramp: e.ramp,
 			})
 			s.loadSum += e.load
 			s.ramping = s.ramping || e.ramp < rampOne
 		}
+	}
+	s.candCells = make([][]*cell, len(s.cells))
+	for sid, row := range s.cells {
+		cc := make([]*cell, len(s.cands))
+		for k := range s.cands {
+			cc[k] = row[s.cands[k].i]
+		}
+		s.candCells[sid] = cc
 	}
 	if !b.tableOK {
 		b.table = b.strategy.build(s)
@@ -547,6 +593,30 @@ func (b *Balancer) publishLocked() {
 	}
 	s.table = b.table
 	b.snap.Store(s)
+}
+
+// settleRampsLocked ends the slow start of every member when no eligible
+// member is at full share: ramping against nobody would only starve the pods
+// (an Update that brings a whole new set, the first Update of an empty set).
+func (b *Balancer) settleRampsLocked() {
+	ramping := false
+	for _, m := range b.members {
+		if m.eligible() {
+			if m.ramp >= rampOne {
+				return
+			}
+			ramping = true
+		}
+	}
+	if !ramping {
+		return
+	}
+	for _, m := range b.members {
+		if m.ramp < rampOne {
+			m.ramp = rampOne
+			b.healthChangedLocked()
+		}
+	}
 }
 
 // Close stops the balancer's timers: an ejected pod stays out and a

@@ -38,10 +38,7 @@ type block [blockSize]cell
 type stripe struct {
 	// cursor is the position of round robin and weighted round robin.
 	cursor atomic.Uint64
-	// inflight is the stripe's share of all in-flight picks, kept only when a
-	// load cap is configured (the cap needs the mean load).
-	inflight atomic.Int64
-	_        [cacheLine - 16]byte
+	_      [cacheLine - 8]byte
 }
 
 // podState is the per-pod state that is not written on the pick path: what
@@ -49,25 +46,23 @@ type stripe struct {
 type podState struct {
 	pod  int
 	slot int
-	// conns is the connection count the application reported (UpdateStats).
-	conns atomic.Int64
-	// active is conns plus the in-flight picks over every processor (those
-	// counted only when the balancer is global, see Balancer.local): what
-	// LeastConn compares, in one load.
-	active atomic.Int64
+	// conns points at the connection count the application reported
+	// (UpdateStats), and inflight at the picks not yet done over every
+	// processor (kept only when the balancer is global, see Balancer.local).
+	// Both live in dense blocks beside the other pods' counters, so a scan over
+	// the pods reads a few cache lines, not one per pod.
+	conns, inflight *atomic.Int64
 	// ewma is the response time average in nanoseconds; 0 before any sample.
 	ewma atomic.Int64
 	// last is when ewma was last updated, in nanoseconds since the balancer's epoch.
 	last atomic.Int64
 	// fails counts consecutive failures.
 	fails atomic.Int32
-	_     [12]byte // one cache line per pod
+	_     [12]byte // one cache line per pod, with the fields above
 }
 
-// setConns records a reported connection count, keeping active in step.
-func (p *podState) setConns(n int64) {
-	p.active.Add(n - p.conns.Swap(n))
-}
+// dense holds one counter for each of 64 consecutive slots, side by side.
+type dense [blockSize]atomic.Int64
 
 // ewmaWeight is the weight of a new sample in the response-time average.
 const ewmaWeight = 0.3

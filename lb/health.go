@@ -42,13 +42,7 @@ func (b *Balancer) eject(pod int) {
 	if !ok || b.closed || m.ejected || m.down {
 		return
 	}
-	ejected := 0
-	for _, o := range b.members {
-		if o.ejected {
-			ejected++
-		}
-	}
-	if float64(ejected+1) > b.cfg.Ejection.MaxFraction*float64(len(b.members)) {
+	if b.ejectedLocked()+1 > b.maxEjectedLocked() {
 		return
 	}
 	e := b.cfg.Ejection
@@ -65,25 +59,66 @@ func (b *Balancer) eject(pod int) {
 	}
 	m.ejections++
 	m.ejected = true
+	m.until = now.Add(d)
 	m.timer = time.AfterFunc(d, func() { b.readmit(pod, m) })
-	b.tableOK = false
+	b.healthChangedLocked()
 	b.publishLocked()
 }
 
-// readmit ends m's ejection, unless m left the set meanwhile.
+// readmit ends m's ejection when its back-off is over, unless m left the
+// set or its ejection ended otherwise meanwhile.
 func (b *Balancer) readmit(pod int, m *member) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed || b.members[pod] != m || !m.ejected {
 		return
 	}
+	b.endEjectionLocked(m)
+	b.publishLocked()
+}
+
+// endEjectionLocked puts m back in the picks (slow-starting).
+func (b *Balancer) endEjectionLocked(m *member) {
+	if m.timer != nil {
+		m.timer.Stop()
+		m.timer = nil
+	}
 	m.ejected = false
-	m.timer = nil
 	m.readmitted = time.Now()
 	m.state.fails.Store(0)
 	b.startRampLocked(m)
-	b.tableOK = false
-	b.publishLocked()
+	b.healthChangedLocked()
+}
+
+// ejectedLocked counts the members out on an ejection.
+func (b *Balancer) ejectedLocked() int {
+	n := 0
+	for _, m := range b.members {
+		if m.ejected {
+			n++
+		}
+	}
+	return n
+}
+
+// maxEjectedLocked is how many members may be ejected at once: the floor of
+// MaxFraction × members, so a lone pod is never ejected.
+func (b *Balancer) maxEjectedLocked() int {
+	return int(b.cfg.Ejection.MaxFraction * float64(len(b.members)))
+}
+
+// capEjectionsLocked ends the ejections that the cap no longer allows after
+// the set shrank, those due to end soonest first.
+func (b *Balancer) capEjectionsLocked() {
+	for over := b.ejectedLocked() - b.maxEjectedLocked(); over > 0; over-- {
+		var first *member
+		for _, m := range b.members {
+			if m.ejected && (first == nil || m.until.Before(first.until)) {
+				first = m
+			}
+		}
+		b.endEjectionLocked(first)
+	}
 }
 
 // SetHealthy marks pod healthy or unhealthy by hand (the old API's
@@ -100,13 +135,26 @@ func (b *Balancer) SetHealthy(pod int, healthy bool) error {
 		return nil
 	}
 	m.down = !healthy
+	if m.ejected {
+		// The mark by hand supersedes the ejection: one reason to be out at a time.
+		b.endEjectionLocked(m)
+	}
 	if healthy {
 		m.state.fails.Store(0)
 		b.startRampLocked(m)
 	}
-	b.tableOK = false
+	b.healthChangedLocked()
 	b.publishLocked()
 	return nil
+}
+
+// healthChangedLocked notes that eligibility or slow-start shares changed:
+// the strategy's table is rebuilt only if it depends on them (Maglev's does
+// not: it is built over the members, and picks skip the ineligible).
+func (b *Balancer) healthChangedLocked() {
+	if b.strategy.tableFollowsHealth() {
+		b.tableOK = false
+	}
 }
 
 // rampSteps is how many steps a slow start takes.
@@ -159,7 +207,7 @@ func (b *Balancer) rampTick() {
 		m.ramp = max(uint32(int64(rampOne)*int64(elapsed)/int64(window)), rampOne/rampSteps)
 		pending = true
 	}
-	b.tableOK = false
+	b.healthChangedLocked()
 	b.publishLocked()
 	if pending {
 		b.ramper = time.AfterFunc(window/rampSteps, b.rampTick)

@@ -3,49 +3,73 @@ package lb
 import "github.com/stickyroute/stickyroute/internal/xruntime"
 
 // LeastConn picks the eligible pod with the fewest connections per unit of
-// weight: its in-flight picks over every processor plus the connection count
-// the application reported with UpdateStats. Ties go to the first pod after a
-// random starting point, so equal pods share the picks. A pod that slow-starts
-// is skipped with probability 1 - its share.
+// weight: its in-flight picks plus the connection count the application
+// reported with UpdateStats. Ties go to the first pod after a random starting
+// point, so equal pods share the picks. A pod that slow-starts is skipped with
+// probability 1 - its share.
+//
+// As with P2C, the in-flight picks are those of the caller's processor: a
+// global count would be written by every core on every pick and read by every
+// scan, and the cache lines bouncing between cores make a parallel pick
+// several times slower than a mutex. Each processor's picks go to its least
+// connected pod, so the pods stay within one pick per processor of each other.
 type LeastConn struct{}
 
-func (LeastConn) global() bool { return true }
+func (LeastConn) tableFollowsHealth() bool { return false }
+
+func (LeastConn) global() bool { return false }
 
 // String returns "least_conn".
 func (LeastConn) String() string { return "least_conn" }
 
 func (LeastConn) build(*snapshot) []uint16 { return nil }
 
-func (LeastConn) pick(_ *Balancer, s *snapshot, _ int, _ uint64, _ bool) int {
+func (LeastConn) pick(_ *Balancer, s *snapshot, sid int, _ uint64, _ bool) int {
 	cs := s.cands
 	n := len(cs)
 	if n == 0 {
 		return -1
 	}
+	cc := s.candCells[sid]
 	start := int(uint64(xruntime.Rand32()) * uint64(n) >> 32)
-	if s.uniform && !s.ramping {
-		// The common case, kept tight: equal weights, nobody slow-starting.
-		best, bestScore := start, cs[start].state.active.Load()
+	if s.uniform && !s.ramping && !s.conns {
+		// The common case, kept tight: equal weights, nobody slow-starting,
+		// no reported connections.
+		best, bestScore := start, cc[start].inflight()
 		for k := start + 1; k < n; k++ {
-			if sc := cs[k].state.active.Load(); sc < bestScore {
+			if sc := cc[k].inflight(); sc < bestScore {
 				best, bestScore = k, sc
 			}
 		}
 		for k := 0; k < start; k++ {
-			if sc := cs[k].state.active.Load(); sc < bestScore {
+			if sc := cc[k].inflight(); sc < bestScore {
+				best, bestScore = k, sc
+			}
+		}
+		return int(cs[best].i)
+	}
+	if s.uniform && !s.ramping {
+		best, bestScore := start, cc[start].inflight()+cs[start].conns.Load()
+		for k := start + 1; k < n; k++ {
+			if sc := cc[k].inflight() + cs[k].conns.Load(); sc < bestScore {
+				best, bestScore = k, sc
+			}
+		}
+		for k := 0; k < start; k++ {
+			if sc := cc[k].inflight() + cs[k].conns.Load(); sc < bestScore {
 				best, bestScore = k, sc
 			}
 		}
 		return int(cs[best].i)
 	}
 	best, bestScore, bestWeight := -1, int64(0), int64(1)
-	for _, part := range [2][]cand{cs[start:], cs[:start]} {
-		for k := range part {
-			c := &part[k]
+	for _, r := range [2][2]int{{start, n}, {0, start}} {
+		for k := r[0]; k < r[1]; k++ {
+			c := &cs[k]
 			if c.ramp < rampOne && !admit(c.ramp, xruntime.Rand64()) {
 				continue
 			}
-			sc, w := c.state.active.Load(), int64(c.weight)
+			sc, w := cc[k].inflight()+c.conns.Load(), int64(c.weight)
 			if best < 0 || sc*bestWeight < bestScore*w {
 				best, bestScore, bestWeight = int(c.i), sc, w
 			}

@@ -7,12 +7,15 @@ import (
 
 // LeastTime picks the eligible pod with the lowest expected wait: its
 // response-time average (fed by Done and UpdateStats) times its in-flight
-// picks plus one, per unit of weight. The average decays while a pod gets no
+// picks over every processor, plus its reported connections, plus one, per
+// unit of weight. The average decays while a pod gets no
 // samples (it counts half after Config.DecayTime idle), so a pod that was slow
 // once is tried again. A pod without samples counts as 1µs. Ties go to the
 // first pod after a random starting point; a pod that slow-starts is skipped
 // with probability 1 - its share.
 type LeastTime struct{}
+
+func (LeastTime) tableFollowsHealth() bool { return false }
 
 func (LeastTime) global() bool { return true }
 
@@ -33,15 +36,17 @@ func (LeastTime) pick(b *Balancer, s *snapshot, _ int, _ uint64, _ bool) int {
 	now := b.now()
 	start := int(uint64(xruntime.Rand32()) * uint64(n) >> 32)
 	best, bestScore, bestWeight := -1, 0.0, 1.0
-	for k := range n {
-		c := &cs[(start+k)%n]
-		if c.ramp < rampOne && !admit(c.ramp, xruntime.Rand64()) {
-			continue
-		}
-		t := max(c.state.decayedEWMA(now, b.tau), unknownTime)
-		sc, w := float64(t)*float64(c.state.active.Load()+1), float64(c.weight)
-		if best < 0 || sc*bestWeight < bestScore*w {
-			best, bestScore, bestWeight = int(c.i), sc, w
+	for _, part := range [2][]cand{cs[start:], cs[:start]} {
+		for k := range part {
+			c := &part[k]
+			if c.ramp < rampOne && !admit(c.ramp, xruntime.Rand64()) {
+				continue
+			}
+			t := max(c.state.decayedEWMA(now, b.tau), unknownTime)
+			sc, w := float64(t)*float64(c.inflight.Load()+c.conns.Load()+1), float64(c.weight)
+			if best < 0 || sc*bestWeight < bestScore*w {
+				best, bestScore, bestWeight = int(c.i), sc, w
+			}
 		}
 	}
 	if best < 0 { // every candidate was a slow-starting pod sitting this one out

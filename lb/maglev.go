@@ -13,6 +13,8 @@ import "github.com/stickyroute/stickyroute/internal/xruntime"
 // unkeyed Pick is spread at random by weight.
 type Maglev struct{}
 
+func (Maglev) tableFollowsHealth() bool { return false }
+
 func (Maglev) global() bool { return false }
 
 // String returns "maglev".
@@ -50,16 +52,25 @@ func (Maglev) build(s *snapshot) []uint16 {
 			}
 			credit[i] -= wmax
 			for table[pos[i]] != empty {
-				pos[i] = (pos[i] + skip[i]) % maglevSize
+				pos[i] = step(pos[i], skip[i])
 			}
 			table[pos[i]] = uint16(i)
-			pos[i] = (pos[i] + skip[i]) % maglevSize
+			pos[i] = step(pos[i], skip[i])
 			if filled++; filled == maglevSize {
 				break
 			}
 		}
 	}
 	return table
+}
+
+// step advances a permutation position: (p + skip) mod maglevSize, both
+// already below maglevSize, without a division.
+func step(p, skip uint64) uint64 {
+	if p += skip; p >= maglevSize {
+		p -= maglevSize
+	}
+	return p
 }
 
 func (m Maglev) pick(_ *Balancer, s *snapshot, _ int, h uint64, keyed bool) int {

@@ -15,6 +15,8 @@ import "github.com/stickyroute/stickyroute/internal/xruntime"
 // comparisons only in proportion to its current share.
 type P2C struct{}
 
+func (P2C) tableFollowsHealth() bool { return false }
+
 func (P2C) global() bool { return false }
 
 // String returns "p2c".
@@ -39,9 +41,9 @@ func (P2C) pick(_ *Balancer, s *snapshot, sid int, _ uint64, _ bool) int {
 		j++
 	}
 	x, y := &cs[i], &cs[j]
-	row := s.cells[sid]
-	sx := x.load + row[x.i].inflight()
-	sy := y.load + row[y.i].inflight()
+	cc := s.candCells[sid]
+	sx := x.load + cc[i].inflight()
+	sy := y.load + cc[j].inflight()
 	// sy/wy < sx/wx without division.
 	if sy*int64(x.weight) < sx*int64(y.weight) {
 		x, y = y, x

@@ -1,5 +1,7 @@
 package lb
 
+import "sync/atomic"
+
 // rampOne is a full share of picks; a slow-starting pod has ramp in [1, rampOne).
 const rampOne = 1024
 
@@ -18,11 +20,12 @@ type entry struct {
 
 // cand is an eligible member as P2C and LeastConn read it.
 type cand struct {
-	load   int64
-	state  *podState
-	i      int32 // index into entries
-	weight int32
-	ramp   uint32
+	load            int64
+	conns, inflight *atomic.Int64 // state's, one load closer
+	state           *podState
+	i               int32 // index into entries
+	weight          int32
+	ramp            uint32
 }
 
 // snapshot is the immutable pod set every pick reads. Any change builds a new
@@ -42,8 +45,13 @@ type snapshot struct {
 	// cells[stripe][i] is the counter cell of entries[i] in that stripe; the
 	// cells live in blocks that never move, so they outlive the snapshot.
 	cells [][]*cell
+	// candCells[stripe][k] is the cell of cands[k]: the scans walk it directly.
+	candCells [][]*cell
 	// uniform is true when every eligible member has the same weight.
 	uniform bool
+	// conns is true once some pod reported connections: until then scans
+	// skip reading the counts.
+	conns bool
 	// table is the strategy's lookup table of entry indices (round robin while
 	// ramping, weighted round robin, Maglev), or nil.
 	table []uint16
@@ -59,8 +67,7 @@ func (s *snapshot) counts(i int, local bool) (picks uint64, inflight int64) {
 		dones += row[i].dones.Load()
 	}
 	if !local {
-		st := s.entries[i].state
-		inflight = st.active.Load() - st.conns.Load()
+		inflight = s.entries[i].state.inflight.Load()
 		return dones + uint64(inflight), inflight
 	}
 	return picks, int64(picks - dones)

@@ -15,6 +15,9 @@ type Strategy interface {
 	// pick returns the index into s.entries of the picked pod, or -1 when none
 	// is eligible. sid is the caller's stripe; h is the key's hash when keyed.
 	pick(b *Balancer, s *snapshot, sid int, h uint64, keyed bool) int
+	// tableFollowsHealth reports whether the table depends on eligibility and
+	// slow-start shares, not only on the members and their weights.
+	tableFollowsHealth() bool
 	// global reports whether the strategy reads each pod's in-flight count
 	// over all processors (so picks must keep it).
 	global() bool

@@ -4,10 +4,13 @@ package lb
 // every period of Σweight picks each pod gets exactly its weight, spread out
 // rather than in bursts (weights 5:1:1 give a a b a c a a, not a a a a a b c).
 // The period is computed once per change into a table, so a pick is a cursor
-// step and a table read, with no lock. Weights are reduced by their greatest
+// step and a table read, with no lock. As with RoundRobin, each processor
+// keeps its own cursor: its picks follow the period exactly. Weights are reduced by their greatest
 // common divisor; a period above 65,536 picks is scaled down to that length,
 // which keeps shares exact to within one pick per pod per period.
 type SmoothWeighted struct{}
+
+func (SmoothWeighted) tableFollowsHealth() bool { return true }
 
 func (SmoothWeighted) global() bool { return false }
 
