@@ -474,3 +474,51 @@ func TestFirstUpdateDoesNotSlowStart(t *testing.T) {
 		}
 	})
 }
+
+// TestEjectionJitter: with the default jitter an ejection lasts its back-off
+// ±10%, and the lengths differ from pod to pod.
+func TestEjectionJitter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 20
+		b, err := lb.New(lb.Config{
+			Strategy: lb.RoundRobin{}, Pods: podsOf(n),
+			Ejection: lb.Ejection{Failures: 1, Base: 10 * time.Second, MaxFraction: 1},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		// Every call fails until every pod is out (all at the same instant).
+		for {
+			r, err := b.Pick()
+			if errors.Is(err, lb.ErrNoPod) {
+				break
+			}
+			r.Done(lb.DoneInfo{Err: errors.New("down")})
+		}
+		start := time.Now()
+		back := map[int]time.Duration{}
+		for len(back) < n {
+			time.Sleep(10 * time.Millisecond)
+			synctest.Wait()
+			for _, p := range b.Stats().Pods {
+				if _, seen := back[p.Pod]; !seen && !p.Ejected {
+					back[p.Pod] = time.Since(start)
+				}
+			}
+			if time.Since(start) > time.Minute {
+				t.Fatalf("only %d of %d pods came back within a minute", len(back), n)
+			}
+		}
+		distinct := map[time.Duration]bool{}
+		for pod, d := range back {
+			if d < 9*time.Second || d > 11*time.Second+10*time.Millisecond {
+				t.Fatalf("pod %d was out for %v, want 10 s ± 10%%", pod, d)
+			}
+			distinct[d] = true
+		}
+		if len(distinct) < n/2 {
+			t.Fatalf("only %d distinct ejection lengths among %d pods: no jitter", len(distinct), n)
+		}
+	})
+}
