@@ -16,6 +16,8 @@ import (
 type Redis struct {
 	client  rueidis.Client
 	cluster bool
+	// tracker receives the invalidations of tracked reads; nil when none.
+	tracker *Tracker
 	// closeFn releases what Dial built; nil for a store made by New.
 	closeFn func()
 }
@@ -24,8 +26,16 @@ type Redis struct {
 // on the store does not close it. The client may be a standalone, sentinel or
 // cluster client; on a cluster every multi-key operation stays in one slot.
 // Redis 7.0 or newer is required (EVALSHA_RO, SET NX GET).
-func New(client rueidis.Client) *Redis {
-	return &Redis{client: client, cluster: client.Mode() == rueidis.ClientModeCluster}
+//
+// For coherent caching above the store (engine.Client), build the client with
+// ClientOption.OnInvalidations = t.OnInvalidations of a Tracker t and pass
+// WithTracker(t); Dial does both.
+func New(client rueidis.Client, opts ...Option) *Redis {
+	r := &Redis{client: client, cluster: client.Mode() == rueidis.ClientModeCluster}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // Client returns the rueidis client the store runs on.
@@ -52,12 +62,22 @@ type DialConfig struct {
 	// ClientName is sent with CLIENT SETNAME. Zero means "stickyroute".
 	ClientName string
 	// Configure, if set, may adjust the client options before the client is
-	// built, for example to set OnInvalidations or timeouts.
+	// built, for example timeouts. An OnInvalidations hook set here is called
+	// besides the store's own.
 	Configure func(*rueidis.ClientOption)
 }
 
+// trackerCacheBytes is the size of rueidis's own per-connection value cache
+// when Dial enables tracking. The values that matter are cached above the
+// store; rueidis only needs room for reads in flight, and Redis keeps tracking
+// keys rueidis has evicted.
+const trackerCacheBytes = 1 << 20
+
 // Dial builds a rueidis client from cfg (starting the embedded Redis when
 // cfg.Addrs is empty) and returns a store that owns it: Close releases both.
+// On a real Redis the client tracks the keys read for caching and the store
+// gets a Tracker; the embedded Redis has no client tracking, so the store has
+// none and cached values live by their TTL alone.
 func Dial(cfg DialConfig) (*Redis, error) {
 	opt := rueidis.ClientOption{
 		InitAddress: cfg.Addrs,
@@ -82,8 +102,24 @@ func Dial(cfg DialConfig) (*Redis, error) {
 		opt.DisableCache = true
 		opt.ForceSingleClient = true
 	}
+	if embedded == nil {
+		opt.CacheSizeEachConn = trackerCacheBytes
+	}
 	if cfg.Configure != nil {
 		cfg.Configure(&opt)
+	}
+	// Track reads on a real Redis, keeping any hook Configure installed.
+	var tracker *Tracker
+	if embedded == nil && !opt.DisableCache {
+		tracker = NewTracker()
+		ours, theirs := tracker.OnInvalidations, opt.OnInvalidations
+		opt.OnInvalidations = ours
+		if theirs != nil {
+			opt.OnInvalidations = func(m []rueidis.RedisMessage) {
+				ours(m)
+				theirs(m)
+			}
+		}
 	}
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
@@ -92,7 +128,7 @@ func Dial(cfg DialConfig) (*Redis, error) {
 		}
 		return nil, &UnavailableError{Op: "Dial", Err: err}
 	}
-	r := New(client)
+	r := New(client, WithTracker(tracker))
 	r.closeFn = func() {
 		client.Close()
 		if embedded != nil {

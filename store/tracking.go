@@ -1,0 +1,174 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Tracker hands out the invalidations Redis pushes for keys a client read
+// with tracking (RESP3 client-side caching): when any process changes or
+// removes such a key, Redis tells every connection that read it, and the
+// Tracker tells its subscribers. It is installed on a rueidis client as the
+// ClientOption.OnInvalidations hook (Dial does this). Safe for concurrent use.
+type Tracker struct {
+	// subs is replaced whole on Subscribe and cancel: the hook runs on the
+	// client's reading goroutine and must not wait for a lock.
+	subs atomic.Pointer[[]*subscription]
+	mu   sync.Mutex // serializes changes to subs
+}
+
+type subscription struct{ fn func(keys []string) }
+
+// NewTracker returns a Tracker with no subscribers.
+func NewTracker() *Tracker { return &Tracker{} }
+
+// OnInvalidations is the rueidis hook; set ClientOption.OnInvalidations to it.
+// A nil batch (the connection was lost, or Redis flushed its data) reaches
+// subscribers as a nil key list: forget everything read before.
+func (t *Tracker) OnInvalidations(msgs []rueidis.RedisMessage) {
+	subs := t.subs.Load()
+	if subs == nil || len(*subs) == 0 {
+		return
+	}
+	var keys []string
+	if msgs != nil {
+		keys = make([]string, 0, len(msgs))
+		for i := range msgs {
+			if k, err := msgs[i].ToString(); err == nil {
+				keys = append(keys, k)
+			}
+		}
+	}
+	for _, s := range *subs {
+		s.fn(keys)
+	}
+}
+
+// Subscribe calls fn with every batch of invalidated keys (nil: forget
+// everything) until cancel is called. fn runs on the Redis client's reading
+// goroutine: it must be quick and must not call Redis.
+func (t *Tracker) Subscribe(fn func(keys []string)) (cancel func()) {
+	s := &subscription{fn: fn}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var next []*subscription
+	if cur := t.subs.Load(); cur != nil {
+		next = append(next, *cur...)
+	}
+	next = append(next, s)
+	t.subs.Store(&next)
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		cur := *t.subs.Load()
+		next := make([]*subscription, 0, len(cur))
+		for _, o := range cur {
+			if o != s {
+				next = append(next, o)
+			}
+		}
+		t.subs.Store(&next)
+	}
+}
+
+// WithTracker tells New that client reports invalidations to t (the client
+// was built with ClientOption.OnInvalidations = t.OnInvalidations), so reads
+// made for caching are tracked and their invalidations reach t's subscribers.
+func WithTracker(t *Tracker) Option {
+	return func(r *Redis) { r.tracker = t }
+}
+
+// Option configures New.
+type Option func(*Redis)
+
+// Tracker returns the store's tracker, or nil when reads are not tracked
+// (the embedded Redis, or a client built without one): then cached values
+// can only be trusted up to their TTL.
+func (r *Redis) Tracker() *Tracker { return r.tracker }
+
+// TrackedLink is a link read with tracking.
+type TrackedLink struct {
+	// Pod is the linked pod, or NoPod.
+	Pod int
+	// Persistent is true when the link has no expiry.
+	Persistent bool
+}
+
+// GetLinkedPodTracked reads uid's link to svc like GetLinkedPod, and asks
+// Redis to report any later change of the key to the Tracker. ttl bounds how
+// long the client library may serve the value from its own cache; pass the
+// duration you will trust the answer. Without a tracker it is a plain read.
+func (r *Redis) GetLinkedPodTracked(ctx context.Context, ns, uid, svc string, ttl time.Duration) (TrackedLink, error) {
+	const op = "GetLinkedPodTracked"
+	if err := linkArgs(ns, uid, svc); err != nil {
+		return TrackedLink{Pod: NoPod}, err
+	}
+	key := LinkKey(ns, uid, svc)
+	res := r.client.DoMultiCache(ctx,
+		rueidis.CT(r.client.B().Get().Key(key).Cache(), ttl),
+		rueidis.CT(r.client.B().Pttl().Key(key).Cache(), ttl))
+	return trackedLink(op, key, res[0], res[1])
+}
+
+// trackedLink decodes the GET and PTTL of one link key.
+func trackedLink(op, key string, get, pttl rueidis.RedisResult) (TrackedLink, error) {
+	msg, err := get.ToMessage()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return TrackedLink{Pod: NoPod}, classify(op, key, err)
+	}
+	pod, err := podValue(key, &msg)
+	if err != nil {
+		return TrackedLink{Pod: NoPod}, err
+	}
+	ms, err := pttl.AsInt64()
+	if err != nil {
+		return TrackedLink{Pod: NoPod}, classify(op, key, err)
+	}
+	return TrackedLink{Pod: pod, Persistent: pod != NoPod && ms == -1}, nil
+}
+
+// LinkedPodsTracked reads the links of uids to svc in one pipelined round,
+// with tracking, and returns their pods in input order (NoPod when missing or
+// corrupt). Corrupt values are *CorruptError values joined in err beside the
+// result; a failure of the round returns nil and the error.
+func (r *Redis) LinkedPodsTracked(ctx context.Context, ns string, uids []string, svc string, ttl time.Duration) ([]int, error) {
+	const op = "LinkedPodsTracked"
+	if err := serviceArgs(ns, svc); err != nil {
+		return nil, err
+	}
+	for i, uid := range uids {
+		if err := validUID("uid", uid); err != nil {
+			err.(*InvalidArgumentError).Arg = "uids[" + strconv.Itoa(i) + "]"
+			return nil, err
+		}
+	}
+	pods := make([]int, len(uids))
+	if len(uids) == 0 {
+		return pods, nil
+	}
+	keys := linkKeys(ns, uids, svc)
+	cmds := make([]rueidis.CacheableTTL, len(keys))
+	for i, k := range keys {
+		cmds[i] = rueidis.CT(r.client.B().Get().Key(k).Cache(), ttl)
+	}
+	var bad []error
+	for i, res := range r.client.DoMultiCache(ctx, cmds...) {
+		msg, err := res.ToMessage()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return nil, classify(op, keys[i], err)
+		}
+		p, err := podValue(keys[i], &msg)
+		if err != nil {
+			bad = append(bad, err)
+			p = NoPod
+		}
+		pods[i] = p
+	}
+	return pods, errors.Join(bad...)
+}
