@@ -67,11 +67,6 @@ type DialConfig struct {
 	Configure func(*rueidis.ClientOption)
 }
 
-// trackerCacheBytes is the size of rueidis's own per-connection value cache
-// when Dial enables tracking. The values that matter are cached above the
-// store; rueidis only needs room for reads in flight, and Redis keeps tracking
-// keys rueidis has evicted.
-const trackerCacheBytes = 1 << 20
 
 // Dial builds a rueidis client from cfg (starting the embedded Redis when
 // cfg.Addrs is empty) and returns a store that owns it: Close releases both.
@@ -102,9 +97,6 @@ func Dial(cfg DialConfig) (*Redis, error) {
 		opt.DisableCache = true
 		opt.ForceSingleClient = true
 	}
-	if embedded == nil {
-		opt.CacheSizeEachConn = trackerCacheBytes
-	}
 	if cfg.Configure != nil {
 		cfg.Configure(&opt)
 	}
@@ -112,14 +104,7 @@ func Dial(cfg DialConfig) (*Redis, error) {
 	var tracker *Tracker
 	if embedded == nil && !opt.DisableCache {
 		tracker = NewTracker()
-		ours, theirs := tracker.OnInvalidations, opt.OnInvalidations
-		opt.OnInvalidations = ours
-		if theirs != nil {
-			opt.OnInvalidations = func(m []rueidis.RedisMessage) {
-				ours(m)
-				theirs(m)
-			}
-		}
+		tracker.Configure(&opt)
 	}
 	client, err := rueidis.NewClient(opt)
 	if err != nil {

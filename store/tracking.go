@@ -77,9 +77,39 @@ func (t *Tracker) Subscribe(fn func(keys []string)) (cancel func()) {
 	}
 }
 
-// WithTracker tells New that client reports invalidations to t (the client
-// was built with ClientOption.OnInvalidations = t.OnInvalidations), so reads
-// made for caching are tracked and their invalidations reach t's subscribers.
+// Configure sets what a rueidis client needs to report invalidations to t:
+// the OnInvalidations hook (chained after any hook already set), and a value
+// cache that keeps nothing. Reads made with tracking then always reach Redis,
+// so a read right after a write never returns a value the client library kept
+// from before the write; the values are cached above the store instead.
+// Build the client with these options and pass WithTracker(t) to New.
+func (t *Tracker) Configure(opt *rueidis.ClientOption) {
+	ours, theirs := t.OnInvalidations, opt.OnInvalidations
+	opt.OnInvalidations = ours
+	if theirs != nil {
+		opt.OnInvalidations = func(m []rueidis.RedisMessage) {
+			ours(m)
+			theirs(m)
+		}
+	}
+	opt.NewCacheStoreFn = func(rueidis.CacheStoreOption) rueidis.CacheStore { return keepNothing{} }
+}
+
+// keepNothing is a rueidis client-side cache store that stores no value: every
+// read made for caching goes to Redis (and is tracked there).
+type keepNothing struct{}
+
+func (keepNothing) Flight(string, string, time.Duration, time.Time) (rueidis.RedisMessage, rueidis.CacheEntry) {
+	return rueidis.RedisMessage{}, nil
+}
+func (keepNothing) Update(string, string, rueidis.RedisMessage) int64 { return 0 }
+func (keepNothing) Cancel(string, string, error)                      {}
+func (keepNothing) Delete([]rueidis.RedisMessage)                     {}
+func (keepNothing) Close(error)                                       {}
+
+// WithTracker tells New that client reports invalidations to t (it was built
+// with options set by t.Configure), so reads made for caching are tracked and
+// their invalidations reach t's subscribers.
 func WithTracker(t *Tracker) Option {
 	return func(r *Redis) { r.tracker = t }
 }
@@ -101,9 +131,9 @@ type TrackedLink struct {
 }
 
 // GetLinkedPodTracked reads uid's link to svc like GetLinkedPod, and asks
-// Redis to report any later change of the key to the Tracker. ttl bounds how
-// long the client library may serve the value from its own cache; pass the
-// duration you will trust the answer. Without a tracker it is a plain read.
+// Redis to report any later change of the key to the Tracker. ttl is the
+// client-side TTL rueidis asks for; pass the duration you will trust the
+// answer. Without a tracker it is a plain read.
 func (r *Redis) GetLinkedPodTracked(ctx context.Context, ns, uid, svc string, ttl time.Duration) (TrackedLink, error) {
 	const op = "GetLinkedPodTracked"
 	if err := linkArgs(ns, uid, svc); err != nil {

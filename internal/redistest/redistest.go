@@ -66,7 +66,9 @@ func Each(t *testing.T, fn func(t *testing.T, b *Backend)) {
 func Open(t testing.TB, name string) *Backend {
 	t.Helper()
 	b := &Backend{Name: name}
-	opt := rueidis.ClientOption{ClientName: "stickyroute-test"}
+	// No client-side caching: these clients stand for other processes and
+	// plain stores; tests that need tracking build a store with store.Dial.
+	opt := rueidis.ClientOption{ClientName: "stickyroute-test", DisableCache: true}
 	switch name {
 	case Embedded:
 		m := miniredis.NewMiniRedis()
@@ -77,7 +79,6 @@ func Open(t testing.TB, name string) *Backend {
 		t.Cleanup(m.Close)
 		b.Mini = m
 		b.Addrs = []string{m.Addr()}
-		opt.DisableCache = true
 		opt.ForceSingleClient = true
 	case Standalone:
 		b.Addrs = addrs(t, EnvStandalone)
