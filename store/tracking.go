@@ -99,13 +99,22 @@ func (t *Tracker) Configure(opt *rueidis.ClientOption) {
 // read made for caching goes to Redis (and is tracked there).
 type keepNothing struct{}
 
+// Flight always misses, so the read is sent to Redis.
 func (keepNothing) Flight(string, string, time.Duration, time.Time) (rueidis.RedisMessage, rueidis.CacheEntry) {
 	return rueidis.RedisMessage{}, nil
 }
+
+// Update keeps nothing.
 func (keepNothing) Update(string, string, rueidis.RedisMessage) int64 { return 0 }
-func (keepNothing) Cancel(string, string, error)                      {}
-func (keepNothing) Delete([]rueidis.RedisMessage)                     {}
-func (keepNothing) Close(error)                                       {}
+
+// Cancel has nothing to cancel.
+func (keepNothing) Cancel(string, string, error) {}
+
+// Delete has nothing to delete.
+func (keepNothing) Delete([]rueidis.RedisMessage) {}
+
+// Close has nothing to flush.
+func (keepNothing) Close(error) {}
 
 // WithTracker tells New that client reports invalidations to t (it was built
 // with options set by t.Configure), so reads made for caching are tracked and
