@@ -67,7 +67,6 @@ type DialConfig struct {
 	Configure func(*rueidis.ClientOption)
 }
 
-
 // Dial builds a rueidis client from cfg (starting the embedded Redis when
 // cfg.Addrs is empty) and returns a store that owns it: Close releases both.
 // On a real Redis the client tracks the keys read for caching and the store
