@@ -1,0 +1,797 @@
+package engine
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stickyroute/stickyroute/internal/clock"
+)
+
+func testService(ns, name string) *service {
+	return &service{ns: ns, name: name, hash: serviceHash(ns, name)}
+}
+
+// testKey is one cache key with its hash.
+type testKey struct {
+	svc *service
+	uid string
+	h   uint64
+}
+
+func newKey(svc *service, uid string) testKey { return testKey{svc, uid, keyHash(svc.hash, uid)} }
+
+// newKeys returns n keys of svc, uids prefix0 .. prefix(n-1).
+func newKeys(svc *service, prefix string, n int) []testKey {
+	ks := make([]testKey, n)
+	for i := range ks {
+		ks[i] = newKey(svc, prefix+strconv.Itoa(i))
+	}
+	return ks
+}
+
+// newTestCache returns a cache on a 1ms clock that stops with the test.
+// Zero MaxEntries means 1000, zero TTL an hour. Inside a synctest bubble the
+// clock follows the bubble's time.
+func newTestCache(t testing.TB, cfg CacheConfig) *linkCache {
+	t.Helper()
+	clk := clock.New(time.Millisecond)
+	t.Cleanup(clk.Stop)
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = 1000
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = time.Hour
+	}
+	return newLinkCache(cfg, clk)
+}
+
+// advance moves a synctest bubble's time by d and waits for the coarse clock
+// to tick up to it.
+func advance(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
+}
+
+func lookup(c *linkCache, k testKey) (int, bool) {
+	pod, _, ok := c.get(k.h, k.svc.ns, k.svc.name, k.uid)
+	return pod, ok
+}
+
+// fill puts pod for k with a fresh token, as a client does after a miss.
+func fill(t testing.TB, c *linkCache, k testKey, pod int) {
+	t.Helper()
+	if !c.put(k.h, k.svc, k.uid, pod, c.token(k.h)) {
+		t.Fatalf("put(%q) with a fresh token did not store", k.uid)
+	}
+}
+
+// access reads k and fills it on a miss.
+func access(c *linkCache, k testKey) {
+	if _, ok := lookup(c, k); !ok {
+		c.put(k.h, k.svc, k.uid, 1, c.token(k.h))
+	}
+}
+
+// cached reports whether k is in the cache, without recording an access.
+func cached(c *linkCache, k testKey) bool {
+	e, ok := c.m.Load(k.h)
+	return ok && e.is(k.svc.ns, k.svc.name, k.uid)
+}
+
+func countCached(c *linkCache, ks []testKey) int {
+	n := 0
+	for _, k := range ks {
+		if cached(c, k) {
+			n++
+		}
+	}
+	return n
+}
+
+// checkSlots checks the slot accounting of a cache at rest: every entry owns
+// a distinct slot below MaxEntries registered under its hash, len counts the
+// entries, and every other slot handed out is on the free list.
+func checkSlots(t *testing.T, c *linkCache) {
+	t.Helper()
+	owned := map[uint32]bool{}
+	n := 0
+	c.m.Range(func(h uint64, e cacheEntry) bool {
+		n++
+		if e.slot >= c.max || owned[e.slot] {
+			t.Errorf("entry %x holds slot %d, out of range or shared", h, e.slot)
+		} else if k := c.chunks[e.slot>>cacheChunkShift].Load().keys[e.slot&cacheChunkMask]; k != h {
+			t.Errorf("slot %d is registered for %x, held by %x", e.slot, k, h)
+		}
+		owned[e.slot] = true
+		return true
+	})
+	if n != c.len() || n > int(c.max) {
+		t.Errorf("%d entries, len() %d, MaxEntries %d", n, c.len(), c.max)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	free := 0
+	for s := c.free; s != cacheNoSlot; s = uint32(c.chunks[s>>cacheChunkShift].Load().keys[s&cacheChunkMask]) {
+		if owned[s] {
+			t.Fatalf("slot %d is both free and held", s)
+		}
+		owned[s] = true
+		free++
+	}
+	if free != c.nfree || n+free != int(c.next) {
+		t.Errorf("%d entries + %d free slots (nfree %d), %d handed out", n, free, c.nfree, c.next)
+	}
+}
+
+func TestCacheHitMiss(t *testing.T) {
+	c := newTestCache(t, CacheConfig{})
+	svc := testService("ns", "room")
+	uids := []string{"", "u1", strings.Repeat("a", 24), strings.Repeat("b", 25), strings.Repeat("c", 300)}
+	for i, uid := range uids {
+		k := newKey(svc, uid)
+		if pod, ok := lookup(c, k); ok || pod != -1 {
+			t.Fatalf("get(%q) on an empty cache = %d, %v", uid, pod, ok)
+		}
+		fill(t, c, k, i)
+		pod, got, ok := c.get(k.h, "ns", "room", uid)
+		if !ok || pod != i || got != svc {
+			t.Fatalf("get(%q) = %d, %p, %v; want %d, %p, true", uid, pod, got, ok, i, svc)
+		}
+	}
+	st := c.stats()
+	want := CacheStats{Hits: 5, Misses: 5, Size: 5, MaxEntries: 1000, Eviction: EvictAdaptive, RecencyWeight: 0.5}
+	if st != want {
+		t.Fatalf("stats = %+v, want %+v", st, want)
+	}
+	if r := st.HitRatio(); r != 0.5 {
+		t.Fatalf("HitRatio = %v, want 0.5", r)
+	}
+	if r := (CacheStats{}).HitRatio(); r != 0 {
+		t.Fatalf("HitRatio of no lookups = %v, want 0", r)
+	}
+}
+
+// A hash collision must cost a miss, never another key's pod.
+func TestCacheFullKeyVerification(t *testing.T) {
+	c := newTestCache(t, CacheConfig{})
+	room, chat := testService("ns", "room"), testService("ns", "chat")
+	long := strings.Repeat("x", 40)
+	const h = 42 // every key below is forced onto it
+	c.set(h, room, "alice", 1)
+	for _, k := range [][3]string{
+		{"ns", "chat", "alice"}, {"ns2", "room", "alice"}, {"ns", "room", "alicf"},
+		{"ns", "room", "alic"}, {"ns", "room", "alice\x00"}, {"ns", "room", ""}, {"", "", ""},
+	} {
+		if pod, _, ok := c.get(h, k[0], k[1], k[2]); ok {
+			t.Fatalf("get(%q) at the hash of (ns, room, alice) = %d, want a miss", k, pod)
+		}
+		if pod, ok := c.remove(h, k[0], k[1], k[2]); ok {
+			t.Fatalf("remove(%q) dropped the entry of (ns, room, alice), pod %d", k, pod)
+		}
+	}
+	if pod, _, ok := c.get(h, "ns", "room", "alice"); !ok || pod != 1 {
+		t.Fatalf("get(alice) = %d, %v; want 1, true", pod, ok)
+	}
+	// A long uid is compared whole.
+	c.set(h, room, long, 2)
+	for _, uid := range []string{"alice", long[:24], long[:39], long + "x", long[:39] + "y"} {
+		if pod, _, ok := c.get(h, "ns", "room", uid); ok {
+			t.Fatalf("get(%q) at the hash of a 40-byte uid = %d, want a miss", uid, pod)
+		}
+	}
+	if pod, _, ok := c.get(h, "ns", "room", strings.Clone(long)); !ok || pod != 2 {
+		t.Fatalf("get(long uid) = %d, %v; want 2, true", pod, ok)
+	}
+	// The later key takes the hash over.
+	c.set(h, chat, "bob", 3)
+	if _, _, ok := c.get(h, "ns", "room", long); ok {
+		t.Fatal("get(long uid) hit after (chat, bob) took its hash")
+	}
+	if pod, svc, ok := c.get(h, "ns", "chat", "bob"); !ok || pod != 3 || svc != chat {
+		t.Fatalf("get(chat, bob) = %d, %v; want 3, true", pod, ok)
+	}
+	if c.len() != 1 {
+		t.Fatalf("len = %d, want 1", c.len())
+	}
+	checkSlots(t, c)
+}
+
+func TestCacheTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, CacheConfig{MaxEntries: 10, TTL: time.Second})
+		svc := testService("ns", "room")
+		a, b := newKey(svc, "a"), newKey(svc, "b")
+		fill(t, c, a, 1)
+		c.set(b.h, svc, b.uid, 2)
+		advance(999 * time.Millisecond)
+		if _, ok := lookup(c, a); !ok {
+			t.Fatal("entry expired before its TTL")
+		}
+		c.set(b.h, svc, b.uid, 2) // refreshes b's TTL
+		advance(time.Millisecond)
+		if _, ok := lookup(c, a); ok {
+			t.Fatal("entry hit at its TTL")
+		}
+		if c.len() != 1 {
+			t.Fatalf("len = %d after the expired entry was read, want 1", c.len())
+		}
+		if _, ok := lookup(c, b); !ok {
+			t.Fatal("refreshed entry expired with the TTL of its first set")
+		}
+		advance(time.Second)
+		// remove reports an expired entry absent, and drops it.
+		if pod, ok := c.remove(b.h, "ns", "room", "b"); ok {
+			t.Fatalf("remove of an expired entry = %d, true", pod)
+		}
+		fill(t, c, a, 3)
+		if pod, ok := lookup(c, a); !ok || pod != 3 {
+			t.Fatalf("get after refill = %d, %v; want 3, true", pod, ok)
+		}
+		st := c.stats()
+		if st.Hits != 3 || st.Misses != 1 || st.Expired != 2 || st.Size != 1 || st.Evictions != 0 {
+			t.Fatalf("stats = %+v; want 3 hits, 1 miss, 2 expired, size 1", st)
+		}
+		checkSlots(t, c)
+	})
+}
+
+func TestCacheRemove(t *testing.T) {
+	c := newTestCache(t, CacheConfig{})
+	svc := testService("ns", "room")
+	k := newKey(svc, "u")
+	fill(t, c, k, 3)
+	if pod, ok := c.remove(k.h, "ns", "room", "v"); ok {
+		t.Fatalf("remove of another uid at the same hash = %d, true", pod)
+	}
+	if pod, ok := c.remove(k.h, "ns", "room", "u"); !ok || pod != 3 {
+		t.Fatalf("remove = %d, %v; want 3, true", pod, ok)
+	}
+	if pod, ok := c.remove(k.h, "ns", "room", "u"); ok || pod != -1 {
+		t.Fatalf("second remove = %d, %v; want -1, false", pod, ok)
+	}
+	if _, ok := lookup(c, k); ok {
+		t.Fatal("get hit after remove")
+	}
+	fill(t, c, k, 4)
+	if pod, ok := lookup(c, k); !ok || pod != 4 {
+		t.Fatalf("get after refill = %d, %v; want 4, true", pod, ok)
+	}
+	if st := c.stats(); st.Invalidations != 0 || st.Expired != 0 || st.Evictions != 0 || st.Size != 1 {
+		t.Fatalf("stats = %+v; remove counts as none of evicted, expired, invalidated", st)
+	}
+	checkSlots(t, c)
+}
+
+func TestCacheSet(t *testing.T) {
+	c := newTestCache(t, CacheConfig{})
+	svc := testService("ns", "room")
+	k := newKey(svc, "u")
+	c.invalidate(k.h)
+	c.invalidateAll()
+	c.set(k.h, svc, k.uid, 7) // takes no token: stores whatever ran before
+	if pod, ok := lookup(c, k); !ok || pod != 7 {
+		t.Fatalf("get after set = %d, %v; want 7, true", pod, ok)
+	}
+	c.set(k.h, svc, k.uid, 8)
+	if pod, ok := lookup(c, k); !ok || pod != 8 {
+		t.Fatalf("get after second set = %d, %v; want 8, true", pod, ok)
+	}
+	c.set(k.h, svc, "w", 1<<40) // not representable: not cached
+	if pod, ok := lookup(c, k); !ok || pod != 8 || c.len() != 1 {
+		t.Fatalf("get = %d, %v, len %d; want 8, true, 1", pod, ok, c.len())
+	}
+	checkSlots(t, c)
+}
+
+func TestCacheInvalidate(t *testing.T) {
+	c := newTestCache(t, CacheConfig{})
+	svc := testService("ns", "room")
+	k := newKey(svc, "u")
+	tok := c.token(k.h)
+	c.invalidate(k.h) // nothing cached: nothing counted
+	if c.put(k.h, svc, k.uid, 1, tok) {
+		t.Fatal("put with a token taken before invalidate stored")
+	}
+	if _, ok := lookup(c, k); ok {
+		t.Fatal("get hit after a stale put")
+	}
+	fill(t, c, k, 2)
+	// A key of another epoch stripe keeps its token.
+	var other testKey
+	for i := 0; ; i++ {
+		if other = newKey(svc, "o"+strconv.Itoa(i)); other.h&c.epochMask != k.h&c.epochMask {
+			break
+		}
+	}
+	otherTok := c.token(other.h)
+	c.invalidate(k.h)
+	if _, ok := lookup(c, k); ok {
+		t.Fatal("get hit after invalidate")
+	}
+	if !c.put(other.h, svc, other.uid, 3, otherTok) {
+		t.Fatal("invalidate made the token of a key in another stripe stale")
+	}
+	if st := c.stats(); st.Invalidations != 1 || st.Size != 1 {
+		t.Fatalf("stats = %+v; want 1 invalidation, size 1", st)
+	}
+	checkSlots(t, c)
+}
+
+func TestCacheInvalidateAll(t *testing.T) {
+	c := newTestCache(t, CacheConfig{MaxEntries: 100})
+	svc := testService("ns", "room")
+	ks := newKeys(svc, "u", 100)
+	for i, k := range ks {
+		fill(t, c, k, i)
+	}
+	fresh := newKeys(svc, "v", 100)
+	toks := make([]uint64, len(fresh))
+	for i, k := range fresh {
+		toks[i] = c.token(k.h)
+	}
+	c.invalidateAll()
+	if n := countCached(c, ks); n != 0 || c.len() != 0 {
+		t.Fatalf("%d entries (len %d) left after invalidateAll", n, c.len())
+	}
+	for i, k := range fresh {
+		if c.put(k.h, svc, k.uid, i, toks[i]) {
+			t.Fatalf("put(%q) with a token taken before invalidateAll stored", k.uid)
+		}
+	}
+	// The slots came back: refilling evicts nothing.
+	for i, k := range fresh {
+		fill(t, c, k, i)
+	}
+	st := c.stats()
+	if st.Invalidations != 100 || st.Evictions != 0 || st.Size != 100 {
+		t.Fatalf("stats = %+v; want 100 invalidations, no eviction, size 100", st)
+	}
+	checkSlots(t, c)
+}
+
+// Concurrent puts, sets, removes and invalidations never hold more entries
+// than MaxEntries, and leave the slot accounting whole.
+func TestCacheCapacityConcurrent(t *testing.T) {
+	const maxEntries = 64
+	for _, ev := range []Eviction{EvictAdaptive, EvictLRU, EvictLFU, EvictTTL} {
+		t.Run(ev.String(), func(t *testing.T) {
+			c := newTestCache(t, CacheConfig{MaxEntries: maxEntries, Eviction: ev})
+			svc := testService("ns", "room")
+			ks := newKeys(svc, "u", 1000)
+			ops := 20000
+			if raceEnabled || testing.Short() {
+				ops = 3000
+			}
+			var stop atomic.Bool
+			var peak atomic.Int64
+			var checker, workers sync.WaitGroup
+			checker.Go(func() {
+				for !stop.Load() {
+					if n := int64(c.len()); n > peak.Load() {
+						peak.Store(n)
+					}
+					runtime.Gosched()
+				}
+			})
+			for range 8 {
+				workers.Go(func() {
+					for i := range ops {
+						k := ks[rand.IntN(len(ks))]
+						switch r := rand.IntN(100); {
+						case r < 60:
+							c.put(k.h, svc, k.uid, i, c.token(k.h))
+						case r < 80:
+							lookup(c, k)
+						case r < 88:
+							c.set(k.h, svc, k.uid, i)
+						case r < 94:
+							c.remove(k.h, "ns", "room", k.uid)
+						case r < 99:
+							c.invalidate(k.h)
+						default:
+							if i%16 == 0 {
+								c.invalidateAll()
+							}
+						}
+					}
+				})
+			}
+			workers.Wait()
+			stop.Store(true)
+			checker.Wait()
+			if p := peak.Load(); p > maxEntries {
+				t.Fatalf("len reached %d, MaxEntries is %d", p, maxEntries)
+			}
+			if c.len() == 0 {
+				t.Fatal("cache empty after the run")
+			}
+			checkSlots(t, c)
+		})
+	}
+}
+
+func TestCacheEvictLRU(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, CacheConfig{MaxEntries: 1000, Eviction: EvictLRU})
+		svc := testService("ns", "room")
+		ks := newKeys(svc, "u", 1000)
+		for _, k := range ks {
+			fill(t, c, k, 1)
+		}
+		advance(10 * time.Millisecond)
+		read, unread := ks[:500], ks[500:]
+		for _, k := range read {
+			lookup(c, k)
+		}
+		advance(10 * time.Millisecond)
+		for _, k := range newKeys(svc, "v", 250) {
+			fill(t, c, k, 1)
+		}
+		keptRead, keptUnread := countCached(c, read), countCached(c, unread)
+		t.Logf("after 250 evictions: %d/500 recently read kept, %d/500 unread kept", keptRead, keptUnread)
+		// Exact per-key history kept about 473; metadata words are indexed by
+		// hash and a few keys share theirs (see claimMeta), which costs a few.
+		if keptRead < 425 || keptUnread > 325 {
+			t.Fatalf("LRU kept %d recently read and %d unread keys of 500 each", keptRead, keptUnread)
+		}
+		if st := c.stats(); st.Evictions != 250 || st.Size != 1000 || st.RecencyWeight != 1 {
+			t.Fatalf("stats = %+v; want 250 evictions, size 1000, recency weight 1", st)
+		}
+	})
+}
+
+// A scan of one-off keys flushes an LRU cache but not an LFU one.
+func TestCacheEvictLFU(t *testing.T) {
+	kept := map[Eviction]int{}
+	for _, ev := range []Eviction{EvictLFU, EvictLRU} {
+		synctest.Test(t, func(t *testing.T) {
+			c := newTestCache(t, CacheConfig{MaxEntries: 1000, Eviction: ev})
+			svc := testService("ns", "room")
+			ks := newKeys(svc, "u", 1000)
+			for _, k := range ks {
+				fill(t, c, k, 1)
+			}
+			advance(time.Millisecond)
+			frequent := ks[:200]
+			for range 50 {
+				for _, k := range frequent {
+					lookup(c, k)
+				}
+			}
+			advance(time.Millisecond)
+			for i, k := range newKeys(svc, "scan", 3000) {
+				fill(t, c, k, 1)
+				lookup(c, k)
+				if i%100 == 99 {
+					advance(time.Millisecond)
+				}
+			}
+			kept[ev] = countCached(c, frequent)
+			if st := c.stats(); st.Evictions != 3000 || st.Size != 1000 {
+				t.Fatalf("stats = %+v; want 3000 evictions, size 1000", st)
+			}
+		})
+	}
+	t.Logf("frequent keys kept through a scan: LFU %d/200, LRU %d/200", kept[EvictLFU], kept[EvictLRU])
+	// Exact per-key history kept about 197; shared metadata words (see
+	// claimMeta) cost a few.
+	if kept[EvictLFU] < 175 || kept[EvictLRU] > 50 {
+		t.Fatalf("frequent keys kept: LFU %d/200 (want ≥ 175), LRU %d/200 (want ≤ 50)", kept[EvictLFU], kept[EvictLRU])
+	}
+}
+
+func TestCacheEvictTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, CacheConfig{MaxEntries: 400, TTL: time.Minute, Eviction: EvictTTL})
+		svc := testService("ns", "room")
+		first, second := newKeys(svc, "a", 200), newKeys(svc, "b", 200)
+		for _, k := range first {
+			fill(t, c, k, 1)
+		}
+		advance(10 * time.Second)
+		for _, k := range second {
+			fill(t, c, k, 1)
+		}
+		advance(time.Second)
+		for range 20 { // reads do not save the entries closest to expiry
+			for _, k := range first {
+				lookup(c, k)
+			}
+		}
+		for _, k := range newKeys(svc, "c", 100) {
+			fill(t, c, k, 1)
+		}
+		keptFirst, keptSecond := countCached(c, first), countCached(c, second)
+		t.Logf("after 100 evictions: %d/200 of the first batch kept, %d/200 of the second", keptFirst, keptSecond)
+		if keptFirst > 140 || keptSecond < 175 {
+			t.Fatalf("TTL eviction kept %d of the first batch and %d of the later one", keptFirst, keptSecond)
+		}
+		// An expired entry goes first and counts as expired.
+		advance(64 * time.Second) // every entry is past its TTL
+		fill(t, c, newKey(svc, "d"), 1)
+		if st := c.stats(); st.Evictions != 100 || st.Expired != 1 || st.Size != 400 {
+			t.Fatalf("stats = %+v; want 100 evictions, 1 expired, size 400", st)
+		}
+	})
+}
+
+// Hot keys that a scan of one-off keys pushes out come back: the adaptive
+// policy moves toward frequency.
+func TestCacheAdaptiveScan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, CacheConfig{MaxEntries: 1000})
+		svc := testService("ns", "room")
+		hot := newKeys(svc, "hot", 600)
+		scan := 0
+		for range 40 {
+			for _, k := range hot {
+				access(c, k)
+			}
+			advance(time.Millisecond)
+			for range 600 {
+				access(c, newKey(svc, "scan"+strconv.Itoa(scan)))
+				scan++
+			}
+			advance(time.Millisecond)
+		}
+		w := c.stats().RecencyWeight
+		t.Logf("recency weight %.3f; %d/600 hot keys cached; hit ratio %.3f", w, countCached(c, hot), c.stats().HitRatio())
+		if w > 0.35 {
+			t.Fatalf("recency weight %.3f under a scan-polluted workload, want ≤ 0.35 (it starts at 0.5)", w)
+		}
+	})
+}
+
+// A working set that moves on leaves frequent keys that never come back: the
+// adaptive policy moves toward recency.
+func TestCacheAdaptiveShift(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, CacheConfig{MaxEntries: 1000})
+		svc := testService("ns", "room")
+		for phase := range 6 {
+			ws := newKeys(svc, fmt.Sprintf("p%d-", phase), 700)
+			for range 30 {
+				for _, k := range ws {
+					access(c, k)
+				}
+				advance(time.Millisecond)
+			}
+		}
+		w := c.stats().RecencyWeight
+		t.Logf("recency weight %.3f; hit ratio %.3f", w, c.stats().HitRatio())
+		if w < 0.75 {
+			t.Fatalf("recency weight %.3f under a shifting working set, want ≥ 0.75 (it starts at 0.5)", w)
+		}
+	})
+}
+
+// Writers change a key in "Redis" and then invalidate it; readers take a
+// token, read "Redis" and put. However they interleave, once an invalidation
+// has returned no lookup sees a value older than the one it announced, and
+// once they all stop every cached pod is its key's last value.
+func TestCacheStress(t *testing.T) {
+	for _, ev := range []Eviction{EvictAdaptive, EvictLRU} {
+		t.Run(ev.String(), func(t *testing.T) {
+			const nkeys = 32
+			c := newTestCache(t, CacheConfig{MaxEntries: nkeys / 2, Eviction: ev})
+			svc := testService("ns", "room")
+			ks := newKeys(svc, "u", nkeys)
+			// redis is each key's value; announced the latest value an
+			// invalidation has returned for.
+			var redis, announced [nkeys]atomic.Int64
+			ops := 100000
+			if raceEnabled || testing.Short() {
+				ops = 20000
+			}
+			var done atomic.Bool
+			var stale atomic.Int64
+			var writers, readers sync.WaitGroup
+			for range 2 {
+				writers.Go(func() {
+					for i := 0; !done.Load(); i++ {
+						j := rand.IntN(nkeys)
+						v := redis[j].Add(1)
+						if i%500 == 499 {
+							c.invalidateAll() // tracking lost: every key may have changed
+						} else {
+							c.invalidate(ks[j].h)
+						}
+						for a := announced[j].Load(); a < v && !announced[j].CompareAndSwap(a, v); a = announced[j].Load() {
+						}
+						if i%2 == 0 {
+							runtime.Gosched() // let the readers fill in between
+						}
+					}
+				})
+			}
+			for range 4 {
+				readers.Go(func() {
+					for i := range ops {
+						j := rand.IntN(nkeys)
+						k := ks[j]
+						a := announced[j].Load()
+						if pod, ok := lookup(c, k); ok {
+							if int64(pod) < a && stale.Add(1) <= 5 {
+								t.Errorf("key %d: got pod %d after the invalidation of %d returned", j, pod, a)
+							}
+							continue
+						}
+						tok := c.token(k.h)
+						pod := int(redis[j].Load())
+						if i%2 == 0 {
+							runtime.Gosched() // a slow Redis read
+						}
+						c.put(k.h, svc, k.uid, pod, tok)
+						if i%97 == 0 {
+							c.remove(k.h, "ns", "room", k.uid)
+						}
+					}
+				})
+			}
+			readers.Wait()
+			done.Store(true)
+			writers.Wait()
+			for j, k := range ks {
+				if pod, ok := lookup(c, k); ok && int64(pod) != redis[j].Load() {
+					t.Errorf("key %d: cached pod %d, Redis has %d", j, pod, redis[j].Load())
+				}
+			}
+			t.Logf("%d stale reads; %+v", stale.Load(), c.stats())
+			checkSlots(t, c)
+		})
+	}
+}
+
+func TestCacheGetAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	for _, ev := range []Eviction{EvictAdaptive, EvictLRU, EvictLFU, EvictTTL} {
+		c := newTestCache(t, CacheConfig{Eviction: ev})
+		svc := testService("ns", "room")
+		short, long, absent := newKey(svc, "user-1234"), newKey(svc, strings.Repeat("u", 64)), newKey(svc, "nobody")
+		fill(t, c, short, 1)
+		fill(t, c, long, 2)
+		for _, k := range []testKey{short, long, absent} {
+			if n := testing.AllocsPerRun(1000, func() { lookup(c, k) }); n != 0 {
+				t.Errorf("%v: get(%q) allocates %v times", ev, k.uid[:min(len(k.uid), 12)], n)
+			}
+		}
+	}
+	// Dropping an expired entry allocates nothing either.
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, CacheConfig{MaxEntries: 2000, TTL: time.Second})
+		ks := newKeys(testService("ns", "room"), "u", 1001)
+		for _, k := range ks {
+			fill(t, c, k, 1)
+		}
+		advance(time.Second)
+		i := 0
+		if n := testing.AllocsPerRun(1000, func() { lookup(c, ks[i]); i++ }); n != 0 {
+			t.Errorf("get of an expired entry allocates %v times", n)
+		}
+		if st := c.stats(); st.Expired != 1001 {
+			t.Errorf("%d expired, want 1001", st.Expired)
+		}
+	})
+}
+
+func TestCacheMemoryPerEntry(t *testing.T) {
+	if testing.Short() && raceEnabled {
+		t.Skip("filling a million entries takes about 10s under the race detector")
+	}
+	const n = 1_000_000
+	start := time.Now()
+	svc := testService("ns", "room")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c := newTestCache(t, CacheConfig{MaxEntries: n})
+	for i := range n {
+		uid := fmt.Sprintf("user%08d", i) // 12 bytes; the cache keeps a copy
+		c.set(keyHash(svc.hash, uid), svc, uid, i%64)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if c.len() != n {
+		t.Fatalf("len = %d, want %d", c.len(), n)
+	}
+	perEntry := float64(after.HeapAlloc-before.HeapAlloc) / n
+	runtime.KeepAlive(c)
+	t.Logf("%.1f heap bytes per entry (12-byte uids, %d entries, filled in %v)", perEntry, n, time.Since(start).Round(time.Millisecond))
+	if perEntry > 128 {
+		t.Fatalf("%.1f bytes per entry, want ≤ 128", perEntry)
+	}
+}
+
+// BenchmarkCacheGet reads 1,000,000 cached links by uniform and Zipf(1.1)
+// key streams: the cache, computing the key hash as the client does; a
+// read-only map keyed by the concatenated key, as a floor; and a sync.Map
+// keyed by fmt.Sprintf, as the old Go port did.
+func BenchmarkCacheGet(b *testing.B) {
+	const (
+		n    = 1_000_000
+		seqN = 1 << 20
+		ns   = "prod"
+		name = "room"
+	)
+	clk := clock.New(0)
+	b.Cleanup(clk.Stop)
+	c := newLinkCache(CacheConfig{MaxEntries: n, TTL: time.Hour}, clk)
+	svc := testService(ns, name)
+	uids := make([]string, n)
+	flatKeys := make([]string, n)
+	flat := make(map[string]int, n)
+	var sm sync.Map
+	for i := range uids {
+		uid := fmt.Sprintf("user%08d", i)
+		uids[i] = uid
+		c.set(keyHash(svc.hash, uid), svc, uid, i%64)
+		flatKeys[i] = ns + ":" + uid + ":" + name
+		flat[flatKeys[i]] = i % 64
+		sm.Store(fmt.Sprintf("%s:%s:%s", ns, uid, name), i%64)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	perm := r.Perm(n) // Zipf ranks to uids, so hot keys are spread out
+	zipf := rand.NewZipf(r, 1.1, 1, n-1)
+	seqs := []struct {
+		name string
+		seq  []uint32
+	}{{"uniform", make([]uint32, seqN)}, {"zipf", make([]uint32, seqN)}}
+	for i := range seqN {
+		seqs[0].seq[i] = uint32(r.IntN(n))
+		seqs[1].seq[i] = uint32(perm[zipf.Uint64()])
+	}
+	impls := []struct {
+		name string
+		get  func(i uint32) int
+	}{
+		{"cache", func(i uint32) int {
+			uid := uids[i]
+			pod, _, _ := c.get(keyHash(serviceHash(ns, name), uid), ns, name, uid)
+			return pod
+		}},
+		{"map", func(i uint32) int { return flat[flatKeys[i]] }},
+		{"sync.Map", func(i uint32) int {
+			v, _ := sm.Load(fmt.Sprintf("%s:%s:%s", ns, uids[i], name))
+			return v.(int)
+		}},
+	}
+	for _, s := range seqs {
+		for _, impl := range impls {
+			b.Run(s.name+"/"+impl.name, func(b *testing.B) {
+				b.ReportAllocs()
+				sum, j := 0, 0
+				for b.Loop() {
+					sum += impl.get(s.seq[j&(seqN-1)])
+					j++
+				}
+				benchSink.Add(int64(sum))
+			})
+			b.Run(s.name+"/"+impl.name+"/parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					sum, j := 0, rand.IntN(seqN)
+					for pb.Next() {
+						sum += impl.get(s.seq[j&(seqN-1)])
+						j++
+					}
+					benchSink.Add(int64(sum))
+				})
+			})
+		}
+	}
+	if st := c.stats(); st.Misses != 0 {
+		b.Fatalf("%d cache misses", st.Misses)
+	}
+}
+
+var benchSink atomic.Int64

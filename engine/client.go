@@ -1,0 +1,402 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/puzpuzpuz/xsync/v4"
+
+	"github.com/stickyroute/stickyroute/internal/clock"
+	"github.com/stickyroute/stickyroute/lb"
+	"github.com/stickyroute/stickyroute/store"
+)
+
+// Client answers "which pod serves this user?" for the processes that route
+// to a stateful service (the old API's client driver). Answers come from a
+// local link cache when they can: a hit takes no lock, allocates nothing and
+// makes no Redis call. The cache is coherent across processes when the store
+// tracks keys: a link changed anywhere evicts the entry here. New users are
+// placed on the accepting pods by the configured strategy. Safe for
+// concurrent use; Close stops its goroutines.
+type Client struct {
+	cfg     ClientConfig
+	store   *store.Redis
+	clk     *clock.Coarse
+	cache   *linkCache
+	states  *States
+	tempTTL int // seconds
+	// flight holds the cache misses in progress, one per key, so that
+	// concurrent callers for one user make one Redis round trip.
+	flight  *xsync.Map[uint64, *call]
+	untrack func()
+	closed  atomic.Bool
+	// last is the service of the latest cache miss: most processes route one
+	// or a few services, and a hit on it skips hashing the two names.
+	last atomic.Pointer[service]
+}
+
+// call is one cache miss in progress; its waiters read pod and err after done.
+type call struct {
+	ns, svc, uid string
+	done         chan struct{}
+	pod          int
+	err          error
+}
+
+// NewClient returns a client over cfg.Store, or an error naming a bad setting.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("engine: ClientConfig.Store is required")
+	}
+	t, err := cfg.Timing.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timing = t
+	if cfg.TempLinkTTL < 0 || cfg.TempLinkTTL%time.Second != 0 {
+		return nil, fmt.Errorf("engine: ClientConfig.TempLinkTTL %v is not a whole number of seconds ≥ 0", cfg.TempLinkTTL)
+	}
+	if cfg.TempLinkTTL == 0 {
+		cfg.TempLinkTTL = 60 * time.Second
+	}
+	if cfg.TempLinkTTL/time.Second > store.MaxTTL {
+		return nil, fmt.Errorf("engine: ClientConfig.TempLinkTTL %v is too long", cfg.TempLinkTTL)
+	}
+	c := &cfg.Cache
+	if c.MaxEntries < 0 || c.TTL < 0 {
+		return nil, errors.New("engine: ClientConfig.Cache.MaxEntries and TTL must not be negative")
+	}
+	if c.MaxEntries == 0 {
+		c.MaxEntries = 1 << 20
+	}
+	if c.TTL == 0 {
+		c.TTL = cfg.TempLinkTTL / 2
+	}
+	if c.TTL >= cfg.TempLinkTTL {
+		return nil, fmt.Errorf("engine: ClientConfig.Cache.TTL %v must be shorter than TempLinkTTL %v", c.TTL, cfg.TempLinkTTL)
+	}
+	if c.Eviction > EvictTTL {
+		return nil, fmt.Errorf("engine: ClientConfig.Cache.Eviction %d is unknown", c.Eviction)
+	}
+	if cfg.Strategy == nil {
+		cfg.Strategy = lb.P2C{}
+	}
+	if cfg.LoadBandMin == 0 {
+		cfg.LoadBandMin = 10
+	}
+	if cfg.LoadBandRatio == 0 {
+		cfg.LoadBandRatio = 0.25
+	}
+	if cfg.LoadBandRatio < 0 || math.IsNaN(cfg.LoadBandRatio) {
+		return nil, fmt.Errorf("engine: ClientConfig.LoadBandRatio %v is negative", cfg.LoadBandRatio)
+	}
+	if _, err := lb.New(lb.Config{Strategy: cfg.Strategy}); err != nil {
+		return nil, err
+	}
+
+	cl := &Client{
+		cfg:     cfg,
+		store:   cfg.Store,
+		clk:     clock.New(0),
+		tempTTL: int(cfg.TempLinkTTL / time.Second),
+		flight:  xsync.NewMap[uint64, *call](),
+	}
+	cl.cache = newLinkCache(cfg.Cache, cl.clk)
+	newBal := func() (*lb.Balancer, error) {
+		// Passive ejection is the business of request routing, not of
+		// placement: placements report no outcome.
+		return lb.New(lb.Config{Strategy: cfg.Strategy, Ejection: lb.Ejection{Failures: -1}})
+	}
+	band := func(least int64) int64 {
+		if cfg.LoadBandMin < 0 || least < 0 {
+			return -1
+		}
+		return max(cfg.LoadBandMin, int64(cfg.LoadBandRatio*float64(least)))
+	}
+	cl.states = newStates(cfg.Store, cfg.Timing, cl.clk, newBal, band)
+	if tr := cfg.Store.Tracker(); tr != nil {
+		cl.untrack = tr.Subscribe(cl.invalidated)
+	}
+	return cl, nil
+}
+
+// invalidated is the tracker's callback: Redis reports link keys changed by
+// any process (nil: forget everything). It runs on the Redis client's reading
+// goroutine, so it only drops cache entries.
+func (c *Client) invalidated(keys []string) {
+	if keys == nil {
+		c.cache.invalidateAll()
+		return
+	}
+	for _, k := range keys {
+		if ns, uid, svc, ok := store.ParseLinkKey(k); ok {
+			c.cache.invalidate(keyHash(serviceHash(ns, svc), uid))
+		}
+	}
+}
+
+// States returns the client's view of the pod states.
+func (c *Client) States() *States { return c.states }
+
+// CacheStats returns the link cache's statistics.
+func (c *Client) CacheStats() CacheStats { return c.cache.stats() }
+
+// ComputeLinkedPod returns the pod that serves uid for svc (SPEC §5.1): the
+// cached pod when it is routable (no Redis call); else the linked pod when it
+// is routable; else, for a new user, an accepting pod chosen by the strategy
+// and linked with a temporary link (another client may win the race, and
+// then its pod is returned). A temporary link to a pod that is no longer
+// routable is moved by compare-and-set; a persistent one is an
+// *PodNotRoutableError unless RelinkPersistent is set. With no accepting pod
+// it returns ErrNoAvailablePod. Concurrent calls for one user make at most one
+// Redis round trip.
+func (c *Client) ComputeLinkedPod(ctx context.Context, ns, uid, svc string) (int, error) {
+	h := keyHash(c.serviceHash(ns, svc), uid)
+	if pod, sv, ok := c.cache.get(h, ns, svc, uid); ok && sv.view.snap.Load().routable(pod, c.clk.Millis()) {
+		return pod, nil
+	}
+	return c.computeSlow(ctx, h, ns, uid, svc)
+}
+
+// serviceHash is serviceHash(ns, svc), remembered for the latest service.
+func (c *Client) serviceHash(ns, svc string) uint64 {
+	if s := c.last.Load(); s != nil && s.ns == ns && s.name == svc {
+		return s.hash
+	}
+	return serviceHash(ns, svc)
+}
+
+// computeSlow is ComputeLinkedPod after a cache miss, with single flight.
+func (c *Client) computeSlow(ctx context.Context, h uint64, ns, uid, svc string) (int, error) {
+	if c.closed.Load() {
+		return NoPod, ErrClosed
+	}
+	mine := &call{ns: ns, svc: svc, uid: uid, done: make(chan struct{})}
+	if other, loaded := c.flight.LoadOrStore(h, mine); loaded {
+		if other.ns == ns && other.svc == svc && other.uid == uid {
+			select {
+			case <-other.done:
+				return other.pod, other.err
+			case <-ctx.Done():
+				return NoPod, ctx.Err()
+			}
+		}
+		// Another key with the same hash is in flight: do this one alone.
+		return c.compute(ctx, h, ns, uid, svc)
+	}
+	mine.pod, mine.err = c.compute(ctx, h, ns, uid, svc)
+	close(mine.done)
+	c.flight.Compute(h, func(cur *call, loaded bool) (*call, xsync.ComputeOp) {
+		if loaded && cur == mine {
+			return nil, xsync.DeleteOp
+		}
+		return cur, xsync.CancelOp
+	})
+	return mine.pod, mine.err
+}
+
+// compute does the Redis part of ComputeLinkedPod.
+func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string) (int, error) {
+	sv, err := c.states.service(ctx, ns, svc)
+	if err != nil {
+		return NoPod, err
+	}
+	if err := store.ValidateUID("uid", uid); err != nil {
+		return NoPod, err
+	}
+	c.last.Store(sv)
+	v := sv.view
+	// A few rounds at most: each one either answers or loses a race that
+	// another client won, and the next round reads the winner's link.
+	for range 3 {
+		tok := c.cache.token(h)
+		link, err := c.store.GetLinkedPodTracked(ctx, ns, uid, svc, c.cfg.Cache.TTL)
+		if err != nil {
+			return NoPod, err
+		}
+		now := c.clk.Millis()
+		snap := v.snap.Load()
+		switch {
+		case link.Pod != NoPod && snap.routable(link.Pod, now):
+			// Existing users stay, even on a DenyNewCall pod.
+			c.cache.put(h, sv, uid, link.Pod, tok)
+			return link.Pod, nil
+
+		case link.Pod == NoPod:
+			pod, err := v.place(now)
+			if err != nil {
+				return NoPod, err
+			}
+			actual, err := c.store.SetLinkedPodIfAbsent(ctx, ns, uid, svc, pod, c.tempTTL)
+			if err != nil {
+				return NoPod, err
+			}
+			if v.snap.Load().routable(actual, c.clk.Millis()) {
+				// Not cached here: this client's own write ended the tracking
+				// of the key, and the next call reads it again with tracking.
+				return actual, nil
+			}
+
+		case link.Persistent && !c.cfg.RelinkPersistent:
+			return NoPod, &PodNotRoutableError{Pod: link.Pod}
+
+		default:
+			// Linked to a pod that is gone: move the link, unless another
+			// client moved it first.
+			pod, err := v.place(now)
+			if err != nil {
+				return NoPod, err
+			}
+			replaced, actual, err := c.store.ReplaceLinkedPod(ctx, ns, uid, svc, link.Pod, pod, c.tempTTL)
+			if err != nil {
+				return NoPod, err
+			}
+			if replaced || v.snap.Load().routable(actual, c.clk.Millis()) {
+				return actual, nil
+			}
+		}
+	}
+	return NoPod, ErrNoAvailablePod
+}
+
+// GetLinkedPod returns the pod uid is linked to for svc: the cached one, else
+// the one in Redis, else NoPod. It does not fill the cache and does not check
+// that the pod is routable.
+func (c *Client) GetLinkedPod(ctx context.Context, ns, uid, svc string) (int, error) {
+	if pod, _, ok := c.cache.get(keyHash(serviceHash(ns, svc), uid), ns, svc, uid); ok {
+		return pod, nil
+	}
+	return c.store.GetLinkedPod(ctx, ns, uid, svc)
+}
+
+// GetLinkedPodInCacheOrIfPersist returns the cached pod, else the pod of a
+// persistent link (caching it), else NoPod.
+func (c *Client) GetLinkedPodInCacheOrIfPersist(ctx context.Context, ns, uid, svc string) (int, error) {
+	h := keyHash(serviceHash(ns, svc), uid)
+	if pod, _, ok := c.cache.get(h, ns, svc, uid); ok {
+		return pod, nil
+	}
+	sv, err := c.states.service(ctx, ns, svc)
+	if err != nil {
+		return NoPod, err
+	}
+	tok := c.cache.token(h)
+	link, err := c.store.GetLinkedPodTracked(ctx, ns, uid, svc, c.cfg.Cache.TTL)
+	if err != nil || !link.Persistent {
+		return NoPod, err
+	}
+	c.cache.put(h, sv, uid, link.Pod, tok)
+	return link.Pod, nil
+}
+
+// GetLinkedPodNotCache reads uid's link from Redis, bypassing the cache.
+func (c *Client) GetLinkedPodNotCache(ctx context.Context, ns, uid, svc string) (int, error) {
+	return c.store.GetLinkedPod(ctx, ns, uid, svc)
+}
+
+// GetLinkedInCache returns the cached pod of uid, or NoPod; it never calls Redis.
+func (c *Client) GetLinkedInCache(ns, uid, svc string) int {
+	if pod, _, ok := c.cache.get(keyHash(serviceHash(ns, svc), uid), ns, svc, uid); ok {
+		return pod
+	}
+	return NoPod
+}
+
+// CacheExpired drops uid's cache entry and returns the pod it held, or NoPod.
+func (c *Client) CacheExpired(ns, uid, svc string) int {
+	if pod, ok := c.cache.remove(keyHash(serviceHash(ns, svc), uid), ns, svc, uid); ok {
+		return pod
+	}
+	return NoPod
+}
+
+// SetCache caches pod for uid until the cache TTL, a Redis invalidation or
+// eviction, whichever comes first. It writes nothing to Redis.
+func (c *Client) SetCache(ctx context.Context, ns, uid, svc string, pod int) error {
+	if pod < 0 || pod > store.MaxPod {
+		return &store.InvalidArgumentError{Arg: "pod", Reason: "outside 0.." + fmt.Sprint(store.MaxPod)}
+	}
+	if err := store.ValidateUID("uid", uid); err != nil {
+		return err
+	}
+	sv, err := c.states.service(ctx, ns, svc)
+	if err != nil {
+		return err
+	}
+	c.last.Store(sv)
+	c.cache.set(keyHash(sv.hash, uid), sv, uid, pod)
+	return nil
+}
+
+// GetLinkService returns uid's persistent links, service → pod.
+func (c *Client) GetLinkService(ctx context.Context, ns, uid string) (map[string]int, error) {
+	return c.store.GetLinkService(ctx, ns, uid)
+}
+
+// BatchGetLinkedPod returns the links of uids to svc grouped by pod, input
+// order kept inside each group: the cached ones from the cache, the others
+// from Redis in one round trip (and cached). Uids without a link are left out.
+func (c *Client) BatchGetLinkedPod(ctx context.Context, ns string, uids []string, svc string) (map[int][]string, error) {
+	sv, err := c.states.service(ctx, ns, svc)
+	if err != nil {
+		return nil, err
+	}
+	pods := make([]int, len(uids))
+	var missIdx []int
+	var missUIDs []string
+	var toks []uint64
+	for i, uid := range uids {
+		h := keyHash(sv.hash, uid)
+		if pod, _, ok := c.cache.get(h, ns, svc, uid); ok {
+			pods[i] = pod
+			continue
+		}
+		missIdx = append(missIdx, i)
+		missUIDs = append(missUIDs, uid)
+		toks = append(toks, c.cache.token(h))
+	}
+	var errs error
+	if len(missUIDs) > 0 {
+		got, err := c.store.LinkedPodsTracked(ctx, ns, missUIDs, svc, c.cfg.Cache.TTL)
+		if got == nil {
+			return nil, err
+		}
+		errs = err // corrupt values: reported beside the groups
+		for k, i := range missIdx {
+			pods[i] = got[k]
+			if got[k] != NoPod {
+				c.cache.put(keyHash(sv.hash, missUIDs[k]), sv, missUIDs[k], got[k], toks[k])
+			}
+		}
+	}
+	groups := map[int][]string{}
+	for i, p := range pods {
+		if p != NoPod {
+			groups[p] = append(groups[p], uids[i])
+		}
+	}
+	return groups, errs
+}
+
+// SetLinkedPodIfAbsent links uid to pod with a temporary link unless a link
+// exists, and returns the pod linked afterwards.
+func (c *Client) SetLinkedPodIfAbsent(ctx context.Context, ns, uid, svc string, pod int) (int, error) {
+	return c.store.SetLinkedPodIfAbsent(ctx, ns, uid, svc, pod, c.tempTTL)
+}
+
+// Close stops the client's goroutines. Calls after Close that need Redis
+// return ErrClosed; the store is not closed.
+func (c *Client) Close() {
+	if c.closed.Swap(true) {
+		return
+	}
+	if c.untrack != nil {
+		c.untrack()
+	}
+	c.states.close()
+	c.clk.Stop()
+}

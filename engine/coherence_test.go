@@ -1,0 +1,165 @@
+package engine_test
+
+import (
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stickyroute/stickyroute/engine"
+	"github.com/stickyroute/stickyroute/internal/redistest"
+	"github.com/stickyroute/stickyroute/store"
+)
+
+// heartbeat publishes the given pods as Ready every 50 ms until the test ends,
+// as their servers would.
+func heartbeat(t *testing.T, st *store.Redis, ns string, pods ...int) {
+	t.Helper()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	beat := func() {
+		ctx := redistest.Ctx(t)
+		for _, p := range pods {
+			if _, err := st.SetServiceState(ctx, ns, svc, p, 0, store.Ready); err != nil {
+				t.Errorf("heartbeat of pod %d: %v", p, err)
+			}
+		}
+	}
+	beat()
+	wg.Go(func() {
+		tk := time.NewTicker(50 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				beat()
+			}
+		}
+	})
+	t.Cleanup(func() { close(stop); wg.Wait() })
+}
+
+// TestCoherence: client A caches uid → 3; another process moves the user to 5;
+// A stops answering 3 as soon as Redis's invalidation arrives, long before the
+// cache TTL. The delay from the write to the eviction is measured over 1,000
+// link changes on the real servers.
+func TestCoherence(t *testing.T) {
+	for _, c := range []struct{ name, env string }{
+		{redistest.Standalone, redistest.EnvStandalone},
+		{redistest.Cluster, redistest.EnvCluster},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			addrs := os.Getenv(c.env)
+			if addrs == "" {
+				redistest.Open(t, c.name) // skips, or fails under STICKYROUTE_REQUIRE_SERVERS
+				return
+			}
+			ctx := redistest.Ctx(t)
+			ns := redistest.Namespace(t)
+			tracked, err := store.Dial(store.DialConfig{Addrs: strings.Split(addrs, ",")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tracked.Close()
+			a, err := engine.NewClient(engine.ClientConfig{
+				Store: tracked, Timing: testTiming, TempLinkTTL: time.Hour,
+				Cache: engine.CacheConfig{TTL: 30 * time.Minute},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			writer := store.New(redistest.Open(t, c.name).Client)
+			heartbeat(t, writer, ns, 3, 5)
+
+			const changes = 1000
+			fromStart := make([]time.Duration, 0, changes)
+			fromDone := make([]time.Duration, 0, changes)
+			for i := range changes {
+				uid := "user" + strconv.Itoa(i)
+				if _, err := writer.SetLinkedPod(ctx, ns, uid, svc, 3, store.Persistent); err != nil {
+					t.Fatal(err)
+				}
+				for a.GetLinkedInCache(ns, uid, svc) != 3 {
+					pod, err := a.ComputeLinkedPod(ctx, ns, uid, svc)
+					if err != nil || pod != 3 {
+						t.Fatalf("%s: = (%d, %v), want 3", uid, pod, err)
+					}
+				}
+				start := time.Now()
+				if _, err := writer.SetLinkedPod(ctx, ns, uid, svc, 5, store.Persistent); err != nil {
+					t.Fatal(err)
+				}
+				done := time.Now()
+				for a.GetLinkedInCache(ns, uid, svc) == 3 {
+					if time.Since(start) > 2*time.Second {
+						t.Fatalf("%s: still cached as 3 two seconds after the move", uid)
+					}
+					runtime.Gosched()
+				}
+				evicted := time.Now()
+				fromStart = append(fromStart, evicted.Sub(start))
+				fromDone = append(fromDone, evicted.Sub(done))
+				if pod, err := a.ComputeLinkedPod(ctx, ns, uid, svc); err != nil || pod != 5 {
+					t.Fatalf("%s after the move: = (%d, %v), want 5", uid, pod, err)
+				}
+			}
+			slices.Sort(fromStart)
+			slices.Sort(fromDone)
+			pct := func(d []time.Duration, p float64) time.Duration { return d[int(p*float64(len(d)-1))] }
+			t.Logf("%d link changes: eviction after the write was sent p50 %v p99 %v max %v; after it returned p50 %v p99 %v",
+				changes, pct(fromStart, .5), pct(fromStart, .99), fromStart[len(fromStart)-1], pct(fromDone, .5), pct(fromDone, .99))
+			// The 5 ms target is a speed goal, measured by BenchmarkInvalidation;
+			// here it is enough that evictions are pushed, not waited for.
+			if p99 := pct(fromStart, .99); p99 > 250*time.Millisecond {
+				t.Fatalf("p99 %v from the write to the eviction: invalidations are not arriving", p99)
+			}
+		})
+	}
+}
+
+// TestEmbeddedCacheLivesByTTL: without client tracking (the embedded Redis) a
+// cached link is trusted until its TTL, then read again.
+func TestEmbeddedCacheLivesByTTL(t *testing.T) {
+	st, err := store.Dial(store.DialConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := redistest.Ctx(t)
+	c, err := engine.NewClient(engine.ClientConfig{
+		Store: st, Timing: testTiming, TempLinkTTL: 2 * time.Second,
+		Cache: engine.CacheConfig{TTL: 300 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	heartbeat(t, st, "ns", 3, 5)
+	if _, err := st.SetLinkedPod(ctx, "ns", "u", svc, 3, store.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	if pod, err := c.ComputeLinkedPod(ctx, "ns", "u", svc); err != nil || pod != 3 {
+		t.Fatalf("= (%d, %v), want 3", pod, err)
+	}
+	if _, err := st.SetLinkedPod(ctx, "ns", "u", svc, 5, store.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	changed := time.Now()
+	if got := c.GetLinkedInCache("ns", "u", svc); got != 3 {
+		t.Fatalf("right after the move the cache says %d: no tracking here, it should still say 3", got)
+	}
+	redistest.Poll(t, 5*time.Second, "the cached link expires", func() bool {
+		pod, err := c.ComputeLinkedPod(ctx, "ns", "u", svc)
+		return err == nil && pod == 5
+	})
+	if d := time.Since(changed); d > time.Second {
+		t.Fatalf("the move was seen after %v, cache TTL 300 ms", d)
+	}
+}

@@ -1,0 +1,538 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stickyroute/stickyroute/store"
+)
+
+// stopPublishTimeout bounds each publish Stop makes on its own: the
+// DenyNewCall at the start (within the caller's ctx) and the Shutdown at the
+// end (detached from it, so that a cancelled ctx still withdraws the pod).
+const stopPublishTimeout = time.Second
+
+// lifecycle is where a Server is between NewServer and the end of Stop.
+type lifecycle uint8
+
+const (
+	idle     lifecycle = iota // made, not started: nothing published
+	starting                  // Start is making the first publish
+	running                   // the heartbeat loop runs
+	stopping                  // Stop is draining or withdrawing the pod
+	closed                    // everything stopped; Start answers ErrClosed
+)
+
+// Server is one pod's side of a service (SPEC §5.4): it keeps the pod's load
+// and routing state in memory, publishes them at once when they change and on
+// every heartbeat, publishes the service's workload state when it is the
+// lowest alive pod, and writes the links of the users the pod holds.
+//
+// Start begins publishing; Stop drains the pod (DenyNewCall for the drain
+// window, then Shutdown) and ends every goroutine the Server started.
+//
+// A Server is safe for concurrent use by many goroutines, including
+// concurrent calls of Start and Stop.
+type Server struct {
+	st          *store.Redis
+	ns, svc     string
+	pod         int
+	timing      Timing
+	drain       time.Duration
+	workloadTTL int // seconds
+
+	// load and routing are the pod's state in memory: read without a lock,
+	// written by the setters (routing only under mu, see below).
+	load    atomic.Int64
+	routing atomic.Uint32 // a RoutingState
+
+	// pub is a one-slot semaphore held around each publish, from reading the
+	// in-memory state to the Redis reply. Publishes are therefore applied in
+	// the order they read the state, so the last one written always carries
+	// the latest state (a heartbeat cannot overwrite Stop's Shutdown with the
+	// Ready it read a moment before). A channel rather than a mutex, so a
+	// caller waits no longer than its ctx.
+	pub chan struct{}
+
+	// mu guards the lifecycle fields below and every write of routing, so that
+	// SetRoutingState cannot undo the DenyNewCall that Stop has just set.
+	mu    sync.Mutex
+	phase lifecycle
+	// trans is closed when the current starting or stopping phase ends.
+	trans chan struct{}
+	// startCancel aborts the first publish of a Start in progress; stopReq
+	// tells that Start a Stop is waiting, so it closes instead of idling.
+	startCancel context.CancelFunc
+	stopReq     bool
+	// loopCancel and loopDone stop the heartbeat loop and wait for its end.
+	loopCancel context.CancelFunc
+	loopDone   chan struct{}
+
+	heartbeats     atomic.Uint64
+	failures       atomic.Uint64
+	workloadWrites atomic.Uint64
+	// errMu guards lastErr.
+	errMu   sync.Mutex
+	lastErr error
+}
+
+// ServerStats are a Server's counters since NewServer. Only the periodic
+// heartbeats are counted: Start, SetLoadState, SetRoutingState and Stop
+// return their publish errors to the caller instead.
+type ServerStats struct {
+	// Heartbeats counts the periodic state publishes that succeeded.
+	Heartbeats uint64
+	// HeartbeatFailures counts the heartbeat rounds that failed: the state
+	// publish or, on the pod that writes it, the workload state read or
+	// write. A failed round is retried after a quarter of the heartbeat
+	// period. Rounds cut short by Stop are not counted.
+	HeartbeatFailures uint64
+	// LastError is the error of the latest failed round; nil again once a
+	// round succeeds, so a non-nil value means the pod is failing right now.
+	LastError error
+	// WorkloadWrites counts the workload states (K4) this pod wrote as the
+	// lowest alive pod of its service.
+	WorkloadWrites uint64
+}
+
+// NewServer checks cfg, fills its defaults (see ServerConfig and Timing) and
+// returns a Server that publishes nothing until Start. Errors start with
+// "engine: " and name the field at fault; an invalid name also matches
+// store.ErrInvalidArgument.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("engine: ServerConfig.Store is nil")
+	}
+	if err := store.ValidateName("namespace", cfg.Namespace); err != nil {
+		return nil, fmt.Errorf("engine: ServerConfig.Namespace: %w", err)
+	}
+	if err := store.ValidateName("service", cfg.Service); err != nil {
+		return nil, fmt.Errorf("engine: ServerConfig.Service: %w", err)
+	}
+	if cfg.Pod < 0 || cfg.Pod > store.MaxPod {
+		return nil, fmt.Errorf("engine: ServerConfig.Pod %d is outside 0..%d", cfg.Pod, store.MaxPod)
+	}
+	timing, err := cfg.Timing.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxRequest < 0 {
+		return nil, fmt.Errorf("engine: ServerConfig.MaxRequest %v is negative", cfg.MaxRequest)
+	}
+	if cfg.MaxRequest == 0 {
+		cfg.MaxRequest = 5 * time.Second
+	}
+	minDrain := timing.Refresh + cfg.MaxRequest
+	switch {
+	case cfg.Drain < 0:
+		return nil, fmt.Errorf("engine: ServerConfig.Drain %v is negative", cfg.Drain)
+	case cfg.Drain == 0:
+		cfg.Drain = minDrain
+	case cfg.Drain < minDrain:
+		return nil, fmt.Errorf("engine: ServerConfig.Drain %v is below Refresh + MaxRequest (%v)", cfg.Drain, minDrain)
+	}
+	if cfg.Load < 0 {
+		return nil, fmt.Errorf("engine: ServerConfig.Load %d is negative", cfg.Load)
+	}
+	switch cfg.Routing {
+	case RoutingUnknown:
+		cfg.Routing = Ready
+	case Ready, DenyNewCall, Shutdown:
+	default:
+		return nil, fmt.Errorf("engine: ServerConfig.Routing %d is not Ready, DenyNewCall or Shutdown", cfg.Routing)
+	}
+
+	// The workload state outlives its writer by the time the next pod needs
+	// to take over: the staleness window (until the writer counts as dead)
+	// plus two heartbeats (until that pod's next round), in whole seconds as
+	// Redis counts them.
+	ttl := (timing.Staleness + 2*timing.Heartbeat + time.Second - 1) / time.Second
+	s := &Server{
+		st:          cfg.Store,
+		ns:          cfg.Namespace,
+		svc:         cfg.Service,
+		pod:         cfg.Pod,
+		timing:      timing,
+		drain:       cfg.Drain,
+		workloadTTL: int(min(max(ttl, 1), store.MaxTTL)),
+		pub:         make(chan struct{}, 1),
+	}
+	s.load.Store(cfg.Load)
+	s.routing.Store(uint32(cfg.Routing))
+	return s, nil
+}
+
+// SetLoadState sets the pod's load (≥ 0; lower is better, in the
+// application's unit) and publishes it at once. Before Start it is only kept
+// in memory, and Start publishes it. After Stop it returns ErrClosed. The load
+// stays set when the publish fails; the next heartbeat publishes it again.
+func (s *Server) SetLoadState(ctx context.Context, load int64) error {
+	if load < 0 {
+		return &store.InvalidArgumentError{Arg: "load", Reason: strconv.FormatInt(load, 10) + " is negative"}
+	}
+	s.mu.Lock()
+	phase := s.phase
+	if phase != closed {
+		s.load.Store(load)
+	}
+	s.mu.Unlock()
+	switch phase {
+	case idle:
+		return nil
+	case closed:
+		return ErrClosed
+	}
+	return s.publish(ctx)
+}
+
+// GetLoadState returns the pod's load as last set. It does not block.
+func (s *Server) GetLoadState() int64 { return s.load.Load() }
+
+// SetRoutingState sets whether the pod takes users (Ready, DenyNewCall or
+// Shutdown) and publishes it at once. Before Start it is only kept in memory,
+// and Start publishes it. Once Stop has begun the routing state belongs to
+// Stop and SetRoutingState returns ErrClosed. The state stays set when the
+// publish fails; the next heartbeat publishes it again.
+func (s *Server) SetRoutingState(ctx context.Context, st RoutingState) error {
+	switch st {
+	case Ready, DenyNewCall, Shutdown:
+	default:
+		return &store.InvalidArgumentError{Arg: "routing", Reason: st.String() + " is not Ready, DenyNewCall or Shutdown"}
+	}
+	s.mu.Lock()
+	phase := s.phase
+	if phase < stopping {
+		s.routing.Store(uint32(st))
+	}
+	s.mu.Unlock()
+	switch phase {
+	case idle:
+		return nil
+	case stopping, closed:
+		return ErrClosed
+	}
+	return s.publish(ctx)
+}
+
+// GetRoutingState returns the pod's routing state as last set (by the
+// application, or by Stop). It does not block.
+func (s *Server) GetRoutingState() RoutingState { return RoutingState(s.routing.Load()) }
+
+// SetLinkedPod links uid to pod for svc in namespace ns with a persistent
+// link, whoever held the user before (a forced write), and returns the pod
+// linked before, or store.NoPod. It does not need Start.
+func (s *Server) SetLinkedPod(ctx context.Context, ns, uid, svc string, pod int) (previous int, err error) {
+	return s.st.SetLinkedPod(ctx, ns, uid, svc, pod, store.Persistent)
+}
+
+// TrySetLinkedPod claims uid for pod with a persistent link unless another
+// pod already holds a persistent link to the user. It returns the owner
+// afterwards: pod when claimed; on a refusal the owner and a *ClaimedError
+// naming it (errors.Is(err, ErrClaimed)), with nothing changed. A temporary
+// link (a client's reservation) does not stop the claim.
+func (s *Server) TrySetLinkedPod(ctx context.Context, ns, uid, svc string, pod int) (owner int, err error) {
+	c, err := s.st.TrySetLinkedPod(ctx, ns, uid, svc, pod, store.Persistent)
+	if err != nil {
+		return store.NoPod, err
+	}
+	if !c.Claimed {
+		return c.Owner, &ClaimedError{Owner: c.Owner}
+	}
+	return c.Owner, nil
+}
+
+// RemoveLinkedPod deletes uid's link to svc now, whichever pod it points at,
+// and reports whether there was one.
+func (s *Server) RemoveLinkedPod(ctx context.Context, ns, uid, svc string) (existed bool, err error) {
+	return s.st.RemoveLinkedPod(ctx, ns, uid, svc, store.Persistent)
+}
+
+// RemoveLinkedPodWithId removes uid's link to svc only while it still points
+// at pod (compare-and-delete), and reports whether it did. persistSeconds -1
+// deletes the link now; persistSeconds > 0 keeps it readable that many
+// seconds as a temporary link (a grace period during which clients still send
+// the user to pod), and drops it from the uid's persistent links at once. Any
+// other value is an error matching store.ErrInvalidArgument.
+func (s *Server) RemoveLinkedPodWithId(ctx context.Context, ns, uid, svc string, pod, persistSeconds int) (removed bool, err error) {
+	if persistSeconds != store.Persistent && (persistSeconds <= 0 || persistSeconds > store.MaxTTL) {
+		return false, &store.InvalidArgumentError{Arg: "persistSeconds",
+			Reason: strconv.Itoa(persistSeconds) + " is neither -1 (delete now) nor 1.." + strconv.Itoa(store.MaxTTL) + " seconds"}
+	}
+	return s.st.RemoveLinkedPodWithId(ctx, ns, uid, svc, pod, persistSeconds)
+}
+
+// Start publishes the pod's state at once and then every heartbeat period,
+// until Stop. ctx bounds only the first publish: when it fails, Start returns
+// its error and the Server stays unstarted, so Start may be called again.
+// Start on a started Server returns nil; after Stop it returns ErrClosed.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	for {
+		switch s.phase {
+		case running:
+			s.mu.Unlock()
+			return nil
+		case stopping, closed:
+			s.mu.Unlock()
+			return ErrClosed
+		case starting:
+			// Another Start is publishing; its outcome is ours.
+			trans := s.trans
+			s.mu.Unlock()
+			select {
+			case <-trans:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			s.mu.Lock()
+			continue
+		}
+		break
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.phase, s.trans, s.startCancel = starting, make(chan struct{}), cancel
+	s.mu.Unlock()
+
+	err := s.publish(pctx)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer close(s.trans)
+	s.startCancel = nil
+	switch {
+	case err == nil:
+		// Even when a Stop is waiting: the pod is visible now, so it must be
+		// drained and withdrawn like any started pod.
+		s.phase = running
+		lctx, lcancel := context.WithCancel(context.Background())
+		s.loopCancel, s.loopDone = lcancel, make(chan struct{})
+		go s.loop(lctx, s.loopDone)
+		return nil
+	case s.stopReq:
+		// Stop cut the first publish short: nothing to withdraw.
+		s.phase = closed
+		return ErrClosed
+	default:
+		s.phase = idle
+		return err
+	}
+}
+
+// Stop takes the pod out of service and ends every goroutine of the Server:
+// it publishes DenyNewCall at once (existing users stay, no new ones come;
+// a pod the application had set to Shutdown stays Shutdown), keeps
+// heartbeating for the drain window so clients see it, then stops the
+// heartbeats and publishes Shutdown. When ctx ends before the drain window,
+// Stop skips the rest of the wait, still publishes Shutdown (with a short
+// context of its own) and stops, and returns ctx.Err(). A failed Shutdown
+// publish is returned too; the pod then disappears when its state goes stale.
+//
+// Stop on a Server never started publishes nothing. Stop is idempotent: a
+// call during another Stop waits for it (or for its own ctx), and later calls
+// return nil.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	for {
+		switch s.phase {
+		case closed:
+			s.mu.Unlock()
+			return nil
+		case idle:
+			s.phase = closed
+			s.routing.Store(uint32(Shutdown))
+			s.mu.Unlock()
+			return nil
+		case stopping:
+			trans := s.trans
+			s.mu.Unlock()
+			select {
+			case <-trans:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		case starting:
+			// Abort the first publish (its wait is short once cancelled),
+			// then see where Start left the Server.
+			s.stopReq = true
+			s.startCancel()
+			trans := s.trans
+			s.mu.Unlock()
+			<-trans
+			s.mu.Lock()
+			continue
+		}
+		break
+	}
+	s.phase, s.trans = stopping, make(chan struct{})
+	if s.GetRoutingState() != Shutdown {
+		s.routing.Store(uint32(DenyNewCall))
+	}
+	s.mu.Unlock()
+
+	// The heartbeats keep publishing DenyNewCall through the drain, so a
+	// failure here is retried by them.
+	pctx, cancel := context.WithTimeout(ctx, stopPublishTimeout)
+	_ = s.publish(pctx)
+	cancel()
+
+	var drainErr error
+	t := time.NewTimer(s.drain)
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		drainErr = ctx.Err()
+	}
+	t.Stop()
+
+	s.loopCancel()
+	<-s.loopDone
+
+	s.mu.Lock()
+	s.routing.Store(uint32(Shutdown))
+	s.mu.Unlock()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopPublishTimeout)
+	pubErr := s.publish(fctx)
+	cancel()
+
+	s.mu.Lock()
+	s.phase = closed
+	close(s.trans)
+	s.mu.Unlock()
+	if pubErr != nil {
+		pubErr = fmt.Errorf("engine: publishing Shutdown: %w", pubErr)
+	}
+	return errors.Join(drainErr, pubErr)
+}
+
+// Stats returns the Server's counters. It does not block on Redis.
+func (s *Server) Stats() ServerStats {
+	s.errMu.Lock()
+	last := s.lastErr
+	s.errMu.Unlock()
+	return ServerStats{
+		Heartbeats:        s.heartbeats.Load(),
+		HeartbeatFailures: s.failures.Load(),
+		LastError:         last,
+		WorkloadWrites:    s.workloadWrites.Load(),
+	}
+}
+
+// publish writes the pod's in-memory state to K3 (see pub for the ordering).
+func (s *Server) publish(ctx context.Context) error {
+	select {
+	case s.pub <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.pub }()
+	// A load beyond int only exists on 32-bit platforms; it publishes as the largest.
+	load := int(min(s.load.Load(), math.MaxInt))
+	_, err := s.st.SetServiceState(ctx, s.ns, s.svc, s.pod, load, s.GetRoutingState())
+	return err
+}
+
+// loop runs the heartbeats until ctx ends, then closes done.
+func (s *Server) loop(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTimer(s.timing.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		began := time.Now()
+		if s.beat(ctx) {
+			// Keep the period from start to start, so the round's own
+			// latency does not push the pod toward the staleness limit.
+			t.Reset(max(s.timing.Heartbeat-time.Since(began), 0))
+		} else {
+			t.Reset(s.timing.Heartbeat / 4)
+		}
+	}
+}
+
+// beat runs one heartbeat round: publish the pod's state, then the workload
+// state if this pod writes it. It reports whether the round succeeded.
+func (s *Server) beat(ctx context.Context) bool {
+	// No round outlives its period: a hung Redis costs one failed round,
+	// not a stuck loop.
+	rctx, cancel := context.WithTimeout(ctx, s.timing.Heartbeat)
+	defer cancel()
+	err := s.publish(rctx)
+	if err == nil {
+		s.heartbeats.Add(1)
+		err = s.writeWorkload(rctx)
+	}
+	if err == nil {
+		s.setLastErr(nil)
+		return true
+	}
+	if ctx.Err() != nil {
+		// Stop cut the round short: not a failure of the pod or of Redis.
+		return true
+	}
+	s.failures.Add(1)
+	s.setLastErr(err)
+	return false
+}
+
+func (s *Server) setLastErr(err error) {
+	s.errMu.Lock()
+	s.lastErr = err
+	s.errMu.Unlock()
+}
+
+// writeWorkload reads the service's pod states and, when this pod is the
+// writer, publishes the workload state (K4). Liveness is judged on the Redis
+// server's clock, read in the same round trip as the states.
+//
+// The writer is the lowest alive pod that is not Shutdown, or the lowest
+// alive pod when all are Shutdown. Skipping Shutdown pods hands the duty over
+// as soon as the writer withdraws: a stopped pod stays "alive" for the
+// staleness window but no longer heartbeats, and waiting for it to go stale
+// would let K4 expire meanwhile.
+func (s *Server) writeWorkload(ctx context.Context) error {
+	st, err := s.st.GetServiceState(ctx, s.ns, s.svc)
+	if err != nil {
+		return err
+	}
+	stale := s.timing.Staleness.Milliseconds()
+	alive, accepting := 0, 0
+	writer, lowest := store.NoPod, store.NoPod
+	for _, p := range st.Pods { // sorted by pod index
+		if st.Now-p.Updated > stale {
+			continue
+		}
+		alive++
+		if p.Routing == Ready {
+			accepting++
+		}
+		if lowest == store.NoPod {
+			lowest = p.Pod
+		}
+		if writer == store.NoPod && p.Routing != Shutdown {
+			writer = p.Pod
+		}
+	}
+	if writer == store.NoPod {
+		writer = lowest
+	}
+	if writer != s.pod {
+		return nil
+	}
+	if _, err := s.st.SetWorkloadState(ctx, s.ns, s.svc, accepting, alive, s.workloadTTL); err != nil {
+		return err
+	}
+	s.workloadWrites.Add(1)
+	return nil
+}

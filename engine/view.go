@@ -1,0 +1,571 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stickyroute/stickyroute/internal/clock"
+	"github.com/stickyroute/stickyroute/lb"
+	"github.com/stickyroute/stickyroute/store"
+)
+
+// PodState is one pod of a service as a client sees it.
+type PodState struct {
+	// Pod is the pod index.
+	Pod int
+	// Load is the load the pod published.
+	Load int64
+	// Routing is the routing state the pod published.
+	Routing RoutingState
+	// Updated is when the pod last published, in Unix ms of the Redis server's clock.
+	Updated int64
+	// Alive: the state is younger than the staleness window (server clock).
+	Alive bool
+	// Routable: alive and Ready or DenyNewCall; a linked user may be sent there.
+	Routable bool
+	// Accepting: alive and Ready; a new user may be placed there.
+	Accepting bool
+}
+
+// ServiceSnapshot is the state of a service's pods at one refresh. It is
+// immutable; a refresh replaces it whole.
+type ServiceSnapshot struct {
+	// Namespace and Service name the service.
+	Namespace, Service string
+	// Pods are the pods that published a parsable state, sorted by index.
+	Pods []PodState
+	// ServerTime is the Redis server's clock when the states were read (Unix ms).
+	ServerTime int64
+	// Skipped counts state fields that could not be parsed.
+	Skipped int
+}
+
+// podSnapshot is a ServiceSnapshot laid out for the hot path.
+type podSnapshot struct {
+	ServiceSnapshot
+	// flags[pod] holds the pod's routable/accepting bits; pods beyond the
+	// slice are unknown, so not routable.
+	flags []uint8
+	// aliveUntil[pod] is when the pod stops being alive without a new
+	// heartbeat, in Unix ms of the local coarse clock: the snapshot's server
+	// time translated to the moment it was read.
+	aliveUntil []int64
+}
+
+const (
+	flagRoutable uint8 = 1 << iota
+	flagAccepting
+)
+
+// routable reports whether pod may receive a linked user at local time now.
+func (p *podSnapshot) routable(pod int, now int64) bool {
+	return pod >= 0 && pod < len(p.flags) && p.flags[pod]&flagRoutable != 0 && now <= p.aliveUntil[pod]
+}
+
+// accepting reports whether pod may receive a new user at local time now.
+func (p *podSnapshot) accepting(pod int, now int64) bool {
+	return pod >= 0 && pod < len(p.flags) && p.flags[pod]&flagAccepting != 0 && now <= p.aliveUntil[pod]
+}
+
+// view is the pod-state view of one service: a snapshot swapped whole at
+// every refresh, and the balancer that places new users there.
+type view struct {
+	svc  *service
+	snap atomic.Pointer[podSnapshot]
+	// loadMu serializes loads (the refresher's and on-demand ones).
+	loadMu sync.Mutex
+	bal    *lb.Balancer
+	// placedMu guards placed: the placements made since the last refresh, kept
+	// in flight in the balancer so they weigh on the next picks until the
+	// pods' published loads include them.
+	placedMu sync.Mutex
+	placed   []lb.PickResult
+}
+
+// EventKind says what changed about a pod.
+type EventKind uint8
+
+const (
+	// EventUnknown is the zero value.
+	EventUnknown EventKind = iota
+	// EventSeen: the pod was seen for the first time.
+	EventSeen
+	// EventRouting: the pod published another routing state.
+	EventRouting
+	// EventStale: the pod stopped heartbeating (no longer alive).
+	EventStale
+	// EventAlive: a stale pod heartbeats again.
+	EventAlive
+	// EventGone: the pod's state was removed from Redis.
+	EventGone
+)
+
+// String returns the kind's name.
+func (k EventKind) String() string {
+	switch k {
+	case EventSeen:
+		return "seen"
+	case EventRouting:
+		return "routing"
+	case EventStale:
+		return "stale"
+	case EventAlive:
+		return "alive"
+	case EventGone:
+		return "gone"
+	}
+	return "unknown"
+}
+
+// Event is a change of one pod's routing, seen at a refresh.
+type Event struct {
+	Kind               EventKind
+	Namespace, Service string
+	Pod                int
+	// From and To are the routing states before and after (RoutingUnknown
+	// before a first sighting, after a pod is gone).
+	From, To RoutingState
+}
+
+// States is a client's view of the pod states of every service it has asked
+// about (the old API's route info driver and service state cache). Each
+// service's pods are an immutable snapshot behind an atomic pointer, reloaded
+// every refresh period in the background and on demand on first use. Safe
+// for concurrent use.
+type States struct {
+	store  *store.Redis
+	timing Timing
+	clk    *clock.Coarse
+	newBal func() (*lb.Balancer, error)
+	band   func(least int64) int64
+
+	mu       sync.Mutex // guards services
+	services map[[2]string]*service
+
+	subsMu sync.Mutex // guards subs
+	subs   []*subscriber
+
+	// kick wakes the refresher early, to load a service seen for the first time.
+	kick chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// subscriber delivers events to one callback from its own goroutine, so a
+// slow callback never holds up a refresh.
+type subscriber struct {
+	fn      func(Event)
+	mu      sync.Mutex
+	queue   []Event
+	dropped uint64
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+// maxQueued bounds a subscriber's backlog; older events are dropped first.
+const maxQueued = 4096
+
+func newStates(st *store.Redis, t Timing, clk *clock.Coarse, newBal func() (*lb.Balancer, error), band func(int64) int64) *States {
+	s := &States{
+		store: st, timing: t, clk: clk, newBal: newBal, band: band,
+		services: map[[2]string]*service{},
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+	}
+	s.wg.Add(1)
+	go s.refresher()
+	return s
+}
+
+// refresher reloads every known service each refresh period.
+func (s *States) refresher() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.timing.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+		s.mu.Lock()
+		svcs := make([]*service, 0, len(s.services))
+		for _, sv := range s.services {
+			svcs = append(svcs, sv)
+		}
+		s.mu.Unlock()
+		for _, sv := range svcs {
+			ctx, cancel := context.WithTimeout(context.Background(), s.timing.Refresh)
+			// A failed refresh keeps the last snapshot: pods age out of it by
+			// their aliveUntil, so a Redis outage cannot keep a dead pod routable.
+			_ = s.load(ctx, sv.view)
+			cancel()
+		}
+	}
+}
+
+// register returns the interned service of (ns, name), creating it (without
+// loading its pod states) on first sight.
+func (s *States) register(ns, name string) (*service, error) {
+	key := [2]string{ns, name}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sv, ok := s.services[key]; ok {
+		return sv, nil
+	}
+	if err := store.ValidateName("namespace", ns); err != nil {
+		return nil, err
+	}
+	if err := store.ValidateName("service", name); err != nil {
+		return nil, err
+	}
+	bal, err := s.newBal()
+	if err != nil {
+		return nil, err
+	}
+	sv := &service{ns: ns, name: name, hash: serviceHash(ns, name)}
+	sv.view = &view{svc: sv, bal: bal}
+	s.services[key] = sv
+	return sv, nil
+}
+
+// service returns the interned service of (ns, name), loading its pod states
+// on first use.
+func (s *States) service(ctx context.Context, ns, name string) (*service, error) {
+	sv, err := s.register(ns, name)
+	if err != nil {
+		return nil, err
+	}
+	if sv.view.snap.Load() == nil {
+		if err := s.load(ctx, sv.view); err != nil && sv.view.snap.Load() == nil {
+			return nil, err
+		}
+	}
+	return sv, nil
+}
+
+// load reads the service's pod states and publishes a new snapshot.
+func (s *States) load(ctx context.Context, v *view) error {
+	v.loadMu.Lock()
+	defer v.loadMu.Unlock()
+	st, err := s.store.GetServiceState(ctx, v.svc.ns, v.svc.name)
+	if err != nil {
+		return err
+	}
+	local := s.clk.Millis()
+	stale := s.timing.Staleness.Milliseconds()
+	snap := &podSnapshot{ServiceSnapshot: ServiceSnapshot{
+		Namespace: v.svc.ns, Service: v.svc.name, ServerTime: st.Now,
+		Pods: make([]PodState, 0, len(st.Pods)), Skipped: len(st.Skipped),
+	}}
+	maxPod := -1
+	for _, p := range st.Pods {
+		maxPod = max(maxPod, p.Pod)
+	}
+	snap.flags = make([]uint8, maxPod+1)
+	snap.aliveUntil = make([]int64, maxPod+1)
+	var accepting []lb.Pod
+	least := int64(-1)
+	for _, p := range st.Pods {
+		ps := PodState{Pod: p.Pod, Load: int64(p.Load), Routing: p.Routing, Updated: p.Updated}
+		age := st.Now - p.Updated
+		ps.Alive = age <= stale
+		ps.Routable = ps.Alive && (p.Routing == Ready || p.Routing == DenyNewCall)
+		ps.Accepting = ps.Alive && p.Routing == Ready
+		snap.Pods = append(snap.Pods, ps)
+		snap.aliveUntil[p.Pod] = local + stale - age
+		if ps.Routable {
+			snap.flags[p.Pod] |= flagRoutable
+		}
+		if ps.Accepting {
+			snap.flags[p.Pod] |= flagAccepting
+			accepting = append(accepting, lb.Pod{Index: p.Pod, Load: ps.Load})
+			if least < 0 || ps.Load < least {
+				least = ps.Load
+			}
+		}
+	}
+	// The load band: pods far above the least loaded take no new users.
+	if band := s.band(least); band >= 0 {
+		accepting = slices.DeleteFunc(accepting, func(p lb.Pod) bool { return p.Load > least+band })
+	}
+	old := v.snap.Swap(snap)
+	v.placedMu.Lock()
+	placed := v.placed
+	v.placed = nil
+	v.placedMu.Unlock()
+	// The published loads now include this client's earlier placements (or
+	// will by the next heartbeat): stop counting them locally.
+	for _, r := range placed {
+		r.Done(lb.DoneInfo{})
+	}
+	if err := v.bal.Update(accepting); err != nil {
+		return err
+	}
+	s.notify(old, snap)
+	return nil
+}
+
+// place picks an accepting pod for a new user and counts the placement
+// locally until the next refresh.
+func (v *view) place(now int64) (int, error) {
+	snap := v.snap.Load()
+	for {
+		r, err := v.bal.Pick()
+		if err != nil {
+			return NoPod, ErrNoAvailablePod
+		}
+		if snap == nil || snap.accepting(r.Pod, now) {
+			v.placedMu.Lock()
+			v.placed = append(v.placed, r)
+			v.placedMu.Unlock()
+			return r.Pod, nil
+		}
+		// The pod stopped heartbeating since the last refresh: take it out of
+		// the balancer until a refresh sees it alive again.
+		r.Done(lb.DoneInfo{})
+		v.bal.Remove(r.Pod)
+	}
+}
+
+// NoPod is the pod index meaning "no pod". Pod 0 is a normal pod.
+const NoPod = store.NoPod
+
+// notify compares two snapshots and queues an event per change.
+func (s *States) notify(old, cur *podSnapshot) {
+	s.subsMu.Lock()
+	subs := s.subs
+	s.subsMu.Unlock()
+	if len(subs) == 0 {
+		return
+	}
+	var events []Event
+	prev := map[int]PodState{}
+	if old != nil {
+		for _, p := range old.Pods {
+			prev[p.Pod] = p
+		}
+	}
+	ev := func(k EventKind, pod int, from, to RoutingState) {
+		events = append(events, Event{Kind: k, Namespace: cur.Namespace, Service: cur.Service, Pod: pod, From: from, To: to})
+	}
+	for _, p := range cur.Pods {
+		o, seen := prev[p.Pod]
+		delete(prev, p.Pod)
+		switch {
+		case !seen:
+			ev(EventSeen, p.Pod, RoutingUnknown, p.Routing)
+			if !p.Alive {
+				ev(EventStale, p.Pod, p.Routing, p.Routing)
+			}
+		case o.Routing != p.Routing:
+			ev(EventRouting, p.Pod, o.Routing, p.Routing)
+		}
+		if seen && o.Alive && !p.Alive {
+			ev(EventStale, p.Pod, o.Routing, p.Routing)
+		}
+		if seen && !o.Alive && p.Alive {
+			ev(EventAlive, p.Pod, o.Routing, p.Routing)
+		}
+	}
+	for pod, o := range prev {
+		ev(EventGone, pod, o.Routing, RoutingUnknown)
+	}
+	if len(events) == 0 {
+		return
+	}
+	for _, sub := range subs {
+		sub.push(events)
+	}
+}
+
+func (sub *subscriber) push(events []Event) {
+	sub.mu.Lock()
+	sub.queue = append(sub.queue, events...)
+	if over := len(sub.queue) - maxQueued; over > 0 {
+		sub.queue = sub.queue[over:]
+		sub.dropped += uint64(over)
+	}
+	sub.mu.Unlock()
+	select {
+	case sub.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (sub *subscriber) run() {
+	for {
+		select {
+		case <-sub.done:
+			return
+		case <-sub.wake:
+		}
+		for {
+			sub.mu.Lock()
+			q := sub.queue
+			sub.queue = nil
+			sub.mu.Unlock()
+			if len(q) == 0 {
+				break
+			}
+			for _, e := range q {
+				select {
+				case <-sub.done:
+					return
+				default:
+				}
+				sub.fn(e)
+			}
+		}
+	}
+}
+
+// Subscribe calls fn for every routing change seen at a refresh: a pod seen
+// for the first time, another routing state, a pod going stale or coming
+// back, a pod gone. fn runs on a goroutine of its own, in order; a refresh
+// never waits for it (beyond 4,096 pending events the oldest are dropped).
+// cancel stops the deliveries and waits for a running fn to return.
+func (s *States) Subscribe(fn func(Event)) (cancel func()) {
+	sub := &subscriber{fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s.subsMu.Lock()
+	s.subs = append(slices.Clone(s.subs), sub)
+	s.subsMu.Unlock()
+	var wg sync.WaitGroup
+	wg.Go(sub.run)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.subsMu.Lock()
+			s.subs = slices.DeleteFunc(slices.Clone(s.subs), func(o *subscriber) bool { return o == sub })
+			s.subsMu.Unlock()
+			close(sub.done)
+			wg.Wait()
+		})
+	}
+}
+
+// Snapshot returns the current snapshot of a service, loading it on first use.
+func (s *States) Snapshot(ctx context.Context, ns, svc string) (ServiceSnapshot, error) {
+	sv, err := s.service(ctx, ns, svc)
+	if err != nil {
+		return ServiceSnapshot{}, err
+	}
+	return sv.view.snap.Load().ServiceSnapshot, nil
+}
+
+// current returns the snapshot of a service, or nil while it has none yet:
+// a service seen for the first time is registered and the refresher is woken
+// to load it, so the caller never waits for Redis.
+func (s *States) current(ns, svc string) *podSnapshot {
+	sv, err := s.register(ns, svc)
+	if err != nil {
+		return nil
+	}
+	if p := sv.view.snap.Load(); p != nil {
+		return p
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// IsPodRoutable reports whether a linked user may be sent to pod now. It
+// reads the current snapshot and never blocks; a service not seen before
+// answers false while it loads in the background.
+func (s *States) IsPodRoutable(ns, svc string, pod int) bool {
+	p := s.current(ns, svc)
+	return p != nil && p.routable(pod, s.clk.Millis())
+}
+
+// IsPodAvailable reports whether a new user may be placed on pod now, like
+// IsPodRoutable.
+func (s *States) IsPodAvailable(ns, svc string, pod int) bool {
+	p := s.current(ns, svc)
+	return p != nil && p.accepting(pod, s.clk.Millis())
+}
+
+// AlivePods returns the pods of a service alive now, in index order.
+func (s *States) AlivePods(ctx context.Context, ns, svc string) ([]int, error) {
+	return s.pods(ctx, ns, svc, func(p *podSnapshot, pod int, now int64) bool {
+		return pod < len(p.aliveUntil) && now <= p.aliveUntil[pod]
+	})
+}
+
+// RoutablePods returns the pods of a service routable now, in index order.
+func (s *States) RoutablePods(ctx context.Context, ns, svc string) ([]int, error) {
+	return s.pods(ctx, ns, svc, (*podSnapshot).routable)
+}
+
+func (s *States) pods(ctx context.Context, ns, svc string, keep func(p *podSnapshot, pod int, now int64) bool) ([]int, error) {
+	sv, err := s.service(ctx, ns, svc)
+	if err != nil {
+		return nil, err
+	}
+	snap, now := sv.view.snap.Load(), s.clk.Millis()
+	var out []int
+	for _, p := range snap.Pods {
+		if keep(snap, p.Pod, now) {
+			out = append(out, p.Pod)
+		}
+	}
+	return out, nil
+}
+
+// GetServiceBestPod picks the pod a new user of the service would be placed
+// on, and counts it as a placement (the old API's best-pod query).
+func (s *States) GetServiceBestPod(ctx context.Context, ns, svc string) (int, error) {
+	sv, err := s.service(ctx, ns, svc)
+	if err != nil {
+		return NoPod, err
+	}
+	return sv.view.place(s.clk.Millis())
+}
+
+// GetPodLoadScore returns the load pod published, plus the placements this
+// client made there since the last refresh.
+func (s *States) GetPodLoadScore(ctx context.Context, ns, svc string, pod int) (int64, error) {
+	sv, err := s.service(ctx, ns, svc)
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range sv.view.snap.Load().Pods {
+		if p.Pod != pod {
+			continue
+		}
+		score := p.Load
+		for _, ps := range sv.view.bal.Stats().Pods {
+			if ps.Pod == pod {
+				score += ps.InFlight
+			}
+		}
+		return score, nil
+	}
+	return 0, errors.New("engine: pod " + strconv.Itoa(pod) + " of " + ns + "/" + svc + " has no state")
+}
+
+// GetServiceState reads the raw pod states of a service from Redis now.
+func (s *States) GetServiceState(ctx context.Context, ns, svc string) (store.ServiceState, error) {
+	return s.store.GetServiceState(ctx, ns, svc)
+}
+
+// close stops the refresher and the balancers.
+func (s *States) close() {
+	s.once.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		s.mu.Lock()
+		for _, sv := range s.services {
+			sv.view.bal.Close()
+		}
+		s.mu.Unlock()
+	})
+}
