@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -196,7 +198,15 @@ func TestComputeLinkedPodHitAllocs(t *testing.T) {
 	}
 }
 
-// realEnv is a client on the real standalone server, with tracking.
+// benchCtx is a context for a benchmark's calls: long runs (-benchtime)
+// outlast the 30 s of redistest.Ctx.
+func benchCtx(b *testing.B) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	b.Cleanup(cancel)
+	return ctx
+}
+
+// realClient is a client on the real standalone server, with tracking.
 func realClient(b *testing.B) (*engine.Client, *store.Redis, string) {
 	b.Helper()
 	addrs := os.Getenv(redistest.EnvStandalone)
@@ -231,7 +241,7 @@ func realClient(b *testing.B) (*engine.Client, *store.Redis, string) {
 // alternating in every iteration; op/store is the ratio.
 func BenchmarkComputeLinkedPodMiss(b *testing.B) {
 	c, st, ns := realClient(b)
-	ctx := redistest.Ctx(b)
+	ctx := benchCtx(b)
 	const users = 1024
 	uids := make([]string, users)
 	for i := range uids {
@@ -265,7 +275,7 @@ func BenchmarkComputeLinkedPodMiss(b *testing.B) {
 // and with none cached.
 func BenchmarkBatchGetLinkedPod(b *testing.B) {
 	c, st, ns := realClient(b)
-	ctx := redistest.Ctx(b)
+	ctx := benchCtx(b)
 	const n = 10000
 	uids := make([]string, n)
 	for i := range uids {
@@ -301,4 +311,42 @@ func BenchmarkBatchGetLinkedPod(b *testing.B) {
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "uids/s")
 		})
 	}
+}
+
+// BenchmarkInvalidation measures, on the real standalone server, the delay
+// from another process's write of a link to this client's eviction of it,
+// over b.N link changes (target p99 ≤ 5 ms on loopback).
+func BenchmarkInvalidation(b *testing.B) {
+	c, st, ns := realClient(b)
+	ctx := benchCtx(b)
+	writer := store.New(redistest.Open(b, redistest.Standalone).Client)
+	var delays []time.Duration
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		uid := "inv" + strconv.Itoa(i)
+		if _, err := st.SetLinkedPod(ctx, ns, uid, svc, 3, store.Persistent); err != nil {
+			b.Fatal(err)
+		}
+		for c.GetLinkedInCache(ns, uid, svc) != 3 {
+			if _, err := c.ComputeLinkedPod(ctx, ns, uid, svc); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		start := time.Now()
+		if _, err := writer.SetLinkedPod(ctx, ns, uid, svc, 5, store.Persistent); err != nil {
+			b.Fatal(err)
+		}
+		for c.GetLinkedInCache(ns, uid, svc) == 3 {
+			if time.Since(start) > 2*time.Second {
+				b.Fatalf("%s still cached two seconds after the write", uid)
+			}
+			runtime.Gosched()
+		}
+		delays = append(delays, time.Since(start))
+	}
+	slices.Sort(delays)
+	at := func(p float64) float64 { return float64(delays[int(p*float64(len(delays)-1))].Nanoseconds()) }
+	b.ReportMetric(at(.5), "p50-ns")
+	b.ReportMetric(at(.99), "p99-ns")
 }

@@ -104,8 +104,15 @@ func (keepNothing) Flight(string, string, time.Duration, time.Time) (rueidis.Red
 	return rueidis.RedisMessage{}, nil
 }
 
-// Update keeps nothing.
-func (keepNothing) Update(string, string, rueidis.RedisMessage) int64 { return 0 }
+// Update keeps nothing, and hands back the key's server-side expiry (rueidis
+// reads PTTL with every tracked read): 0 for a key without one, so that the
+// reply's CachePTTL is -1 exactly when the key does not expire.
+func (keepNothing) Update(_, _ string, val rueidis.RedisMessage) int64 {
+	if px := val.CachePXAT(); px > 0 {
+		return px
+	}
+	return 0
+}
 
 // Cancel has nothing to cancel.
 func (keepNothing) Cancel(string, string, error) {}
@@ -149,15 +156,21 @@ func (r *Redis) GetLinkedPodTracked(ctx context.Context, ns, uid, svc string, tt
 		return TrackedLink{Pod: NoPod}, err
 	}
 	key := LinkKey(ns, uid, svc)
-	res := r.client.DoMultiCache(ctx,
-		rueidis.CT(r.client.B().Get().Key(key).Cache(), ttl),
-		rueidis.CT(r.client.B().Pttl().Key(key).Cache(), ttl))
-	return trackedLink(op, key, res[0], res[1])
-}
-
-// trackedLink decodes the GET and PTTL of one link key.
-func trackedLink(op, key string, get, pttl rueidis.RedisResult) (TrackedLink, error) {
-	msg, err := get.ToMessage()
+	if r.tracker != nil {
+		// One tracked GET: rueidis reads the key's PTTL in the same MULTI,
+		// and keepNothing.Update passes it on as the reply's CachePTTL.
+		msg, err := r.client.DoCache(ctx, r.client.B().Get().Key(key).Cache(), ttl).ToMessage()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return TrackedLink{Pod: NoPod}, classify(op, key, err)
+		}
+		pod, err := podValue(key, &msg)
+		if err != nil {
+			return TrackedLink{Pod: NoPod}, err
+		}
+		return TrackedLink{Pod: pod, Persistent: pod != NoPod && msg.CachePTTL() == -1}, nil
+	}
+	res := r.client.DoMulti(ctx, r.client.B().Get().Key(key).Build(), r.client.B().Pttl().Key(key).Build())
+	msg, err := res[0].ToMessage()
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return TrackedLink{Pod: NoPod}, classify(op, key, err)
 	}
@@ -165,7 +178,7 @@ func trackedLink(op, key string, get, pttl rueidis.RedisResult) (TrackedLink, er
 	if err != nil {
 		return TrackedLink{Pod: NoPod}, err
 	}
-	ms, err := pttl.AsInt64()
+	ms, err := res[1].AsInt64()
 	if err != nil {
 		return TrackedLink{Pod: NoPod}, classify(op, key, err)
 	}

@@ -72,6 +72,16 @@ func TestTracking(t *testing.T) {
 			if err != nil || got.Pod != 5 {
 				t.Fatalf("after the change: (%+v, %v), want pod 5", got, err)
 			}
+			// A temporary link reads as temporary.
+			if _, err := writer.SetLinkedPod(ctx, ns, "t1", "room", 2, 30); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := reader.GetLinkedPodTracked(ctx, ns, "t1", "room", time.Minute); err != nil || got != (store.TrackedLink{Pod: 2}) {
+				t.Fatalf("tracked read of a temporary link = (%+v, %v), want pod 2 not persistent", got, err)
+			}
+			if got, err := reader.GetLinkedPodTracked(ctx, ns, "none", "room", time.Minute); err != nil || got != (store.TrackedLink{Pod: store.NoPod}) {
+				t.Fatalf("tracked read of no link = (%+v, %v)", got, err)
+			}
 			// A missing key read with tracking is reported when it appears.
 			if _, err := writer.SetLinkedPodIfAbsent(ctx, ns, "u2", "room", 1, 30); err != nil {
 				t.Fatal(err)
