@@ -315,10 +315,11 @@ func newLinkCache(cfg CacheConfig, clk *clock.Coarse) *linkCache {
 // expired. It takes no lock, allocates nothing, calls no time function (it
 // reads the coarse clock) and records the access for eviction.
 func (c *linkCache) get(h uint64, ns, name, uid string) (pod int, svc *service, ok bool) {
-	// Load the two metadata words the key may own first: their misses
-	// overlap the map's instead of following it.
-	w1, w2 := c.metaAt(h), c.metaAt2(h)
-	m1, m2 := w1.Load(), w2.Load()
+	// Load the key's first metadata word before the map lookup: its miss
+	// overlaps the map's instead of following it. Most keys own their first
+	// word (claimMeta prefers it); the others read the second one after.
+	w1 := c.metaAt(h)
+	m1 := w1.Load()
 	e, found := c.m.Load(h)
 	if !found || !e.is(ns, name, uid) {
 		c.stripe().misses.Add(1)
@@ -330,18 +331,10 @@ func (c *linkCache) get(h uint64, ns, name, uid string) (pod int, svc *service, 
 		c.stripe().misses.Add(1)
 		return -1, nil, false
 	}
-	switch {
-	case owns(m1, h):
+	if owns(m1, h) {
 		c.touch(w1, m1, now)
-	case owns(m2, h):
-		c.touch(w2, m2, now)
-	case m1 == 0 || m2 == 0:
-		// An unranked key takes a word another key gave back (rare: one CAS).
-		w := w1
-		if m1 != 0 {
-			w = w2
-		}
-		w.CompareAndSwap(0, packMeta(uint32(now-c.base), cacheLFUInit, metaTag(h)))
+	} else {
+		c.touchSecond(h, w1, m1, now)
 	}
 	c.stripe().hits.Add(1)
 	return int(e.pod), e.svc, true
@@ -356,6 +349,22 @@ func (c *linkCache) stripe() *cacheStripe {
 // choices make it rare that a key finds both taken by others.
 func (c *linkCache) metaAt(h uint64) *atomic.Uint64  { return &c.meta[h&c.metaMask] }
 func (c *linkCache) metaAt2(h uint64) *atomic.Uint64 { return &c.meta[(h>>24)&c.metaMask] }
+
+// touchSecond records an access of a key that does not own its first word
+// w1 (holding m1): it owns the second, or neither. An unranked key takes a
+// word another key gave back (rare: one CAS).
+func (c *linkCache) touchSecond(h uint64, w1 *atomic.Uint64, m1 uint64, now int64) {
+	w2 := c.metaAt2(h)
+	m2 := w2.Load()
+	switch {
+	case owns(m2, h):
+		c.touch(w2, m2, now)
+	case m1 == 0:
+		w1.CompareAndSwap(0, packMeta(uint32(now-c.base), cacheLFUInit, metaTag(h)))
+	case m2 == 0:
+		w2.CompareAndSwap(0, packMeta(uint32(now-c.base), cacheLFUInit, metaTag(h)))
+	}
+}
 
 // ownedMeta returns the word key hash h owns and its value, or nil.
 func (c *linkCache) ownedMeta(h uint64) (*atomic.Uint64, uint64) {
