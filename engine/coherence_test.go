@@ -66,7 +66,7 @@ func TestCoherence(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer tracked.Close()
+			t.Cleanup(tracked.Close)
 			a, err := engine.NewClient(engine.ClientConfig{
 				Store: tracked, Timing: testTiming, TempLinkTTL: time.Hour,
 				Cache: engine.CacheConfig{TTL: 30 * time.Minute},
@@ -131,7 +131,7 @@ func TestEmbeddedCacheLivesByTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(st.Close) // after the heartbeat's cleanup, registered later
 	ctx := redistest.Ctx(t)
 	c, err := engine.NewClient(engine.ClientConfig{
 		Store: st, Timing: testTiming, TempLinkTTL: 2 * time.Second,
