@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -209,11 +207,7 @@ func benchCtx(b *testing.B) context.Context {
 // realClient is a client on the real standalone server, with tracking.
 func realClient(b *testing.B) (*engine.Client, *store.Redis, string) {
 	b.Helper()
-	addrs := os.Getenv(redistest.EnvStandalone)
-	if addrs == "" {
-		redistest.Open(b, redistest.Standalone) // skips, or fails under STICKYROUTE_REQUIRE_SERVERS
-	}
-	st, err := store.Dial(store.DialConfig{Addrs: strings.Split(addrs, ",")})
+	st, err := store.Dial(store.DialConfig{Addrs: redistest.Addrs(b, redistest.Standalone)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,11 +1,9 @@
 package engine_test
 
 import (
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,19 +48,12 @@ func heartbeat(t *testing.T, st *store.Redis, ns string, pods ...int) {
 // cache TTL. The delay from the write to the eviction is measured over 1,000
 // link changes on the real servers.
 func TestCoherence(t *testing.T) {
-	for _, c := range []struct{ name, env string }{
-		{redistest.Standalone, redistest.EnvStandalone},
-		{redistest.Cluster, redistest.EnvCluster},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			addrs := os.Getenv(c.env)
-			if addrs == "" {
-				redistest.Open(t, c.name) // skips, or fails under STICKYROUTE_REQUIRE_SERVERS
-				return
-			}
+	for _, name := range redistest.Real {
+		t.Run(name, func(t *testing.T) {
+			addrs := redistest.Addrs(t, name)
 			ctx := redistest.Ctx(t)
 			ns := redistest.Namespace(t)
-			tracked, err := store.Dial(store.DialConfig{Addrs: strings.Split(addrs, ",")})
+			tracked, err := store.Dial(store.DialConfig{Addrs: addrs})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +66,7 @@ func TestCoherence(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			writer := store.New(redistest.Open(t, c.name).Client)
+			writer := store.New(redistest.Open(t, name).Client)
 			heartbeat(t, writer, ns, 3, 5)
 
 			const changes = 1000

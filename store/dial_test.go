@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -38,20 +36,13 @@ func TestDialEmbedded(t *testing.T) {
 }
 
 func TestDialReal(t *testing.T) {
-	for _, c := range []struct{ name, env string }{
-		{redistest.Standalone, redistest.EnvStandalone},
-		{redistest.Cluster, redistest.EnvCluster},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			addrs := os.Getenv(c.env)
-			if addrs == "" {
-				redistest.Open(t, c.name) // skips, or fails under STICKYROUTE_REQUIRE_SERVERS
-				return
-			}
+	for _, name := range redistest.Real {
+		t.Run(name, func(t *testing.T) {
+			addrs := redistest.Addrs(t, name)
 			ctx := redistest.Ctx(t)
 			var configured bool
 			s, err := store.Dial(store.DialConfig{
-				Addrs:     strings.Split(addrs, ","),
+				Addrs:     addrs,
 				Configure: func(o *rueidis.ClientOption) { configured = true },
 			})
 			if err != nil {
@@ -62,7 +53,7 @@ func TestDialReal(t *testing.T) {
 				t.Fatal("Configure was not called")
 			}
 			wantMode := rueidis.ClientModeStandalone
-			if c.name == redistest.Cluster {
+			if name == redistest.Cluster {
 				wantMode = rueidis.ClientModeCluster
 			}
 			if s.Client().Mode() != wantMode {

@@ -1,9 +1,7 @@
 package store_test
 
 import (
-	"os"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,23 +13,16 @@ import (
 // TestTracking: a link read with tracking is reported to the Tracker when
 // another client changes it, on the real standalone server and cluster.
 func TestTracking(t *testing.T) {
-	for _, c := range []struct{ name, env string }{
-		{redistest.Standalone, redistest.EnvStandalone},
-		{redistest.Cluster, redistest.EnvCluster},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			addrs := os.Getenv(c.env)
-			if addrs == "" {
-				redistest.Open(t, c.name) // skips, or fails under STICKYROUTE_REQUIRE_SERVERS
-				return
-			}
+	for _, name := range redistest.Real {
+		t.Run(name, func(t *testing.T) {
+			addrs := redistest.Addrs(t, name)
 			ctx := redistest.Ctx(t)
-			reader, err := store.Dial(store.DialConfig{Addrs: strings.Split(addrs, ",")})
+			reader, err := store.Dial(store.DialConfig{Addrs: addrs})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer reader.Close()
-			writer := store.New(redistest.Open(t, c.name).Client)
+			writer := store.New(redistest.Open(t, name).Client)
 			tr := reader.Tracker()
 			if tr == nil {
 				t.Fatal("Dial on a real Redis gave no tracker")

@@ -37,8 +37,11 @@ const (
 	Cluster    = "cluster"
 )
 
-// Names lists every backend.
-var Names = []string{Embedded, Standalone, Cluster}
+// Names lists every backend; Real the real servers among them.
+var (
+	Names = []string{Embedded, Standalone, Cluster}
+	Real  = []string{Standalone, Cluster}
+)
 
 // Backend is one Redis to run a test against.
 type Backend struct {
@@ -98,6 +101,21 @@ func Open(t testing.TB, name string) *Backend {
 		t.Fatalf("%s=%v is not a cluster (client mode %s)", EnvCluster, b.Addrs, c.Mode())
 	}
 	return b
+}
+
+// Addrs returns the addresses of the named real backend, for tests that
+// build their own client (store.Dial). Without them it skips t, or fails it
+// under EnvRequire.
+func Addrs(t testing.TB, name string) []string {
+	t.Helper()
+	switch name {
+	case Standalone:
+		return addrs(t, EnvStandalone)
+	case Cluster:
+		return addrs(t, EnvCluster)
+	}
+	t.Fatalf("%q is not a real backend", name)
+	return nil
 }
 
 func addrs(t testing.TB, env string) []string {
@@ -178,11 +196,13 @@ func Poll(t testing.TB, within time.Duration, what string, cond func() bool) {
 }
 
 // LeakOptions are the goleak options for packages whose tests use these
-// backends. rueidis closes the connections a cluster topology refresh dropped
-// five seconds later, in a goroutine of its own; that delayed close is not a
-// leak of ours.
+// backends. rueidis runs two timed goroutines of its own that may outlive a
+// closed cluster client by seconds: the delayed close of connections a
+// topology refresh dropped (5 s), and a delayed topology refresh (under 1 s).
+// Neither is a leak of ours.
 func LeakOptions() []goleak.Option {
 	return []goleak.Option{
 		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"),
 	}
 }
