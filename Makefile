@@ -16,8 +16,8 @@ REDIS := scripts/redis.sh
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-test: lint ## lint, start Redis (standalone + 3-master cluster), run go test -race ./..., fuzz each target briefly, stop Redis
-	$(REDIS) run bash -c '$(GO) test -race -count=1 ./... && scripts/fuzz.sh $(TEST_FUZZTIME)'
+test: lint ## lint, start Redis (standalone + 3-master cluster), run go test -race ./..., the allocation tests without -race, fuzz each target briefly, stop Redis
+	$(REDIS) run bash -c '$(GO) test -race -count=1 ./... && $(GO) test -count=1 -run "Allocs" ./... && scripts/fuzz.sh $(TEST_FUZZTIME)'
 
 race: ## run the tests COUNT times under the race detector, against the real servers
 	$(REDIS) run $(GO) test -race -count=$(COUNT) ./...

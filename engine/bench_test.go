@@ -344,3 +344,33 @@ func BenchmarkInvalidation(b *testing.B) {
 	b.ReportMetric(at(.5), "p50-ns")
 	b.ReportMetric(at(.99), "p99-ns")
 }
+
+// TestRoutableCheckAllocs: the States routable check allocates nothing (it
+// takes no lock either: it reads a lock-free map and a snapshot).
+func TestRoutableCheckAllocs(t *testing.T) {
+	if raceDetector {
+		t.Skip("the race detector allocates")
+	}
+	st, err := store.Dial(store.DialConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := redistest.Ctx(t)
+	if _, err := st.SetServiceState(ctx, "ns", svc, 3, 0, store.Ready); err != nil {
+		t.Fatal(err)
+	}
+	c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: slowTiming})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.States().Snapshot(ctx, "ns", svc); err != nil {
+		t.Fatal(err)
+	}
+	ok := false
+	allocs := testing.AllocsPerRun(10000, func() { ok = c.States().IsPodRoutable("ns", svc, 3) })
+	if !ok || allocs != 0 {
+		t.Fatalf("IsPodRoutable = %v with %v allocs, want true with 0", ok, allocs)
+	}
+}

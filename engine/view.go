@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/puzpuzpuz/xsync/v4"
+
 	"github.com/stickyroute/stickyroute/internal/clock"
 	"github.com/stickyroute/stickyroute/lb"
 	"github.com/stickyroute/stickyroute/store"
@@ -144,8 +146,10 @@ type States struct {
 	newBal func() (*lb.Balancer, error)
 	band   func(least int64) int64
 
-	mu       sync.Mutex // guards services
-	services map[[2]string]*service
+	// services are the services asked about, read without a lock (a
+	// routable check is a hot path); mu serializes their creation.
+	services *xsync.Map[[2]string, *service]
+	mu       sync.Mutex
 
 	subsMu sync.Mutex // guards subs
 	subs   []*subscriber
@@ -174,7 +178,7 @@ const maxQueued = 4096
 func newStates(st *store.Redis, t Timing, clk *clock.Coarse, newBal func() (*lb.Balancer, error), band func(int64) int64) *States {
 	s := &States{
 		store: st, timing: t, clk: clk, newBal: newBal, band: band,
-		services: map[[2]string]*service{},
+		services: xsync.NewMap[[2]string, *service](),
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
@@ -195,12 +199,10 @@ func (s *States) refresher() {
 		case <-t.C:
 		case <-s.kick:
 		}
-		s.mu.Lock()
-		svcs := make([]*service, 0, len(s.services))
-		for _, sv := range s.services {
+		var svcs []*service
+		for _, sv := range s.services.All() {
 			svcs = append(svcs, sv)
 		}
-		s.mu.Unlock()
 		for _, sv := range svcs {
 			ctx, cancel := context.WithTimeout(context.Background(), s.timing.Refresh)
 			// A failed refresh keeps the last snapshot: pods age out of it by
@@ -215,9 +217,12 @@ func (s *States) refresher() {
 // loading its pod states) on first sight.
 func (s *States) register(ns, name string) (*service, error) {
 	key := [2]string{ns, name}
+	if sv, ok := s.services.Load(key); ok {
+		return sv, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sv, ok := s.services[key]; ok {
+	if sv, ok := s.services.Load(key); ok {
 		return sv, nil
 	}
 	if err := store.ValidateName("namespace", ns); err != nil {
@@ -232,7 +237,7 @@ func (s *States) register(ns, name string) (*service, error) {
 	}
 	sv := &service{ns: ns, name: name, hash: serviceHash(ns, name)}
 	sv.view = &view{svc: sv, bal: bal}
-	s.services[key] = sv
+	s.services.Store(key, sv)
 	return sv, nil
 }
 
@@ -562,10 +567,8 @@ func (s *States) close() {
 	s.once.Do(func() {
 		close(s.stop)
 		s.wg.Wait()
-		s.mu.Lock()
-		for _, sv := range s.services {
+		for _, sv := range s.services.All() {
 			sv.view.bal.Close()
 		}
-		s.mu.Unlock()
 	})
 }
