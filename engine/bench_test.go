@@ -162,16 +162,15 @@ func BenchmarkComputeLinkedPodHit(b *testing.B) {
 	}
 }
 
-// TestComputeLinkedPodHitAllocs: a cache hit allocates nothing.
-func TestComputeLinkedPodHitAllocs(t *testing.T) {
-	if raceDetector {
-		t.Skip("the race detector allocates")
-	}
+// podThreeClient is a client on the embedded Redis where pod 3 of "ns"/svc
+// is Ready (for good: slowTiming); both close when t ends.
+func podThreeClient(t *testing.T) (*engine.Client, context.Context) {
+	t.Helper()
 	st, err := store.Dial(store.DialConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(st.Close)
 	ctx := redistest.Ctx(t)
 	if _, err := st.SetServiceState(ctx, "ns", svc, 3, 0, store.Ready); err != nil {
 		t.Fatal(err)
@@ -180,11 +179,21 @@ func TestComputeLinkedPodHitAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(c.Close)
+	return c, ctx
+}
+
+// TestComputeLinkedPodHitAllocs: a cache hit allocates nothing.
+func TestComputeLinkedPodHitAllocs(t *testing.T) {
+	if raceDetector {
+		t.Skip("the race detector allocates")
+	}
+	c, ctx := podThreeClient(t)
 	if err := c.SetCache(ctx, "ns", "u42", svc, 3); err != nil {
 		t.Fatal(err)
 	}
 	var pod int
+	var err error
 	allocs := testing.AllocsPerRun(10000, func() {
 		pod, err = c.ComputeLinkedPod(ctx, "ns", "u42", svc)
 	})
@@ -351,20 +360,7 @@ func TestRoutableCheckAllocs(t *testing.T) {
 	if raceDetector {
 		t.Skip("the race detector allocates")
 	}
-	st, err := store.Dial(store.DialConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ctx := redistest.Ctx(t)
-	if _, err := st.SetServiceState(ctx, "ns", svc, 3, 0, store.Ready); err != nil {
-		t.Fatal(err)
-	}
-	c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: slowTiming})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, ctx := podThreeClient(t)
 	if _, err := c.States().Snapshot(ctx, "ns", svc); err != nil {
 		t.Fatal(err)
 	}
