@@ -37,6 +37,14 @@ type Client struct {
 	// last is the service of the latest cache miss: most processes route one
 	// or a few services, and a hit on it skips hashing the two names.
 	last atomic.Pointer[service]
+
+	obs      observer
+	hits     bool   // observe cache hits too
+	strategy string // the strategy's name, for observers
+	// writes holds, while an observer is set and the store tracks keys, the
+	// time this client sent its latest write of a link key (by key hash), so
+	// that the invalidation the write causes reports the tracking lag.
+	writes *xsync.Map[uint64, int64]
 }
 
 // call is one cache miss in progress; its waiters read pod and err after done.
@@ -99,11 +107,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 
 	cl := &Client{
-		cfg:     cfg,
-		store:   cfg.Store,
-		clk:     clock.New(0),
-		tempTTL: int(cfg.TempLinkTTL / time.Second),
-		flight:  xsync.NewMap[uint64, *call](),
+		cfg:      cfg,
+		store:    cfg.Store,
+		clk:      clock.New(0),
+		tempTTL:  int(cfg.TempLinkTTL / time.Second),
+		flight:   xsync.NewMap[uint64, *call](),
+		obs:      observer{cfg.Observer},
+		hits:     cfg.Observer != nil && cfg.ObserveHits,
+		strategy: cfg.Strategy.String(),
 	}
 	cl.cache = newLinkCache(cfg.Cache, cl.clk)
 	newBal := func() (*lb.Balancer, error) {
@@ -117,10 +128,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		}
 		return max(cfg.LoadBandMin, int64(cfg.LoadBandRatio*float64(least)))
 	}
-	cl.states = newStates(cfg.Store, cfg.Timing, cl.clk, newBal, band)
+	cl.states = newStates(cfg.Store, cfg.Timing, cl.clk, newBal, band, cl.obs)
 	if tr := cfg.Store.Tracker(); tr != nil {
+		if cl.obs.o != nil {
+			cl.writes = xsync.NewMap[uint64, int64]()
+		}
 		cl.untrack = tr.Subscribe(cl.invalidated)
 	}
+	cl.obs.note(context.Background(), Note{Kind: NoteClientOpened, Client: cl})
 	return cl, nil
 }
 
@@ -130,13 +145,41 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 func (c *Client) invalidated(keys []string) {
 	if keys == nil {
 		c.cache.invalidateAll()
+		c.obs.note(context.Background(), Note{Kind: NoteInvalidated, Count: -1})
 		return
 	}
+	n, lag := 0, int64(0)
 	for _, k := range keys {
 		if ns, uid, svc, ok := store.ParseLinkKey(k); ok {
-			c.cache.invalidate(keyHash(serviceHash(ns, svc), uid))
+			h := keyHash(serviceHash(ns, svc), uid)
+			c.cache.invalidate(h)
+			n++
+			if c.writes != nil {
+				if sent, ok := c.writes.LoadAndDelete(h); ok {
+					lag = max(lag, time.Now().UnixNano()-sent)
+				}
+			}
 		}
 	}
+	if n > 0 {
+		c.obs.note(context.Background(), Note{Kind: NoteInvalidated, Count: n, Delay: time.Duration(lag)})
+	}
+}
+
+// maxWrites bounds Client.writes: entries whose invalidation never came (a
+// key this client did not track) are dropped all at once past it.
+const maxWrites = 4096
+
+// wrote records that a write of the link key with hash h is being sent, for
+// the tracking lag of NoteInvalidated.
+func (c *Client) wrote(h uint64) {
+	if c.writes == nil {
+		return
+	}
+	if c.writes.Size() >= maxWrites {
+		c.writes.Clear()
+	}
+	c.writes.Store(h, time.Now().UnixNano())
 }
 
 // States returns the client's view of the pod states.
@@ -156,10 +199,33 @@ func (c *Client) CacheStats() CacheStats { return c.cache.stats() }
 // Redis round trip.
 func (c *Client) ComputeLinkedPod(ctx context.Context, ns, uid, svc string) (int, error) {
 	h := keyHash(c.serviceHash(ns, svc), uid)
-	if pod, sv, ok := c.cache.get(h, ns, svc, uid); ok && sv.view.snap.Load().routable(pod, c.clk.Millis()) {
+	pod, sv, ok := c.cache.get(h, ns, svc, uid)
+	if ok && sv.view.snap.Load().routable(pod, c.clk.Millis()) {
+		if c.hits {
+			c.observeHit(ctx, ns, svc, pod)
+		}
 		return pod, nil
 	}
-	return c.computeSlow(ctx, h, ns, uid, svc)
+	res := CacheMiss
+	if ok {
+		res = CacheStale
+	}
+	if c.obs.o == nil {
+		var op Op
+		return c.computeSlow(ctx, h, ns, uid, svc, &op)
+	}
+	ctx, op := c.obs.call(ctx, "ComputeLinkedPod", ns, svc, c.strategy)
+	op.Cache = res
+	op.Pod, op.Err = c.computeSlow(ctx, h, ns, uid, svc, op)
+	c.obs.end(ctx, op, op.Err)
+	return op.Pod, op.Err
+}
+
+// observeHit reports a cache hit of ComputeLinkedPod as an operation.
+func (c *Client) observeHit(ctx context.Context, ns, svc string, pod int) {
+	ctx, op := c.obs.call(ctx, "ComputeLinkedPod", ns, svc, c.strategy)
+	op.Cache, op.Pod = CacheHit, pod
+	c.obs.end(ctx, op, nil)
 }
 
 // serviceHash is serviceHash(ns, svc), remembered for the latest service.
@@ -171,7 +237,9 @@ func (c *Client) serviceHash(ns, svc string) uint64 {
 }
 
 // computeSlow is ComputeLinkedPod after a cache miss, with single flight.
-func (c *Client) computeSlow(ctx context.Context, h uint64, ns, uid, svc string) (int, error) {
+// op receives what the observers are told (a caller that waited for another
+// one's round trip learns only the pod).
+func (c *Client) computeSlow(ctx context.Context, h uint64, ns, uid, svc string, op *Op) (int, error) {
 	if c.closed.Load() {
 		return NoPod, ErrClosed
 	}
@@ -186,9 +254,9 @@ func (c *Client) computeSlow(ctx context.Context, h uint64, ns, uid, svc string)
 			}
 		}
 		// Another key with the same hash is in flight: do this one alone.
-		return c.compute(ctx, h, ns, uid, svc)
+		return c.compute(ctx, h, ns, uid, svc, op)
 	}
-	mine.pod, mine.err = c.compute(ctx, h, ns, uid, svc)
+	mine.pod, mine.err = c.compute(ctx, h, ns, uid, svc, op)
 	close(mine.done)
 	c.flight.Compute(h, func(cur *call, loaded bool) (*call, xsync.ComputeOp) {
 		if loaded && cur == mine {
@@ -199,8 +267,9 @@ func (c *Client) computeSlow(ctx context.Context, h uint64, ns, uid, svc string)
 	return mine.pod, mine.err
 }
 
-// compute does the Redis part of ComputeLinkedPod.
-func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string) (int, error) {
+// compute does the Redis part of ComputeLinkedPod, and fills op's Link and
+// Placed.
+func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string, op *Op) (int, error) {
 	sv, err := c.states.service(ctx, ns, svc)
 	if err != nil {
 		return NoPod, err
@@ -214,10 +283,13 @@ func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string) (in
 	// another client won, and the next round reads the winner's link.
 	for range 3 {
 		tok := c.cache.token(h)
-		link, err := c.store.GetLinkedPodTracked(ctx, ns, uid, svc, c.cfg.Cache.TTL)
+		rctx, rt := c.obs.rt(ctx, rtGetTracked, ns, svc, 1)
+		link, err := c.store.GetLinkedPodTracked(rctx, ns, uid, svc, c.cfg.Cache.TTL)
+		c.obs.end(rctx, rt, err)
 		if err != nil {
 			return NoPod, err
 		}
+		op.Link = linkKind(link.Pod, link.Persistent)
 		now := c.clk.Millis()
 		snap := v.snap.Load()
 		switch {
@@ -227,14 +299,19 @@ func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string) (in
 			return link.Pod, nil
 
 		case link.Pod == NoPod:
-			pod, err := v.place(now)
+			pod, err := c.place(ctx, v, now)
 			if err != nil {
 				return NoPod, err
 			}
-			actual, err := c.store.SetLinkedPodIfAbsent(ctx, ns, uid, svc, pod, c.tempTTL)
+			rctx, rt := c.obs.rt(ctx, rtIfAbsentTemp, ns, svc, 1)
+			c.wrote(h)
+			actual, err := c.store.SetLinkedPodIfAbsent(rctx, ns, uid, svc, pod, c.tempTTL)
+			c.obs.end(rctx, rt, err)
 			if err != nil {
 				return NoPod, err
 			}
+			c.placed(ctx, v, pod, actual, NoPod, actual == pod)
+			op.Link, op.Placed = LinkTemporary, actual == pod
 			if v.snap.Load().routable(actual, c.clk.Millis()) {
 				// Not cached here: this client's own write ended the tracking
 				// of the key, and the next call reads it again with tracking.
@@ -247,20 +324,73 @@ func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string) (in
 		default:
 			// Linked to a pod that is gone: move the link, unless another
 			// client moved it first.
-			pod, err := v.place(now)
+			pod, err := c.place(ctx, v, now)
 			if err != nil {
 				return NoPod, err
 			}
-			replaced, actual, err := c.store.ReplaceLinkedPod(ctx, ns, uid, svc, link.Pod, pod, c.tempTTL)
+			rctx, rt := c.obs.rt(ctx, rtReplace, ns, svc, 1)
+			c.wrote(h)
+			replaced, actual, err := c.store.ReplaceLinkedPod(rctx, ns, uid, svc, link.Pod, pod, c.tempTTL)
+			c.obs.end(rctx, rt, err)
 			if err != nil {
 				return NoPod, err
 			}
-			if replaced || v.snap.Load().routable(actual, c.clk.Millis()) {
+			if replaced {
+				c.placed(ctx, v, pod, actual, link.Pod, true)
+				op.Link, op.Placed = LinkTemporary, true
+				return actual, nil
+			}
+			c.placed(ctx, v, pod, actual, NoPod, false)
+			if v.snap.Load().routable(actual, c.clk.Millis()) {
 				return actual, nil
 			}
 		}
 	}
 	return NoPod, ErrNoAvailablePod
+}
+
+// linkKind is the kind of a link read from Redis.
+func linkKind(pod int, persistent bool) LinkKind {
+	switch {
+	case pod == NoPod:
+		return LinkNone
+	case persistent:
+		return LinkPersistent
+	}
+	return LinkTemporary
+}
+
+// place picks an accepting pod of v for a new user, and reports the pick.
+func (c *Client) place(ctx context.Context, v *view, now int64) (int, error) {
+	if c.obs.o == nil {
+		return v.place(now)
+	}
+	start := time.Now()
+	pod, err := v.place(now)
+	if err == nil {
+		c.obs.note(ctx, Note{Kind: NotePicked, Namespace: v.svc.ns, Service: v.svc.name,
+			Pod: pod, Strategy: c.strategy, Duration: time.Since(start)})
+	}
+	return pod, err
+}
+
+// placed reports a write that tried to link a user to want: won says it
+// took, actual is the pod linked afterwards, from the unroutable pod the user
+// was moved off (NoPod for a new user).
+func (c *Client) placed(ctx context.Context, v *view, want, actual, from int, won bool) {
+	if c.obs.o == nil {
+		return
+	}
+	n := Note{Namespace: v.svc.ns, Service: v.svc.name, Pod: want, From: from, Strategy: c.strategy}
+	switch {
+	case !won:
+		n.Kind, n.From = NoteClaimConflict, actual
+	case from != NoPod:
+		n.Kind = NoteRelinked
+	default:
+		n.Kind = NotePlaced
+	}
+	c.obs.note(ctx, n)
 }
 
 // GetLinkedPod returns the pod uid is linked to for svc: the cached one, else
@@ -270,7 +400,23 @@ func (c *Client) GetLinkedPod(ctx context.Context, ns, uid, svc string) (int, er
 	if pod, _, ok := c.cache.get(keyHash(serviceHash(ns, svc), uid), ns, svc, uid); ok {
 		return pod, nil
 	}
-	return c.store.GetLinkedPod(ctx, ns, uid, svc)
+	return c.readLink(ctx, "GetLinkedPod", ns, uid, svc)
+}
+
+// readLink reads uid's link from Redis as the operation name, untracked.
+func (c *Client) readLink(ctx context.Context, name, ns, uid, svc string) (int, error) {
+	ctx, op := c.obs.call(ctx, name, ns, svc, "")
+	rctx, rt := c.obs.rt(ctx, rtGet, ns, svc, 1)
+	pod, err := c.store.GetLinkedPod(rctx, ns, uid, svc)
+	c.obs.end(rctx, rt, err)
+	if op != nil {
+		op.Pod, op.Cache = pod, CacheMiss
+		if name == "GetLinkedPodNotCache" {
+			op.Cache = CacheNone
+		}
+		c.obs.end(ctx, op, err)
+	}
+	return pod, err
 }
 
 // GetLinkedPodInCacheOrIfPersist returns the cached pod, else the pod of a
@@ -280,22 +426,35 @@ func (c *Client) GetLinkedPodInCacheOrIfPersist(ctx context.Context, ns, uid, sv
 	if pod, _, ok := c.cache.get(h, ns, svc, uid); ok {
 		return pod, nil
 	}
+	ctx, op := c.obs.call(ctx, "GetLinkedPodInCacheOrIfPersist", ns, svc, "")
+	pod, err := c.readPersistent(ctx, h, ns, uid, svc, op)
+	c.obs.end(ctx, op, err)
+	return pod, err
+}
+
+// readPersistent is GetLinkedPodInCacheOrIfPersist after a cache miss.
+func (c *Client) readPersistent(ctx context.Context, h uint64, ns, uid, svc string, op *Op) (int, error) {
 	sv, err := c.states.service(ctx, ns, svc)
 	if err != nil {
 		return NoPod, err
 	}
 	tok := c.cache.token(h)
-	link, err := c.store.GetLinkedPodTracked(ctx, ns, uid, svc, c.cfg.Cache.TTL)
+	rctx, rt := c.obs.rt(ctx, rtGetTracked, ns, svc, 1)
+	link, err := c.store.GetLinkedPodTracked(rctx, ns, uid, svc, c.cfg.Cache.TTL)
+	c.obs.end(rctx, rt, err)
 	if err != nil || !link.Persistent {
 		return NoPod, err
 	}
 	c.cache.put(h, sv, uid, link.Pod, tok)
+	if op != nil {
+		op.Pod, op.Cache, op.Link = link.Pod, CacheMiss, LinkPersistent
+	}
 	return link.Pod, nil
 }
 
 // GetLinkedPodNotCache reads uid's link from Redis, bypassing the cache.
 func (c *Client) GetLinkedPodNotCache(ctx context.Context, ns, uid, svc string) (int, error) {
-	return c.store.GetLinkedPod(ctx, ns, uid, svc)
+	return c.readLink(ctx, "GetLinkedPodNotCache", ns, uid, svc)
 }
 
 // GetLinkedInCache returns the cached pod of uid, or NoPod; it never calls Redis.
@@ -334,13 +493,33 @@ func (c *Client) SetCache(ctx context.Context, ns, uid, svc string, pod int) err
 
 // GetLinkService returns uid's persistent links, service → pod.
 func (c *Client) GetLinkService(ctx context.Context, ns, uid string) (map[string]int, error) {
-	return c.store.GetLinkService(ctx, ns, uid)
+	ctx, op := c.obs.call(ctx, "GetLinkService", ns, "", "")
+	rctx, rt := c.obs.rt(ctx, rtLinkService, ns, "", 1)
+	links, err := c.store.GetLinkService(rctx, ns, uid)
+	c.obs.end(rctx, rt, err)
+	if op != nil {
+		op.Keys = len(links)
+		c.obs.end(ctx, op, err)
+	}
+	return links, err
 }
 
 // BatchGetLinkedPod returns the links of uids to svc grouped by pod, input
 // order kept inside each group: the cached ones from the cache, the others
 // from Redis in one round trip (and cached). Uids without a link are left out.
 func (c *Client) BatchGetLinkedPod(ctx context.Context, ns string, uids []string, svc string) (map[int][]string, error) {
+	ctx, op := c.obs.call(ctx, "BatchGetLinkedPod", ns, svc, "")
+	groups, err := c.batch(ctx, ns, uids, svc, op)
+	c.obs.end(ctx, op, err)
+	return groups, err
+}
+
+// batch is BatchGetLinkedPod; op (may be nil) learns the number of uids and
+// whether any missed the cache.
+func (c *Client) batch(ctx context.Context, ns string, uids []string, svc string, op *Op) (map[int][]string, error) {
+	if op != nil {
+		op.Keys, op.Cache = len(uids), CacheHit
+	}
 	sv, err := c.states.service(ctx, ns, svc)
 	if err != nil {
 		return nil, err
@@ -361,7 +540,12 @@ func (c *Client) BatchGetLinkedPod(ctx context.Context, ns string, uids []string
 	}
 	var errs error
 	if len(missUIDs) > 0 {
-		got, err := c.store.LinkedPodsTracked(ctx, ns, missUIDs, svc, c.cfg.Cache.TTL)
+		if op != nil {
+			op.Cache = CacheMiss
+		}
+		rctx, rt := c.obs.rt(ctx, rtBatchTracked, ns, svc, len(missUIDs))
+		got, err := c.store.LinkedPodsTracked(rctx, ns, missUIDs, svc, c.cfg.Cache.TTL)
+		c.obs.end(rctx, rt, err)
 		if got == nil {
 			return nil, err
 		}
@@ -385,7 +569,15 @@ func (c *Client) BatchGetLinkedPod(ctx context.Context, ns string, uids []string
 // SetLinkedPodIfAbsent links uid to pod with a temporary link unless a link
 // exists, and returns the pod linked afterwards.
 func (c *Client) SetLinkedPodIfAbsent(ctx context.Context, ns, uid, svc string, pod int) (int, error) {
-	return c.store.SetLinkedPodIfAbsent(ctx, ns, uid, svc, pod, c.tempTTL)
+	ctx, op := c.obs.call(ctx, "SetLinkedPodIfAbsent", ns, svc, "")
+	rctx, rt := c.obs.rt(ctx, rtIfAbsentTemp, ns, svc, 1)
+	actual, err := c.store.SetLinkedPodIfAbsent(rctx, ns, uid, svc, pod, c.tempTTL)
+	c.obs.end(rctx, rt, err)
+	if op != nil {
+		op.Pod, op.Link = actual, LinkTemporary
+		c.obs.end(ctx, op, err)
+	}
+	return actual, err
 }
 
 // Close stops the client's goroutines. Calls after Close that need Redis
@@ -399,4 +591,5 @@ func (c *Client) Close() {
 	}
 	c.states.close()
 	c.clk.Stop()
+	c.obs.note(context.Background(), Note{Kind: NoteClientClosed, Client: c})
 }

@@ -118,6 +118,14 @@ type ClientConfig struct {
 	// points at a pod that is no longer routable. By default that is an
 	// *PodNotRoutableError: the owning server decides.
 	RelinkPersistent bool
+	// Observer, if set, is told about every operation that reaches Redis, the
+	// refreshes of pod states, placements and invalidations (package obs
+	// provides metrics and tracing). Nil observes nothing and costs nothing.
+	Observer Observer
+	// ObserveHits makes cache hits of ComputeLinkedPod observed operations
+	// too. Off by default: the cache counts hits itself, and an observed hit
+	// costs the observer's time on every lookup.
+	ObserveHits bool
 }
 
 // ServerConfig configures a Server: one pod of one service.
@@ -140,4 +148,7 @@ type ServerConfig struct {
 	// Routing means store.Ready.
 	Load    int64
 	Routing store.RoutingState
+	// Observer, if set, is told about each heartbeat round and each Redis
+	// round trip the server makes. Nil observes nothing.
+	Observer Observer
 }

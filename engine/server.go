@@ -74,6 +74,8 @@ type Server struct {
 	loopCancel context.CancelFunc
 	loopDone   chan struct{}
 
+	obs observer
+
 	heartbeats     atomic.Uint64
 	failures       atomic.Uint64
 	workloadWrites atomic.Uint64
@@ -162,6 +164,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		drain:       cfg.Drain,
 		workloadTTL: int(min(max(ttl, 1), store.MaxTTL)),
 		pub:         make(chan struct{}, 1),
+		obs:         observer{cfg.Observer},
 	}
 	s.load.Store(cfg.Load)
 	s.routing.Store(uint32(cfg.Routing))
@@ -228,7 +231,20 @@ func (s *Server) GetRoutingState() RoutingState { return RoutingState(s.routing.
 // link, whoever held the user before (a forced write), and returns the pod
 // linked before, or store.NoPod. It does not need Start.
 func (s *Server) SetLinkedPod(ctx context.Context, ns, uid, svc string, pod int) (previous int, err error) {
-	return s.st.SetLinkedPod(ctx, ns, uid, svc, pod, store.Persistent)
+	ctx, op := s.obs.call(ctx, "SetLinkedPod", ns, svc, "")
+	rctx, rt := s.obs.rt(ctx, rtSet, ns, svc, 1)
+	previous, err = s.st.SetLinkedPod(rctx, ns, uid, svc, pod, store.Persistent)
+	s.obs.end(rctx, rt, err)
+	s.endLinkOp(ctx, op, pod, LinkPersistent, err)
+	return previous, err
+}
+
+// endLinkOp ends op, a link operation of the server that answered pod.
+func (s *Server) endLinkOp(ctx context.Context, op *Op, pod int, link LinkKind, err error) {
+	if op != nil {
+		op.Pod, op.Link = pod, link
+		s.obs.end(ctx, op, err)
+	}
 }
 
 // TrySetLinkedPod claims uid for pod with a persistent link unless another
@@ -237,20 +253,30 @@ func (s *Server) SetLinkedPod(ctx context.Context, ns, uid, svc string, pod int)
 // naming it (errors.Is(err, ErrClaimed)), with nothing changed. A temporary
 // link (a client's reservation) does not stop the claim.
 func (s *Server) TrySetLinkedPod(ctx context.Context, ns, uid, svc string, pod int) (owner int, err error) {
-	c, err := s.st.TrySetLinkedPod(ctx, ns, uid, svc, pod, store.Persistent)
-	if err != nil {
-		return store.NoPod, err
+	ctx, op := s.obs.call(ctx, "TrySetLinkedPod", ns, svc, "")
+	rctx, rt := s.obs.rt(ctx, rtTrySet, ns, svc, 1)
+	c, err := s.st.TrySetLinkedPod(rctx, ns, uid, svc, pod, store.Persistent)
+	s.obs.end(rctx, rt, err)
+	switch {
+	case err != nil:
+		c.Owner = store.NoPod
+	case !c.Claimed:
+		s.obs.note(ctx, Note{Kind: NoteClaimConflict, Namespace: ns, Service: svc, Pod: pod, From: c.Owner})
+		err = &ClaimedError{Owner: c.Owner}
 	}
-	if !c.Claimed {
-		return c.Owner, &ClaimedError{Owner: c.Owner}
-	}
-	return c.Owner, nil
+	s.endLinkOp(ctx, op, c.Owner, LinkPersistent, err)
+	return c.Owner, err
 }
 
 // RemoveLinkedPod deletes uid's link to svc now, whichever pod it points at,
 // and reports whether there was one.
 func (s *Server) RemoveLinkedPod(ctx context.Context, ns, uid, svc string) (existed bool, err error) {
-	return s.st.RemoveLinkedPod(ctx, ns, uid, svc, store.Persistent)
+	ctx, op := s.obs.call(ctx, "RemoveLinkedPod", ns, svc, "")
+	rctx, rt := s.obs.rt(ctx, rtRemove, ns, svc, 1)
+	existed, err = s.st.RemoveLinkedPod(rctx, ns, uid, svc, store.Persistent)
+	s.obs.end(rctx, rt, err)
+	s.endLinkOp(ctx, op, store.NoPod, LinkNone, err)
+	return existed, err
 }
 
 // RemoveLinkedPodWithId removes uid's link to svc only while it still points
@@ -264,7 +290,16 @@ func (s *Server) RemoveLinkedPodWithId(ctx context.Context, ns, uid, svc string,
 		return false, &store.InvalidArgumentError{Arg: "persistSeconds",
 			Reason: strconv.Itoa(persistSeconds) + " is neither -1 (delete now) nor 1.." + strconv.Itoa(store.MaxTTL) + " seconds"}
 	}
-	return s.st.RemoveLinkedPodWithId(ctx, ns, uid, svc, pod, persistSeconds)
+	ctx, op := s.obs.call(ctx, "RemoveLinkedPodWithId", ns, svc, "")
+	rctx, rt := s.obs.rt(ctx, rtRemoveID, ns, svc, 1)
+	removed, err = s.st.RemoveLinkedPodWithId(rctx, ns, uid, svc, pod, persistSeconds)
+	s.obs.end(rctx, rt, err)
+	link := LinkNone
+	if persistSeconds > 0 {
+		link = LinkTemporary
+	}
+	s.endLinkOp(ctx, op, pod, link, err)
+	return removed, err
 }
 
 // Start publishes the pod's state at once and then every heartbeat period,
@@ -435,7 +470,9 @@ func (s *Server) publish(ctx context.Context) error {
 	defer func() { <-s.pub }()
 	// A load beyond int only exists on 32-bit platforms; it publishes as the largest.
 	load := int(min(s.load.Load(), math.MaxInt))
-	_, err := s.st.SetServiceState(ctx, s.ns, s.svc, s.pod, load, s.GetRoutingState())
+	rctx, rt := s.obs.rt(ctx, rtSetState, s.ns, s.svc, 1)
+	_, err := s.st.SetServiceState(rctx, s.ns, s.svc, s.pod, load, s.GetRoutingState())
+	s.obs.end(rctx, rt, err)
 	return err
 }
 
@@ -468,19 +505,23 @@ func (s *Server) beat(ctx context.Context) bool {
 	// not a stuck loop.
 	rctx, cancel := context.WithTimeout(ctx, s.timing.Heartbeat)
 	defer cancel()
+	rctx, op := s.obs.begin(rctx, &Op{Kind: OpHeartbeat, Name: "heartbeat", Namespace: s.ns, Service: s.svc, Pod: s.pod})
 	err := s.publish(rctx)
 	if err == nil {
 		s.heartbeats.Add(1)
 		err = s.writeWorkload(rctx)
 	}
 	if err == nil {
+		s.obs.end(rctx, op, nil)
 		s.setLastErr(nil)
 		return true
 	}
 	if ctx.Err() != nil {
 		// Stop cut the round short: not a failure of the pod or of Redis.
+		s.obs.end(rctx, op, ctx.Err())
 		return true
 	}
+	s.obs.end(rctx, op, err)
 	s.failures.Add(1)
 	s.setLastErr(err)
 	return false
@@ -502,7 +543,9 @@ func (s *Server) setLastErr(err error) {
 // staleness window but no longer heartbeats, and waiting for it to go stale
 // would let K4 expire meanwhile.
 func (s *Server) writeWorkload(ctx context.Context) error {
-	st, err := s.st.GetServiceState(ctx, s.ns, s.svc)
+	rctx, rt := s.obs.rt(ctx, rtGetState, s.ns, s.svc, 1)
+	st, err := s.st.GetServiceState(rctx, s.ns, s.svc)
+	s.obs.end(rctx, rt, err)
 	if err != nil {
 		return err
 	}
@@ -530,7 +573,10 @@ func (s *Server) writeWorkload(ctx context.Context) error {
 	if writer != s.pod {
 		return nil
 	}
-	if _, err := s.st.SetWorkloadState(ctx, s.ns, s.svc, accepting, alive, s.workloadTTL); err != nil {
+	rctx, rt = s.obs.rt(ctx, rtSetWorkload, s.ns, s.svc, 1)
+	_, err = s.st.SetWorkloadState(rctx, s.ns, s.svc, accepting, alive, s.workloadTTL)
+	s.obs.end(rctx, rt, err)
+	if err != nil {
 		return err
 	}
 	s.workloadWrites.Add(1)

@@ -145,6 +145,7 @@ type States struct {
 	clk    *clock.Coarse
 	newBal func() (*lb.Balancer, error)
 	band   func(least int64) int64
+	obs    observer
 
 	// services are the services asked about, read without a lock (a
 	// routable check is a hot path); mu serializes their creation.
@@ -175,9 +176,9 @@ type subscriber struct {
 // maxQueued bounds a subscriber's backlog; older events are dropped first.
 const maxQueued = 4096
 
-func newStates(st *store.Redis, t Timing, clk *clock.Coarse, newBal func() (*lb.Balancer, error), band func(int64) int64) *States {
+func newStates(st *store.Redis, t Timing, clk *clock.Coarse, newBal func() (*lb.Balancer, error), band func(int64) int64, obs observer) *States {
 	s := &States{
-		store: st, timing: t, clk: clk, newBal: newBal, band: band,
+		store: st, timing: t, clk: clk, newBal: newBal, band: band, obs: obs,
 		services: xsync.NewMap[[2]string, *service](),
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -256,13 +257,30 @@ func (s *States) service(ctx context.Context, ns, name string) (*service, error)
 	return sv, nil
 }
 
-// load reads the service's pod states and publishes a new snapshot.
+// load reads the service's pod states and publishes a new snapshot: the
+// client's health check of the pods, observed as an OpRefresh.
 func (s *States) load(ctx context.Context, v *view) error {
+	ctx, op := s.obs.begin(ctx, &Op{Kind: OpRefresh, Name: "refresh", Namespace: v.svc.ns, Service: v.svc.name, Pod: NoPod})
+	err := s.reload(ctx, v, op)
+	s.obs.end(ctx, op, err)
+	return err
+}
+
+// reload is load; op (may be nil) learns the number of pods.
+func (s *States) reload(ctx context.Context, v *view, op *Op) error {
 	v.loadMu.Lock()
 	defer v.loadMu.Unlock()
-	st, err := s.store.GetServiceState(ctx, v.svc.ns, v.svc.name)
+	rctx, rt := s.obs.rt(ctx, rtGetState, v.svc.ns, v.svc.name, 1)
+	st, err := s.store.GetServiceState(rctx, v.svc.ns, v.svc.name)
+	s.obs.end(rctx, rt, err)
 	if err != nil {
 		return err
+	}
+	if op != nil {
+		op.Keys = len(st.Pods)
+	}
+	if len(st.Skipped) > 0 {
+		s.obs.note(ctx, Note{Kind: NoteSkippedFields, Namespace: v.svc.ns, Service: v.svc.name, Count: len(st.Skipped)})
 	}
 	local := s.clk.Millis()
 	stale := s.timing.Staleness.Milliseconds()
@@ -559,7 +577,15 @@ func (s *States) GetPodLoadScore(ctx context.Context, ns, svc string, pod int) (
 
 // GetServiceState reads the raw pod states of a service from Redis now.
 func (s *States) GetServiceState(ctx context.Context, ns, svc string) (store.ServiceState, error) {
-	return s.store.GetServiceState(ctx, ns, svc)
+	ctx, op := s.obs.call(ctx, "GetServiceState", ns, svc, "")
+	rctx, rt := s.obs.rt(ctx, rtGetState, ns, svc, 1)
+	st, err := s.store.GetServiceState(rctx, ns, svc)
+	s.obs.end(rctx, rt, err)
+	if op != nil {
+		op.Keys = len(st.Pods)
+		s.obs.end(ctx, op, err)
+	}
+	return st, err
 }
 
 // close stops the refresher and the balancers.

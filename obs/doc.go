@@ -1,0 +1,21 @@
+// Package obs lets operators see each routing decision: Prometheus-style
+// metrics (VictoriaMetrics), OpenTelemetry traces and a performance analyzer.
+//
+// The engine reports through engine.Observer, an interface it declares;
+// Metrics and Tracer implement it and Join combines them:
+//
+//	set := metrics.NewSet()                // the application's set
+//	m := obs.NewMetrics(set)
+//	t := obs.NewTracer(tracerProvider, "redis:6379")
+//	client, err := engine.NewClient(engine.ClientConfig{Store: st, Observer: obs.Join(m, t)})
+//
+// Cache hits make no span and take no time here: the metrics read the
+// clients' cache counters when the set is written. Every operation that
+// reaches Redis is counted, timed and traced, with the Redis round trips
+// inside it as child spans named after the command.
+//
+// An Analyzer keeps a rolling history of Metrics snapshots and reports what
+// looks wrong (hit ratio, p99, placement skew, store errors, heartbeats,
+// tracking lag) with the numbers and a suggestion; Handler serves /metrics
+// and the report over HTTP.
+package obs

@@ -1,0 +1,459 @@
+package obs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/puzpuzpuz/xsync/v4"
+
+	"github.com/stickyroute/stickyroute/engine"
+)
+
+// Prefix starts the name of every metric this package writes.
+const Prefix = "stickyroute_"
+
+// LatencyBuckets are the upper bounds, in seconds, of the latency
+// histograms: from 25 µs (a Redis round trip on loopback) to 10 s.
+var LatencyBuckets = []float64{
+	0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+
+// Metrics records what the engine reports (it is an engine.Observer) into a
+// VictoriaMetrics set the application owns, as Prometheus-style metrics
+// named stickyroute_*: base units (seconds), counters ending in _total, and
+// labels from a bounded set (namespace, service, op, outcome, and pod for
+// placements; never a uid).
+//
+// Cache hits are not observed one by one: the caches of the clients opened
+// with this observer are read when the set is written, so a hit costs
+// nothing here. Everything else is counted as it happens, with no lock
+// beyond the metric's own.
+//
+// The metrics:
+//
+//	stickyroute_requests_total{namespace,service,op,outcome}          client and server operations that reached Redis
+//	stickyroute_request_duration_seconds{namespace,service,op}       their latency (histogram)
+//	stickyroute_cache_hits_total, stickyroute_cache_misses_total      link cache lookups
+//	stickyroute_cache_stale_total{namespace,service}                  cached links to pods no longer routable
+//	stickyroute_cache_evictions_total{reason}                         capacity, expired, invalidated
+//	stickyroute_cache_entries, stickyroute_cache_capacity             cache size and bound
+//	stickyroute_balancer_picks_total{namespace,service,strategy}      placement picks
+//	stickyroute_balancer_pick_duration_seconds{namespace,service}     their latency (histogram)
+//	stickyroute_placements_total{namespace,service,pod}               new users placed per pod
+//	stickyroute_placement_skew{namespace,service}                     max/mean of placements per pod
+//	stickyroute_relinks_total{namespace,service}                      users moved off unroutable pods
+//	stickyroute_claim_conflicts_total{namespace,service}              races lost to another process
+//	stickyroute_invalidations_total                                   links invalidated by Redis
+//	stickyroute_invalidation_flushes_total                            whole caches dropped (tracking lost)
+//	stickyroute_invalidation_delay_seconds                            own write → its invalidation (histogram)
+//	stickyroute_store_requests_total{op,outcome}                      Redis round trips per store operation
+//	stickyroute_store_request_duration_seconds{op}                    their latency (histogram)
+//	stickyroute_health_checks_total{namespace,service,kind,outcome}   refreshes of pod states and heartbeats
+//	stickyroute_health_check_duration_seconds{namespace,service,kind} their latency (histogram)
+//	stickyroute_heartbeat_failures_total{namespace,service}           failed heartbeat rounds
+//	stickyroute_state_fields_skipped_total{namespace,service}         unparsable pod-state fields
+//
+// Safe for concurrent use.
+type Metrics struct {
+	set *metrics.Set
+
+	// Handles by label values, so that an operation builds no metric name.
+	ops      *xsync.Map[opKey, *opMetrics]
+	rts      *xsync.Map[opKey, *opMetrics]
+	checks   *xsync.Map[opKey, *opMetrics]
+	services *xsync.Map[svcKey, *svcMetrics]
+
+	invalidations, flushes *metrics.Counter
+	invalDelay             *metrics.PrometheusHistogram
+
+	// The caches read at each write: the open clients, plus the final counts
+	// of the closed ones so that counters never go down.
+	mu      sync.Mutex
+	clients map[*engine.Client]struct{}
+	closed  engine.CacheStats
+	// Counts from the old API's RecordCacheHit/Miss and SetCacheSize.
+	manualHits, manualMisses atomic.Uint64
+	manualSize               atomic.Int64
+
+	customMu sync.Mutex
+	custom   map[string]bool
+}
+
+// opKey names one series of an operation metric.
+type opKey struct{ ns, svc, op, outcome string }
+
+// opMetrics are the counter and latency histogram of one opKey (the
+// histogram is shared by the outcomes of an op).
+type opMetrics struct {
+	count    *metrics.Counter
+	duration *metrics.PrometheusHistogram
+}
+
+type svcKey struct{ ns, svc string }
+
+// svcMetrics are the per-service counters.
+type svcMetrics struct {
+	stale, relinks, conflicts, hbFailures, skipped *metrics.Counter
+	pickDuration                                   *metrics.PrometheusHistogram
+	mu                                             sync.Mutex
+	picks                                          map[string]*metrics.Counter // by strategy
+	placements                                     map[int]*atomic.Uint64
+}
+
+// NewMetrics returns metrics recorded into set (nil: a new set, see Set). The
+// set is the application's: NewMetrics never touches the global registry.
+func NewMetrics(set *metrics.Set) *Metrics {
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	m := &Metrics{
+		set:           set,
+		ops:           xsync.NewMap[opKey, *opMetrics](),
+		rts:           xsync.NewMap[opKey, *opMetrics](),
+		checks:        xsync.NewMap[opKey, *opMetrics](),
+		services:      xsync.NewMap[svcKey, *svcMetrics](),
+		invalidations: set.GetOrCreateCounter(Prefix + "invalidations_total"),
+		flushes:       set.GetOrCreateCounter(Prefix + "invalidation_flushes_total"),
+		invalDelay:    set.GetOrCreatePrometheusHistogramExt(Prefix+"invalidation_delay_seconds", LatencyBuckets),
+		clients:       map[*engine.Client]struct{}{},
+		custom:        map[string]bool{},
+	}
+	set.RegisterMetricsWriter(m.writeComputed)
+	return m
+}
+
+// Set returns the set the metrics are recorded into.
+func (m *Metrics) Set() *metrics.Set { return m.set }
+
+// WritePrometheus writes every metric of the set in the Prometheus text
+// format.
+func (m *Metrics) WritePrometheus(w io.Writer) { m.set.WritePrometheus(w) }
+
+// Begin implements engine.Observer; metrics keep nothing in the context.
+func (m *Metrics) Begin(ctx context.Context, _ *engine.Op) context.Context { return ctx }
+
+// End implements engine.Observer: it counts op and records its latency.
+func (m *Metrics) End(_ context.Context, op *engine.Op) {
+	outcome := Outcome(op)
+	switch op.Kind {
+	case engine.OpCall:
+		m.op(m.ops, "requests", opKey{op.Namespace, op.Service, op.Name, outcome}).record(op.Duration)
+		if op.Cache == engine.CacheStale {
+			m.service(op.Namespace, op.Service).stale.Inc()
+		}
+	case engine.OpRoundTrip:
+		m.op(m.rts, "store_requests", opKey{"", "", op.Name, outcome}).record(op.Duration)
+	case engine.OpRefresh, engine.OpHeartbeat:
+		m.op(m.checks, "health_checks", opKey{op.Namespace, op.Service, op.Kind.String(), outcome}).record(op.Duration)
+		if op.Kind == engine.OpHeartbeat && isFailure(outcome) && outcome != OutcomeCanceled {
+			m.service(op.Namespace, op.Service).hbFailures.Inc()
+		}
+	}
+}
+
+// Note implements engine.Observer.
+func (m *Metrics) Note(_ context.Context, n engine.Note) {
+	switch n.Kind {
+	case engine.NoteClientOpened:
+		m.mu.Lock()
+		m.clients[n.Client] = struct{}{}
+		m.mu.Unlock()
+	case engine.NoteClientClosed:
+		st := n.Client.CacheStats()
+		m.mu.Lock()
+		if _, ok := m.clients[n.Client]; ok {
+			delete(m.clients, n.Client)
+			addCounts(&m.closed, st)
+		}
+		m.mu.Unlock()
+	case engine.NotePicked:
+		sm := m.service(n.Namespace, n.Service)
+		sm.pick(m.set, n.Namespace, n.Service, n.Strategy).Inc()
+		sm.pickDuration.Update(n.Duration.Seconds())
+	case engine.NotePlaced:
+		m.service(n.Namespace, n.Service).placed(n.Pod)
+	case engine.NoteRelinked:
+		sm := m.service(n.Namespace, n.Service)
+		sm.relinks.Inc()
+		sm.placed(n.Pod)
+	case engine.NoteClaimConflict:
+		m.service(n.Namespace, n.Service).conflicts.Inc()
+	case engine.NoteInvalidated:
+		if n.Count < 0 {
+			m.flushes.Inc()
+			break
+		}
+		m.invalidations.Add(n.Count)
+		if n.Delay > 0 {
+			m.invalDelay.Update(n.Delay.Seconds())
+		}
+	case engine.NoteSkippedFields:
+		m.service(n.Namespace, n.Service).skipped.Add(n.Count)
+	}
+}
+
+// record counts one operation that took d.
+func (om *opMetrics) record(d time.Duration) {
+	om.count.Inc()
+	om.duration.Update(d.Seconds())
+}
+
+// op returns the metrics of k in family (requests, store_requests or
+// health_checks), creating them on first use.
+func (m *Metrics) op(tab *xsync.Map[opKey, *opMetrics], family string, k opKey) *opMetrics {
+	if om, ok := tab.Load(k); ok {
+		return om
+	}
+	om, _ := tab.LoadOrCompute(k, func() (*opMetrics, bool) {
+		var labels, durLabels string
+		switch family {
+		case "requests":
+			durLabels = labelSet("namespace", k.ns, "service", k.svc, "op", k.op)
+			labels = labelSet("namespace", k.ns, "service", k.svc, "op", k.op, "outcome", k.outcome)
+		case "store_requests":
+			durLabels = labelSet("op", k.op)
+			labels = labelSet("op", k.op, "outcome", k.outcome)
+		default:
+			durLabels = labelSet("namespace", k.ns, "service", k.svc, "kind", k.op)
+			labels = labelSet("namespace", k.ns, "service", k.svc, "kind", k.op, "outcome", k.outcome)
+		}
+		durName := strings.TrimSuffix(family, "s") + "_duration_seconds"
+		return &opMetrics{
+			count:    m.set.GetOrCreateCounter(Prefix + family + "_total" + labels),
+			duration: m.set.GetOrCreatePrometheusHistogramExt(Prefix+durName+durLabels, LatencyBuckets),
+		}, false
+	})
+	return om
+}
+
+// service returns the per-service metrics, creating them on first use.
+func (m *Metrics) service(ns, svc string) *svcMetrics {
+	k := svcKey{ns, svc}
+	if sm, ok := m.services.Load(k); ok {
+		return sm
+	}
+	sm, _ := m.services.LoadOrCompute(k, func() (*svcMetrics, bool) {
+		l := labelSet("namespace", ns, "service", svc)
+		return &svcMetrics{
+			stale:        m.set.GetOrCreateCounter(Prefix + "cache_stale_total" + l),
+			relinks:      m.set.GetOrCreateCounter(Prefix + "relinks_total" + l),
+			conflicts:    m.set.GetOrCreateCounter(Prefix + "claim_conflicts_total" + l),
+			hbFailures:   m.set.GetOrCreateCounter(Prefix + "heartbeat_failures_total" + l),
+			skipped:      m.set.GetOrCreateCounter(Prefix + "state_fields_skipped_total" + l),
+			pickDuration: m.set.GetOrCreatePrometheusHistogramExt(Prefix+"balancer_pick_duration_seconds"+l, LatencyBuckets),
+			picks:        map[string]*metrics.Counter{},
+			placements:   map[int]*atomic.Uint64{},
+		}, false
+	})
+	return sm
+}
+
+// pick returns the pick counter of strategy.
+func (sm *svcMetrics) pick(set *metrics.Set, ns, svc, strategy string) *metrics.Counter {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	c := sm.picks[strategy]
+	if c == nil {
+		c = set.GetOrCreateCounter(Prefix + "balancer_picks_total" + labelSet("namespace", ns, "service", svc, "strategy", strategy))
+		sm.picks[strategy] = c
+	}
+	return c
+}
+
+// placed counts a user placed on pod.
+func (sm *svcMetrics) placed(pod int) {
+	sm.mu.Lock()
+	c := sm.placements[pod]
+	if c == nil {
+		c = new(atomic.Uint64)
+		sm.placements[pod] = c
+	}
+	sm.mu.Unlock()
+	c.Add(1)
+}
+
+// cacheStats sums the caches of the open clients, the final counts of the
+// closed ones and the counts recorded by hand.
+func (m *Metrics) cacheStats() engine.CacheStats {
+	m.mu.Lock()
+	sum := m.closed
+	sum.Size, sum.MaxEntries = 0, 0
+	for c := range m.clients {
+		st := c.CacheStats()
+		addCounts(&sum, st)
+		sum.Size += st.Size
+		sum.MaxEntries += st.MaxEntries
+	}
+	m.mu.Unlock()
+	sum.Hits += m.manualHits.Load()
+	sum.Misses += m.manualMisses.Load()
+	sum.Size += int(m.manualSize.Load())
+	return sum
+}
+
+// addCounts adds the counters of st to sum.
+func addCounts(sum *engine.CacheStats, st engine.CacheStats) {
+	sum.Hits += st.Hits
+	sum.Misses += st.Misses
+	sum.Evictions += st.Evictions
+	sum.Expired += st.Expired
+	sum.Invalidations += st.Invalidations
+}
+
+// writeComputed writes the metrics read at write time: the caches and the
+// placement counts and skew.
+func (m *Metrics) writeComputed(w io.Writer) {
+	st := m.cacheStats()
+	metrics.WriteCounterUint64(w, Prefix+"cache_hits_total", st.Hits)
+	metrics.WriteCounterUint64(w, Prefix+"cache_misses_total", st.Misses)
+	metrics.WriteCounterUint64(w, Prefix+`cache_evictions_total{reason="capacity"}`, st.Evictions)
+	metrics.WriteCounterUint64(w, Prefix+`cache_evictions_total{reason="expired"}`, st.Expired)
+	metrics.WriteCounterUint64(w, Prefix+`cache_evictions_total{reason="invalidated"}`, st.Invalidations)
+	metrics.WriteGaugeUint64(w, Prefix+"cache_entries", uint64(st.Size))
+	metrics.WriteGaugeUint64(w, Prefix+"cache_capacity", uint64(st.MaxEntries))
+
+	for k, sm := range m.services.All() {
+		sm.mu.Lock()
+		pods := make([]int, 0, len(sm.placements))
+		for p := range sm.placements {
+			pods = append(pods, p)
+		}
+		counts := make([]uint64, len(pods))
+		for i, p := range pods {
+			counts[i] = sm.placements[p].Load()
+		}
+		sm.mu.Unlock()
+		if len(pods) == 0 {
+			continue
+		}
+		var total, most uint64
+		for i, p := range pods {
+			metrics.WriteCounterUint64(w, Prefix+"placements_total"+
+				labelSet("namespace", k.ns, "service", k.svc, "pod", strconv.Itoa(p)), counts[i])
+			total += counts[i]
+			most = max(most, counts[i])
+		}
+		skew := float64(most) / (float64(total) / float64(len(pods)))
+		metrics.WriteGaugeFloat64(w, Prefix+"placement_skew"+labelSet("namespace", k.ns, "service", k.svc), skew)
+	}
+}
+
+// labelSet renders name/value pairs as a Prometheus label set, values escaped.
+func labelSet(kv ...string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := 0; i+1 < len(kv); i += 2 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(kv[i])
+		b.WriteString(`="`)
+		for _, r := range kv[i+1] {
+			switch r {
+			case '\\':
+				b.WriteString(`\\`)
+			case '"':
+				b.WriteString(`\"`)
+			case '\n':
+				b.WriteString(`\n`)
+			default:
+				b.WriteRune(r)
+			}
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// The old API's performance monitor, for code that records by hand. These
+// land in the same series as what the engine reports.
+
+// RecordRequest counts one request of op that took d, as outcome "ok" or
+// "error", with empty namespace and service.
+func (m *Metrics) RecordRequest(op string, d time.Duration, success bool) {
+	outcome := OutcomeOK
+	if !success {
+		outcome = OutcomeOtherFailure
+	}
+	m.op(m.ops, "requests", opKey{"", "", op, outcome}).record(d)
+}
+
+// RecordCacheHit counts one cache hit besides those of the clients' caches.
+func (m *Metrics) RecordCacheHit() { m.manualHits.Add(1) }
+
+// RecordCacheMiss counts one cache miss besides those of the clients' caches.
+func (m *Metrics) RecordCacheMiss() { m.manualMisses.Add(1) }
+
+// SetCacheSize sets the size of a cache of the application's own, added to
+// the clients' in stickyroute_cache_entries.
+func (m *Metrics) SetCacheSize(n int) { m.manualSize.Store(int64(n)) }
+
+// RecordLoadBalancerRequest counts one pick of the application's own
+// balancer for ns/svc that took d, under strategy "custom".
+func (m *Metrics) RecordLoadBalancerRequest(ns, svc string, d time.Duration) {
+	m.Note(context.Background(), engine.Note{Kind: engine.NotePicked, Namespace: ns, Service: svc,
+		Strategy: "custom", Duration: d})
+}
+
+// RecordHealthCheck counts one health check of ns/svc that took d, under
+// kind "custom".
+func (m *Metrics) RecordHealthCheck(ns, svc string, d time.Duration, success bool) {
+	outcome := OutcomeOK
+	if !success {
+		outcome = OutcomeOtherFailure
+	}
+	m.op(m.checks, "health_checks", opKey{ns, svc, "custom", outcome}).record(d)
+}
+
+var metricName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// AddCustomMetric adds a gauge named stickyroute_<name> whose value is read
+// from value each time the set is written. The name must be a valid metric
+// name (letters, digits, underscores) not added before.
+func (m *Metrics) AddCustomMetric(name string, value func() float64) error {
+	if !metricName.MatchString(name) || value == nil {
+		return fmt.Errorf("obs: custom metric %q: want a name of letters, digits and _ and a value func", name)
+	}
+	full := Prefix + strings.TrimPrefix(name, Prefix)
+	m.customMu.Lock()
+	defer m.customMu.Unlock()
+	if m.custom[full] {
+		return fmt.Errorf("obs: custom metric %q already added", full)
+	}
+	m.custom[full] = true
+	m.set.NewGauge(full, value)
+	return nil
+}
+
+// GetMetrics returns every series of the set as it would be exposed now:
+// "name{labels}" → value (histograms as their _bucket, _sum and _count
+// series).
+func (m *Metrics) GetMetrics() map[string]float64 { return m.Snapshot().Values }
+
+// Snapshot reads every series of the set now.
+func (m *Metrics) Snapshot() Snapshot {
+	var b bytes.Buffer
+	m.set.WritePrometheus(&b)
+	s, err := ParseSnapshot(b.Bytes())
+	if err != nil {
+		// The set writes valid text; a failure here is a bug in this package.
+		panic(err)
+	}
+	return s
+}
+
+// errNoValue reports a sample line without a value.
+var errNoValue = errors.New("obs: sample line has no value")

@@ -1,0 +1,318 @@
+package obs_test
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/stickyroute/stickyroute/engine"
+	"github.com/stickyroute/stickyroute/internal/redistest"
+	"github.com/stickyroute/stickyroute/obs"
+	"github.com/stickyroute/stickyroute/store"
+)
+
+const svc = "game"
+
+// timing makes refreshes and heartbeats quick enough for a test.
+var timing = engine.Timing{Heartbeat: 100 * time.Millisecond, Refresh: 50 * time.Millisecond}
+
+// clientStore returns a store for the client under test: tracked (coherent)
+// on the real servers, plain on the embedded one (which cannot track).
+func clientStore(t *testing.T, b *redistest.Backend) *store.Redis {
+	t.Helper()
+	if b.Mini != nil {
+		return store.New(b.Client)
+	}
+	st, err := store.Dial(store.DialConfig{Addrs: b.Addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+// exposed reads the Prometheus text of m and parses it, checking on the way
+// that every line is a well-formed sample of a stickyroute_ metric.
+func exposed(t *testing.T, m *obs.Metrics) obs.Snapshot {
+	t.Helper()
+	var b bytes.Buffer
+	m.WritePrometheus(&b)
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if !strings.HasPrefix(line, obs.Prefix) {
+			t.Fatalf("exposed line %q lacks the %s prefix", line, obs.Prefix)
+		}
+	}
+	s, err := obs.ParseSnapshot(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// step holds the exposition before a step, to assert what the step added.
+type step struct {
+	t      *testing.T
+	m      *obs.Metrics
+	before obs.Snapshot
+}
+
+func begin(t *testing.T, m *obs.Metrics) *step { return &step{t: t, m: m, before: exposed(t, m)} }
+
+// want asserts that the step added exactly n to the named metric, summed over
+// the series whose labels include match.
+func (s *step) want(n float64, name string, match ...string) {
+	s.t.Helper()
+	after := exposed(s.t, s.m)
+	if got := obs.Delta(s.before, after, obs.Prefix+name, match...); got != n {
+		s.t.Errorf("%s%v grew by %v, want %v", name, match, got, n)
+	}
+}
+
+func TestMetricsAfterEngineCalls(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, ns := redistest.Ctx(t), redistest.Namespace(t)
+		m := obs.NewMetrics(metrics.NewSet())
+		servers := make([]*engine.Server, 2)
+		for pod := range servers {
+			s, err := engine.NewServer(engine.ServerConfig{Store: store.New(b.Client), Namespace: ns, Service: svc,
+				Pod: pod, Timing: timing, MaxRequest: 100 * time.Millisecond, Drain: 200 * time.Millisecond, Observer: m})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			servers[pod] = s
+			t.Cleanup(func() { _ = s.Stop(context.Background()) })
+		}
+		c, err := engine.NewClient(engine.ClientConfig{Store: clientStore(t, b), Timing: timing,
+			Cache: engine.CacheConfig{MaxEntries: 1000}, Observer: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		real := b.Mini == nil
+		uids := []string{"u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9"}
+		svcLabels := []string{"namespace", ns, "service", svc}
+		computeOK := append([]string{"op", "ComputeLinkedPod", "outcome", "ok"}, svcLabels...)
+
+		// 1. Ten new users: each a miss, a tracked GET, a pick and a SET NX.
+		st := begin(t, m)
+		perPod := map[int]float64{}
+		for _, u := range uids {
+			pod, err := c.ComputeLinkedPod(ctx, ns, u, svc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			perPod[pod]++
+		}
+		st.want(10, "requests_total", computeOK...)
+		st.want(10, "request_duration_seconds_count", append([]string{"op", "ComputeLinkedPod"}, svcLabels...)...)
+		st.want(10, "cache_misses_total")
+		st.want(0, "cache_hits_total")
+		st.want(10, "store_requests_total", "op", "GetLinkedPodTracked", "outcome", "ok")
+		st.want(10, "store_requests_total", "op", "SetLinkedPodIfAbsent", "outcome", "ok")
+		st.want(10, "store_request_duration_seconds_count", "op", "SetLinkedPodIfAbsent")
+		st.want(10, "balancer_picks_total", append([]string{"strategy", "p2c"}, svcLabels...)...)
+		st.want(10, "balancer_pick_duration_seconds_count", svcLabels...)
+		for pod, n := range perPod {
+			st.want(n, "placements_total", append([]string{"pod", strconv.Itoa(pod)}, svcLabels...)...)
+		}
+		skew := exposed(t, m).Sum(obs.Prefix+"placement_skew", svcLabels...)
+		wantSkew := 0.0
+		for _, n := range perPod {
+			wantSkew = max(wantSkew, n/(10/float64(len(perPod))))
+		}
+		if skew != wantSkew {
+			t.Errorf("placement_skew = %v, want %v (placements %v)", skew, wantSkew, perPod)
+		}
+		if real {
+			// The client's own writes end the tracking of the keys it read:
+			// ten invalidations, each timed from the write.
+			redistest.Poll(t, 5*time.Second, "ten invalidations", func() bool {
+				return exposed(t, m).Sum(obs.Prefix+"invalidations_total") >= 10
+			})
+			s := exposed(t, m)
+			if got := s.Sum(obs.Prefix + "invalidation_delay_seconds_count"); got < 1 || got > 10 {
+				t.Errorf("invalidation_delay_seconds_count = %v, want 1..10", got)
+			}
+		}
+
+		// 2. The same users again: read with tracking and cached; 3. then hits.
+		st = begin(t, m)
+		for _, u := range uids {
+			if _, err := c.ComputeLinkedPod(ctx, ns, u, svc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st.want(10, "requests_total", computeOK...)
+		st.want(10, "cache_misses_total")
+		st.want(0, "placements_total")
+		st = begin(t, m)
+		for _, u := range uids {
+			if _, err := c.ComputeLinkedPod(ctx, ns, u, svc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st.want(0, "requests_total")
+		st.want(10, "cache_hits_total")
+		st.want(0, "store_requests_total")
+		if got := exposed(t, m).Sum(obs.Prefix + "cache_entries"); got != 10 {
+			t.Errorf("cache_entries = %v, want 10", got)
+		}
+		if got := exposed(t, m).Sum(obs.Prefix + "cache_capacity"); got != 1000 {
+			t.Errorf("cache_capacity = %v, want 1000", got)
+		}
+
+		// 4. A lookup without a link is not_found, not an error.
+		st = begin(t, m)
+		if pod, err := c.GetLinkedPodNotCache(ctx, ns, "nobody", svc); pod != engine.NoPod || err != nil {
+			t.Fatalf("GetLinkedPodNotCache = %d, %v", pod, err)
+		}
+		st.want(1, "requests_total", append([]string{"op", "GetLinkedPodNotCache", "outcome", "not_found"}, svcLabels...)...)
+		st.want(1, "store_requests_total", "op", "GetLinkedPod", "outcome", "ok")
+
+		// 5. A bad uid is counted as such.
+		st = begin(t, m)
+		if _, err := c.ComputeLinkedPod(ctx, ns, "", svc); err == nil {
+			t.Fatal("empty uid accepted")
+		}
+		st.want(1, "requests_total", append([]string{"op", "ComputeLinkedPod", "outcome", "invalid_argument"}, svcLabels...)...)
+
+		// 6. A claim lost to another pod: outcome claimed, one conflict.
+		st = begin(t, m)
+		if _, err := servers[0].TrySetLinkedPod(ctx, ns, "claimed", svc, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := servers[1].TrySetLinkedPod(ctx, ns, "claimed", svc, 1); err == nil {
+			t.Fatal("second claim won")
+		}
+		st.want(1, "requests_total", append([]string{"op", "TrySetLinkedPod", "outcome", "ok"}, svcLabels...)...)
+		st.want(1, "requests_total", append([]string{"op", "TrySetLinkedPod", "outcome", "claimed"}, svcLabels...)...)
+		st.want(1, "claim_conflicts_total", svcLabels...)
+
+		// 7. A cached user whose pod shuts down: stale, relinked to pod 0.
+		if _, err := c.SetLinkedPodIfAbsent(ctx, ns, "mover", svc, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetCache(ctx, ns, "mover", svc, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := servers[1].SetRoutingState(ctx, engine.Shutdown); err != nil {
+			t.Fatal(err)
+		}
+		redistest.Poll(t, 5*time.Second, "pod 1 unroutable", func() bool { return !c.States().IsPodRoutable(ns, svc, 1) })
+		st = begin(t, m)
+		if pod, err := c.ComputeLinkedPod(ctx, ns, "mover", svc); pod != 0 || err != nil {
+			t.Fatalf("mover = %d, %v; want pod 0", pod, err)
+		}
+		st.want(1, "cache_stale_total", svcLabels...)
+		st.want(1, "relinks_total", svcLabels...)
+		st.want(1, "placements_total", append([]string{"pod", "0"}, svcLabels...)...)
+		st.want(1, "store_requests_total", "op", "ReplaceLinkedPod", "outcome", "ok")
+
+		// 8. Heartbeats and refreshes are health checks.
+		redistest.Poll(t, 5*time.Second, "heartbeats and refreshes counted", func() bool {
+			s := exposed(t, m)
+			return s.Sum(obs.Prefix+"health_checks_total", "kind", "heartbeat", "outcome", "ok", "namespace", ns) >= 4 &&
+				s.Sum(obs.Prefix+"health_checks_total", "kind", "refresh", "outcome", "ok", "namespace", ns) >= 2
+		})
+		if got := exposed(t, m).Sum(obs.Prefix+"heartbeat_failures_total", svcLabels...); got != 0 {
+			t.Errorf("heartbeat_failures_total = %v, want 0", got)
+		}
+
+		// 9. An unparsable pod-state field is skipped and counted.
+		hset := b.Client.B().Hset().Key(store.StateKey(ns, svc)).FieldValue().FieldValue("7", "garbage").Build()
+		if err := b.Client.Do(ctx, hset).Error(); err != nil {
+			t.Fatal(err)
+		}
+		redistest.Poll(t, 5*time.Second, "skipped field counted", func() bool {
+			return exposed(t, m).Sum(obs.Prefix+"state_fields_skipped_total", svcLabels...) >= 1
+		})
+	})
+}
+
+// TestHeartbeatFailuresCounted: a server whose Redis is gone counts failed
+// heartbeat rounds.
+func TestHeartbeatFailuresCounted(t *testing.T) {
+	b := redistest.Open(t, redistest.Embedded)
+	m := obs.NewMetrics(nil)
+	ns := redistest.Namespace(t)
+	s, err := engine.NewServer(engine.ServerConfig{Store: store.New(b.Client), Namespace: ns, Service: svc,
+		Timing: timing, MaxRequest: 100 * time.Millisecond, Drain: 200 * time.Millisecond, Observer: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(redistest.Ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	b.Mini.Close()
+	redistest.Poll(t, 5*time.Second, "failed heartbeats counted", func() bool {
+		return exposed(t, m).Sum(obs.Prefix+"heartbeat_failures_total", "namespace", ns, "service", svc) >= 2
+	})
+	snap := exposed(t, m)
+	if got := snap.Sum(obs.Prefix+"health_checks_total", "kind", "heartbeat", "outcome", "unavailable"); got < 2 {
+		t.Errorf("heartbeats with outcome unavailable = %v, want ≥ 2", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.Stop(ctx) // the final publish fails: Redis is gone
+}
+
+// TestOldMonitorAPI: the old performance monitor's calls land in the same
+// series.
+func TestOldMonitorAPI(t *testing.T) {
+	m := obs.NewMetrics(nil)
+	m.RecordRequest("legacy", 3*time.Millisecond, true)
+	m.RecordRequest("legacy", time.Millisecond, false)
+	m.RecordCacheHit()
+	m.RecordCacheHit()
+	m.RecordCacheMiss()
+	m.SetCacheSize(42)
+	m.RecordLoadBalancerRequest("ns", "lobby", 20*time.Microsecond)
+	m.RecordHealthCheck("ns", "lobby", time.Millisecond, false)
+	if err := m.AddCustomMetric("queue_depth", func() float64 { return 7 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddCustomMetric("queue_depth", func() float64 { return 8 }); err == nil {
+		t.Error("a second queue_depth was accepted")
+	}
+	if err := m.AddCustomMetric("bad name", func() float64 { return 0 }); err == nil {
+		t.Error("a name with a space was accepted")
+	}
+	got := m.GetMetrics()
+	for series, want := range map[string]float64{
+		`stickyroute_requests_total{namespace="",service="",op="legacy",outcome="ok"}`:    1,
+		`stickyroute_requests_total{namespace="",service="",op="legacy",outcome="error"}`: 1,
+		`stickyroute_request_duration_seconds_count{namespace="",service="",op="legacy"}`: 2,
+		`stickyroute_cache_hits_total`:   2,
+		`stickyroute_cache_misses_total`: 1,
+		`stickyroute_cache_entries`:      42,
+		`stickyroute_balancer_picks_total{namespace="ns",service="lobby",strategy="custom"}`:            1,
+		`stickyroute_health_checks_total{namespace="ns",service="lobby",kind="custom",outcome="error"}`: 1,
+		`stickyroute_queue_depth`: 7,
+	} {
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v", series, got[series], want)
+		}
+	}
+	if v, ok := got[`stickyroute_request_duration_seconds_sum{namespace="",service="",op="legacy"}`]; !ok || v < 0.0039 || v > 0.0041 {
+		t.Errorf("duration sum = %v (present %v), want 0.004", v, ok)
+	}
+}
+
+// TestLabelValuesEscaped: a quote in a name cannot break the exposition.
+func TestLabelValuesEscaped(t *testing.T) {
+	m := obs.NewMetrics(nil)
+	m.RecordHealthCheck(`we"ird`, `back\slash`, time.Millisecond, true)
+	s := exposed(t, m)
+	smp := s.Samples(obs.Prefix+"health_checks_total", "namespace", `we"ird`, "service", `back\slash`)
+	if len(smp) != 1 || smp[0].Value != 1 {
+		t.Fatalf("samples = %+v, want one with value 1", smp)
+	}
+}

@@ -1,0 +1,83 @@
+package obs
+
+import (
+	"context"
+	"errors"
+
+	"github.com/stickyroute/stickyroute/engine"
+	"github.com/stickyroute/stickyroute/store"
+)
+
+// The outcomes an operation is counted under (the "outcome" label), from
+// Outcome. The set is closed, so label sets stay bounded.
+const (
+	OutcomeOK           = "ok"
+	OutcomeNotFound     = "not_found"
+	OutcomeCanceled     = "canceled"
+	OutcomeTimeout      = "timeout"
+	OutcomeUnavailable  = "unavailable"
+	OutcomeInvalid      = "invalid_argument"
+	OutcomeCorrupt      = "corrupt"
+	OutcomeNotRoutable  = "not_routable"
+	OutcomeNoPod        = "no_available_pod"
+	OutcomeClaimed      = "claimed"
+	OutcomeClosed       = "closed"
+	OutcomeOtherFailure = "error"
+)
+
+// lookups are the operations whose answer may be "no link", which is not an
+// error.
+var lookups = map[string]bool{
+	"GetLinkedPod":                   true,
+	"GetLinkedPodNotCache":           true,
+	"GetLinkedPodInCacheOrIfPersist": true,
+}
+
+// Outcome classifies an ended operation: OutcomeOK, OutcomeNotFound for a
+// lookup that found no link, or the class of its error.
+func Outcome(op *engine.Op) string {
+	if op.Err == nil {
+		if op.Kind == engine.OpCall && op.Pod == engine.NoPod && lookups[op.Name] {
+			return OutcomeNotFound
+		}
+		return OutcomeOK
+	}
+	return ErrorClass(op.Err)
+}
+
+// ErrorClass names the class of a non-nil error from the engine or the store:
+// one of the Outcome constants.
+func ErrorClass(err error) string {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return OutcomeCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return OutcomeTimeout
+	case errors.Is(err, store.ErrUnavailable):
+		return OutcomeUnavailable
+	case errors.Is(err, store.ErrInvalidArgument):
+		return OutcomeInvalid
+	case errors.Is(err, store.ErrCorrupt):
+		return OutcomeCorrupt
+	case errors.Is(err, engine.ErrPodNotRoutable):
+		return OutcomeNotRoutable
+	case errors.Is(err, engine.ErrNoAvailablePod):
+		return OutcomeNoPod
+	case errors.Is(err, engine.ErrClaimed):
+		return OutcomeClaimed
+	case errors.Is(err, engine.ErrClosed):
+		return OutcomeClosed
+	}
+	return OutcomeOtherFailure
+}
+
+// isFailure reports whether an outcome is a failure of the operation, as
+// opposed to an answer (not found, claimed by another pod) or the caller
+// giving up (canceled).
+func isFailure(outcome string) bool {
+	switch outcome {
+	case OutcomeOK, OutcomeNotFound, OutcomeCanceled, OutcomeClaimed:
+		return false
+	}
+	return true
+}

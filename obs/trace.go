@@ -1,0 +1,244 @@
+package obs
+
+import (
+	"context"
+	"net"
+	"strconv"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/stickyroute/stickyroute/engine"
+)
+
+// TracerName is the instrumentation scope of the spans this package starts.
+const TracerName = "github.com/stickyroute/stickyroute/obs"
+
+// The attributes of the spans. Redis round trips follow the OpenTelemetry
+// database semantic conventions; the routing attributes are this library's.
+const (
+	AttrDBSystem        = attribute.Key("db.system.name")
+	AttrDBOperation     = attribute.Key("db.operation.name")
+	AttrDBProcedure     = attribute.Key("db.stored_procedure.name")
+	AttrDBBatchSize     = attribute.Key("db.operation.batch.size")
+	AttrServerAddress   = attribute.Key("server.address")
+	AttrServerPort      = attribute.Key("server.port")
+	AttrErrorType       = attribute.Key("error.type")
+	AttrNamespace       = attribute.Key("stickyroute.namespace")
+	AttrService         = attribute.Key("stickyroute.service")
+	AttrPod             = attribute.Key("stickyroute.pod")
+	AttrFromPod         = attribute.Key("stickyroute.from_pod")
+	AttrCache           = attribute.Key("stickyroute.cache")
+	AttrStrategy        = attribute.Key("stickyroute.strategy")
+	AttrLink            = attribute.Key("stickyroute.link")
+	AttrPlaced          = attribute.Key("stickyroute.placed")
+	AttrKeys            = attribute.Key("stickyroute.keys")
+	AttrStoreOp         = attribute.Key("stickyroute.store.op")
+	AttrOutcome         = attribute.Key("stickyroute.outcome")
+	AttrCount           = attribute.Key("stickyroute.count")
+	AttrDelay           = attribute.Key("stickyroute.delay_seconds")
+	AttrPodCount        = attribute.Key("stickyroute.pod_count")
+	AttrCacheKey        = attribute.Key("stickyroute.cache.key")
+	AttrHealthCheckPass = attribute.Key("stickyroute.health_check.success")
+)
+
+// Tracer starts OpenTelemetry spans for the engine (it is an
+// engine.Observer): a span "stickyroute.<Op>" per engine operation that
+// reaches Redis, with the routing attributes (namespace, service, chosen pod,
+// cache result, strategy, link kind), and a client span per Redis round trip
+// inside it, named after the command ("GET", "EVALSHA replace") with the
+// database attributes. Refreshes and heartbeats get a span each. Placements,
+// relinks, claim conflicts and invalidations are events on the current span.
+//
+// A user without a link is not an error, nor is a cancelled context: only
+// real failures set the span's status to Error.
+type Tracer struct {
+	tracer trace.Tracer
+	server []attribute.KeyValue
+}
+
+// spanKey is the context key under which a Tracer keeps the span it started,
+// so that several tracers can observe one engine.
+type spanKey struct{ t *Tracer }
+
+// NewTracer returns a tracer on tp (the application's TracerProvider).
+// serverAddr, when not empty, is the host:port of the Redis server recorded on
+// round-trip spans (server.address, server.port); on a Redis Cluster give
+// the address the client was configured with.
+func NewTracer(tp trace.TracerProvider, serverAddr string) *Tracer {
+	t := &Tracer{tracer: tp.Tracer(TracerName)}
+	if serverAddr != "" {
+		host, port, err := net.SplitHostPort(serverAddr)
+		if err != nil {
+			host = serverAddr
+		}
+		t.server = append(t.server, AttrServerAddress.String(host))
+		if p, err := strconv.Atoi(port); err == nil {
+			t.server = append(t.server, AttrServerPort.Int(p))
+		}
+	}
+	return t
+}
+
+// Begin implements engine.Observer: it starts op's span.
+func (t *Tracer) Begin(ctx context.Context, op *engine.Op) context.Context {
+	var span trace.Span
+	switch op.Kind {
+	case engine.OpRoundTrip:
+		name := op.Command
+		attrs := make([]attribute.KeyValue, 0, 6+len(t.server))
+		attrs = append(attrs, AttrDBSystem.String("redis"), AttrDBOperation.String(op.Command), AttrStoreOp.String(op.Name))
+		if op.Script != "" {
+			name += " " + op.Script
+			attrs = append(attrs, AttrDBProcedure.String(op.Script))
+		}
+		if op.Keys > 1 {
+			attrs = append(attrs, AttrDBBatchSize.Int(op.Keys))
+		}
+		attrs = append(attrs, t.server...)
+		ctx, span = t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithTimestamp(op.Start), trace.WithAttributes(attrs...))
+	default:
+		attrs := []attribute.KeyValue{AttrNamespace.String(op.Namespace)}
+		if op.Service != "" {
+			attrs = append(attrs, AttrService.String(op.Service))
+		}
+		if op.Strategy != "" {
+			attrs = append(attrs, AttrStrategy.String(op.Strategy))
+		}
+		ctx, span = t.tracer.Start(ctx, "stickyroute."+op.Name, trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithTimestamp(op.Start), trace.WithAttributes(attrs...))
+	}
+	return context.WithValue(ctx, spanKey{t}, span)
+}
+
+// End implements engine.Observer: it ends op's span with its results.
+func (t *Tracer) End(ctx context.Context, op *engine.Op) {
+	span, _ := ctx.Value(spanKey{t}).(trace.Span)
+	if span == nil || !span.IsRecording() {
+		if span != nil {
+			span.End()
+		}
+		return
+	}
+	outcome := Outcome(op)
+	attrs := make([]attribute.KeyValue, 0, 6)
+	if op.Pod != engine.NoPod {
+		attrs = append(attrs, AttrPod.Int(op.Pod))
+	}
+	if op.Kind != engine.OpRoundTrip {
+		if op.Cache != engine.CacheNone {
+			attrs = append(attrs, AttrCache.String(op.Cache.String()))
+		}
+		if op.Link != engine.LinkNone {
+			attrs = append(attrs, AttrLink.String(op.Link.String()))
+		}
+		if op.Placed {
+			attrs = append(attrs, AttrPlaced.Bool(true))
+		}
+		if op.Keys > 0 {
+			attrs = append(attrs, AttrKeys.Int(op.Keys))
+		}
+	}
+	attrs = append(attrs, AttrOutcome.String(outcome))
+	span.SetAttributes(attrs...)
+	if isFailure(outcome) {
+		span.SetAttributes(AttrErrorType.String(outcome))
+		span.RecordError(op.Err)
+		span.SetStatus(codes.Error, op.Err.Error())
+	}
+	span.End(trace.WithTimestamp(op.Start.Add(op.Duration)))
+}
+
+// Note implements engine.Observer: placements, relinks, claim conflicts,
+// invalidations and skipped state fields become events on the span in ctx
+// (the operation's, when there is one).
+func (t *Tracer) Note(ctx context.Context, n engine.Note) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	switch n.Kind {
+	case engine.NotePicked:
+		span.AddEvent("stickyroute.picked", trace.WithAttributes(AttrPod.Int(n.Pod), AttrStrategy.String(n.Strategy)))
+	case engine.NotePlaced:
+		span.AddEvent("stickyroute.placed", trace.WithAttributes(AttrPod.Int(n.Pod)))
+	case engine.NoteRelinked:
+		span.AddEvent("stickyroute.relinked", trace.WithAttributes(AttrPod.Int(n.Pod), AttrFromPod.Int(n.From)))
+	case engine.NoteClaimConflict:
+		span.AddEvent("stickyroute.claim_conflict", trace.WithAttributes(AttrPod.Int(n.Pod), AttrFromPod.Int(n.From)))
+	case engine.NoteInvalidated:
+		span.AddEvent("stickyroute.invalidated", trace.WithAttributes(AttrCount.Int(n.Count), AttrDelay.Float64(n.Delay.Seconds())))
+	case engine.NoteSkippedFields:
+		span.AddEvent("stickyroute.skipped_fields", trace.WithAttributes(AttrCount.Int(n.Count)))
+	}
+}
+
+// The old API's request tracer, for code that traces by hand.
+
+// TraceRequest starts a span "stickyroute.<operation>" with attrs.
+func (t *Tracer) TraceRequest(ctx context.Context, operation string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	return t.tracer.Start(ctx, "stickyroute."+operation, trace.WithAttributes(attrs...))
+}
+
+// TraceCacheOperation starts a span "stickyroute.cache.<operation>" recording
+// the key and whether it hit. The key is recorded as given: do not pass
+// personal data.
+func (t *Tracer) TraceCacheOperation(ctx context.Context, operation, key string, hit bool) (context.Context, trace.Span) {
+	res := engine.CacheMiss
+	if hit {
+		res = engine.CacheHit
+	}
+	return t.tracer.Start(ctx, "stickyroute.cache."+operation,
+		trace.WithAttributes(AttrCacheKey.String(key), AttrCache.String(res.String())))
+}
+
+// TraceLoadBalancerOperation starts a span "stickyroute.balancer.<operation>"
+// for a pick among podCount pods of service.
+func (t *Tracer) TraceLoadBalancerOperation(ctx context.Context, operation, service string, podCount int) (context.Context, trace.Span) {
+	return t.tracer.Start(ctx, "stickyroute.balancer."+operation,
+		trace.WithAttributes(AttrService.String(service), AttrPodCount.Int(podCount)))
+}
+
+// TraceHealthCheck starts a span "stickyroute.health_check" for a check of
+// pod of service; a failed check sets the Error status.
+func (t *Tracer) TraceHealthCheck(ctx context.Context, service string, pod int, success bool) (context.Context, trace.Span) {
+	ctx, span := t.tracer.Start(ctx, "stickyroute.health_check",
+		trace.WithAttributes(AttrService.String(service), AttrPod.Int(pod), AttrHealthCheckPass.Bool(success)))
+	if !success {
+		span.SetStatus(codes.Error, "health check failed")
+	}
+	return ctx, span
+}
+
+// AddEvent adds the event name with attrs to span.
+func (t *Tracer) AddEvent(span trace.Span, name string, attrs ...attribute.KeyValue) {
+	span.AddEvent(name, trace.WithAttributes(attrs...))
+}
+
+// SetStatus sets span's status: Ok when success, else Error with description.
+func (t *Tracer) SetStatus(span trace.Span, success bool, description string) {
+	if success {
+		span.SetStatus(codes.Ok, "")
+		return
+	}
+	span.SetStatus(codes.Error, description)
+}
+
+// RecordError records err on span and sets the Error status, unless err is
+// nil or only says the caller gave up (a cancelled context), which is not a
+// failure of the operation.
+func (t *Tracer) RecordError(span trace.Span, err error) {
+	if err == nil {
+		return
+	}
+	class := ErrorClass(err)
+	if !isFailure(class) {
+		span.SetAttributes(AttrOutcome.String(class))
+		return
+	}
+	span.SetAttributes(AttrErrorType.String(class))
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+}
