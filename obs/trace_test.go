@@ -1,0 +1,289 @@
+package obs_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/stickyroute/stickyroute/engine"
+	"github.com/stickyroute/stickyroute/internal/redistest"
+	"github.com/stickyroute/stickyroute/obs"
+	"github.com/stickyroute/stickyroute/store"
+)
+
+// recorder is a TracerProvider recording every span in memory.
+func recorder(t *testing.T, sampler sdktrace.Sampler) (*tracetest.SpanRecorder, *sdktrace.TracerProvider) {
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr), sdktrace.WithSampler(sampler))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return sr, tp
+}
+
+// attrs returns a span's attributes by key.
+func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
+	m := map[attribute.Key]attribute.Value{}
+	for _, kv := range s.Attributes() {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+// ended returns the spans ended since mark (a count of spans), by name.
+func ended(sr *tracetest.SpanRecorder, mark int) map[string][]sdktrace.ReadOnlySpan {
+	out := map[string][]sdktrace.ReadOnlySpan{}
+	for _, s := range sr.Ended()[mark:] {
+		out[s.Name()] = append(out[s.Name()], s)
+	}
+	return out
+}
+
+// one returns the single span named name, failing otherwise.
+func one(t *testing.T, spans map[string][]sdktrace.ReadOnlySpan, name string) sdktrace.ReadOnlySpan {
+	t.Helper()
+	if len(spans[name]) != 1 {
+		t.Fatalf("%d spans %q, want 1 (all: %v)", len(spans[name]), name, names(spans))
+	}
+	return spans[name][0]
+}
+
+func names(spans map[string][]sdktrace.ReadOnlySpan) map[string]int {
+	m := map[string]int{}
+	for k, v := range spans {
+		m[k] = len(v)
+	}
+	return m
+}
+
+// tracedClient is a client on the embedded Redis with pods 0 and 1 Ready,
+// traced by a Tracer on tp.
+func tracedClient(t *testing.T, tp trace.TracerProvider) (*engine.Client, *store.Redis, string) {
+	b := redistest.Open(t, redistest.Embedded)
+	st := store.New(b.Client)
+	ns := redistest.Namespace(t)
+	ctx := redistest.Ctx(t)
+	for pod := range 2 {
+		if _, err := st.SetServiceState(ctx, ns, svc, pod, 0, store.Ready); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: engine.Timing{Heartbeat: time.Minute},
+		Observer: obs.NewTracer(tp, b.Addrs[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, st, ns
+}
+
+func TestTracingSpans(t *testing.T) {
+	sr, tp := recorder(t, sdktrace.AlwaysSample())
+	c, st, ns := tracedClient(t, tp)
+	ctx := redistest.Ctx(t)
+
+	// A new user: the operation's span, its round trips as client spans
+	// under it, and the first refresh of the service.
+	mark := len(sr.Ended())
+	pod, err := c.ComputeLinkedPod(ctx, ns, "alice", svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spans := ended(sr, mark)
+	op := one(t, spans, "stickyroute.ComputeLinkedPod")
+	a := attrs(op)
+	if op.SpanKind() != trace.SpanKindInternal || op.Status().Code != codes.Unset {
+		t.Errorf("op span kind %v status %v", op.SpanKind(), op.Status())
+	}
+	for k, want := range map[attribute.Key]any{
+		obs.AttrNamespace: ns, obs.AttrService: svc, obs.AttrPod: int64(pod), obs.AttrCache: "miss",
+		obs.AttrLink: "temporary", obs.AttrPlaced: true, obs.AttrStrategy: "p2c", obs.AttrOutcome: "ok",
+	} {
+		if got := a[k].AsInterface(); got != want {
+			t.Errorf("op span %s = %v, want %v", k, got, want)
+		}
+	}
+	get, set := one(t, spans, "GET"), one(t, spans, "SET")
+	for _, s := range []sdktrace.ReadOnlySpan{get, set} {
+		a := attrs(s)
+		if s.SpanKind() != trace.SpanKindClient || s.Parent().SpanID() != op.SpanContext().SpanID() {
+			t.Errorf("%s: kind %v parent %v, want client span under the op", s.Name(), s.SpanKind(), s.Parent().SpanID())
+		}
+		if a[obs.AttrDBSystem].AsString() != "redis" || a[obs.AttrDBOperation].AsString() != s.Name() ||
+			a[obs.AttrServerAddress].AsString() != "127.0.0.1" || a[obs.AttrServerPort].AsInt64() == 0 {
+			t.Errorf("%s attributes %v", s.Name(), a)
+		}
+	}
+	refresh := one(t, spans, "stickyroute.refresh")
+	script := one(t, spans, "EVALSHA getstate")
+	if script.Parent().SpanID() != refresh.SpanContext().SpanID() || attrs(script)[obs.AttrDBProcedure].AsString() != "getstate" {
+		t.Errorf("getstate span: parent %v, attrs %v", script.Parent().SpanID(), attrs(script))
+	}
+	var events []string
+	for _, e := range op.Events() {
+		events = append(events, e.Name)
+	}
+	if len(events) != 2 || events[0] != "stickyroute.picked" || events[1] != "stickyroute.placed" {
+		t.Errorf("op events %v, want picked then placed", events)
+	}
+
+	// A cache hit makes no span.
+	if _, err := c.ComputeLinkedPod(ctx, ns, "alice", svc); err != nil { // cached now
+		t.Fatal(err)
+	}
+	mark = len(sr.Ended())
+	if _, err := c.ComputeLinkedPod(ctx, ns, "alice", svc); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(sr.Ended()) - mark; n != 0 {
+		t.Errorf("a cache hit made %d spans", n)
+	}
+
+	// Not found is not an error.
+	mark = len(sr.Ended())
+	if _, err := c.GetLinkedPodNotCache(ctx, ns, "nobody", svc); err != nil {
+		t.Fatal(err)
+	}
+	nf := one(t, ended(sr, mark), "stickyroute.GetLinkedPodNotCache")
+	if nf.Status().Code != codes.Unset || attrs(nf)[obs.AttrOutcome].AsString() != "not_found" {
+		t.Errorf("not found: status %v outcome %v", nf.Status(), attrs(nf)[obs.AttrOutcome])
+	}
+
+	// A cancelled context is not an error.
+	mark = len(sr.Ended())
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := c.GetLinkedPodNotCache(cctx, ns, "bob", svc); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled lookup: %v", err)
+	}
+	cs := one(t, ended(sr, mark), "stickyroute.GetLinkedPodNotCache")
+	if cs.Status().Code != codes.Unset || attrs(cs)[obs.AttrOutcome].AsString() != "canceled" {
+		t.Errorf("cancelled: status %v outcome %v", cs.Status(), attrs(cs)[obs.AttrOutcome])
+	}
+
+	// A corrupt link is an error, on the round trip and on the operation.
+	if err := st.Client().Do(ctx, st.Client().B().Set().Key(store.LinkKey(ns, "carol", svc)).Value("x").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	mark = len(sr.Ended())
+	if _, err := c.ComputeLinkedPod(ctx, ns, "carol", svc); !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("corrupt link: %v", err)
+	}
+	spans = ended(sr, mark)
+	for _, name := range []string{"stickyroute.ComputeLinkedPod", "GET"} {
+		s := one(t, spans, name)
+		if s.Status().Code != codes.Error || attrs(s)[obs.AttrErrorType].AsString() != "corrupt" || len(s.Events()) == 0 {
+			t.Errorf("%s: status %v error.type %v events %d", name, s.Status(), attrs(s)[obs.AttrErrorType], len(s.Events()))
+		}
+	}
+}
+
+// TestTracingSampledOff: with a sampler that records nothing, the engine
+// works and no span is exported.
+func TestTracingSampledOff(t *testing.T) {
+	sr, tp := recorder(t, sdktrace.NeverSample())
+	c, _, ns := tracedClient(t, tp)
+	if _, err := c.ComputeLinkedPod(redistest.Ctx(t), ns, "alice", svc); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(sr.Ended()); n != 0 {
+		t.Errorf("%d spans recorded with sampling off", n)
+	}
+}
+
+// TestJoinedObservers: metrics and tracing together, each sees every op.
+func TestJoinedObservers(t *testing.T) {
+	sr, tp := recorder(t, sdktrace.AlwaysSample())
+	b := redistest.Open(t, redistest.Embedded)
+	st := store.New(b.Client)
+	ns, ctx := redistest.Namespace(t), redistest.Ctx(t)
+	if _, err := st.SetServiceState(ctx, ns, svc, 0, 0, store.Ready); err != nil {
+		t.Fatal(err)
+	}
+	m := obs.NewMetrics(nil)
+	inner, outer := obs.NewTracer(tp, ""), obs.NewTracer(tp, "")
+	c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: engine.Timing{Heartbeat: time.Minute},
+		Observer: obs.Join(outer, m, nil, inner)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mark := len(sr.Ended())
+	if _, err := c.GetLinkedPodNotCache(ctx, ns, "x", svc); err != nil {
+		t.Fatal(err)
+	}
+	spans := ended(sr, mark)
+	ops := spans["stickyroute.GetLinkedPodNotCache"]
+	gets := spans["GET"]
+	if len(ops) != 2 || len(gets) != 2 {
+		t.Fatalf("spans %v, want two of each (two tracers)", names(spans))
+	}
+	// Each tracer ends its own spans: every span ended exactly once, and
+	// the inner tracer's op span is a child of the outer's.
+	var outerOp, innerOp sdktrace.ReadOnlySpan
+	for _, s := range ops {
+		if s.Parent().IsValid() {
+			innerOp = s
+		} else {
+			outerOp = s
+		}
+	}
+	if outerOp == nil || innerOp == nil || innerOp.Parent().SpanID() != outerOp.SpanContext().SpanID() {
+		t.Errorf("op spans not nested: %v", ops)
+	}
+	if got := m.GetMetrics()[`stickyroute_requests_total{namespace="`+ns+`",service="game",op="GetLinkedPodNotCache",outcome="not_found"}`]; got != 1 {
+		t.Errorf("metrics saw %v lookups, want 1", got)
+	}
+	if obs.Join() != nil || obs.Join(nil, m) != engine.Observer(m) {
+		t.Error("Join of none is not nil, or of one is not that one")
+	}
+}
+
+// TestOldTracerAPI: each call of the old request tracer has a counterpart.
+func TestOldTracerAPI(t *testing.T) {
+	sr, tp := recorder(t, sdktrace.AlwaysSample())
+	tr := obs.NewTracer(tp, "")
+	ctx := context.Background()
+
+	_, req := tr.TraceRequest(ctx, "Login", attribute.String("region", "eu"))
+	tr.AddEvent(req, "checkpoint", attribute.Int("step", 2))
+	tr.SetStatus(req, true, "")
+	req.End()
+	_, cache := tr.TraceCacheOperation(ctx, "get", "k1", true)
+	tr.RecordError(cache, context.Canceled) // not a failure
+	cache.End()
+	_, bal := tr.TraceLoadBalancerOperation(ctx, "select", "lobby", 3)
+	tr.RecordError(bal, errors.New("boom"))
+	bal.End()
+	_, hc := tr.TraceHealthCheck(ctx, "lobby", 2, false)
+	hc.End()
+	_, failed := tr.TraceRequest(ctx, "Logout")
+	tr.SetStatus(failed, false, "nope")
+	failed.End()
+
+	spans := ended(sr, 0)
+	r := one(t, spans, "stickyroute.Login")
+	if r.Status().Code != codes.Ok || attrs(r)["region"].AsString() != "eu" || len(r.Events()) != 1 || r.Events()[0].Name != "checkpoint" {
+		t.Errorf("request span: status %v attrs %v events %v", r.Status(), attrs(r), r.Events())
+	}
+	c := one(t, spans, "stickyroute.cache.get")
+	if c.Status().Code != codes.Unset || attrs(c)[obs.AttrCache].AsString() != "hit" || attrs(c)[obs.AttrCacheKey].AsString() != "k1" {
+		t.Errorf("cache span: status %v attrs %v", c.Status(), attrs(c))
+	}
+	bs := one(t, spans, "stickyroute.balancer.select")
+	if bs.Status().Code != codes.Error || attrs(bs)[obs.AttrPodCount].AsInt64() != 3 {
+		t.Errorf("balancer span: status %v attrs %v", bs.Status(), attrs(bs))
+	}
+	h := one(t, spans, "stickyroute.health_check")
+	if h.Status().Code != codes.Error || attrs(h)[obs.AttrPod].AsInt64() != 2 {
+		t.Errorf("health span: status %v attrs %v", h.Status(), attrs(h))
+	}
+	if f := one(t, spans, "stickyroute.Logout"); f.Status().Code != codes.Error || f.Status().Description != "nope" {
+		t.Errorf("failed span status %v", f.Status())
+	}
+}
