@@ -6,13 +6,13 @@
 //
 //	set := metrics.NewSet()                // the application's set
 //	m := obs.NewMetrics(set)
-//	t := obs.NewTracer(tracerProvider, "redis:6379")
+//	t := obs.NewTracer(tracerProvider, obs.TracerConfig{ServerAddress: "redis:6379"})
 //	client, err := engine.NewClient(engine.ClientConfig{Store: st, Observer: obs.Join(m, t)})
 //
 // Cache hits make no span and take no time here: the metrics read the
 // clients' cache counters when the set is written. Every operation that
-// reaches Redis is counted, timed and traced, with the Redis round trips
-// inside it as child spans named after the command.
+// reaches Redis is counted, timed and traced (one span, with the database
+// attributes of its round trips; optionally a child span per round trip).
 //
 // An Analyzer keeps a rolling history of Metrics snapshots and reports what
 // looks wrong (hit ratio, p99, placement skew, store errors, heartbeats,

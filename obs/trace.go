@@ -44,34 +44,63 @@ const (
 )
 
 // Tracer starts OpenTelemetry spans for the engine (it is an
-// engine.Observer): a span "stickyroute.<Op>" per engine operation that
-// reaches Redis, with the routing attributes (namespace, service, chosen pod,
-// cache result, strategy, link kind), and a client span per Redis round trip
-// inside it, named after the command ("GET", "EVALSHA replace") with the
-// database attributes. Refreshes and heartbeats get a span each. Placements,
-// relinks, claim conflicts and invalidations are events on the current span.
+// engine.Observer): one span "stickyroute.<Op>" per engine operation that
+// reaches Redis, following the database semantic conventions for Redis
+// (db.system.name, db.operation.name and db.stored_procedure.name of its
+// last round trip, server.address) with the routing attributes (namespace,
+// service, chosen pod, cache result, strategy, link kind). Cache hits make
+// no span. With TracerConfig.RoundTripSpans each Redis round trip gets a
+// client span of its own under the operation's, named after the command
+// ("GET", "EVALSHA replace"). Placements, relinks, claim conflicts and
+// invalidations are events on the operation's span.
 //
-// A user without a link is not an error, nor is a cancelled context: only
-// real failures set the span's status to Error.
+// A user without a link is not an error, nor is a cancelled context, nor a
+// claim refused because another pod holds the user: only real failures set
+// the span's status to Error.
 type Tracer struct {
-	tracer trace.Tracer
-	server []attribute.KeyValue
+	tracer     trace.Tracer
+	server     []attribute.KeyValue
+	roundTrips bool
+	background bool
 }
 
-// spanKey is the context key under which a Tracer keeps the span it started,
-// so that several tracers can observe one engine.
+// TracerConfig tunes a Tracer.
+type TracerConfig struct {
+	// ServerAddress, when not empty, is the host:port of the Redis server
+	// recorded as server.address and server.port; on a Redis Cluster give
+	// the address the client was configured with.
+	ServerAddress string
+	// RoundTripSpans adds a client span per Redis round trip under the
+	// operation's span (round trips outside a traced operation, such as the
+	// publish of SetLoadState, make none). Off by default: a span costs a few microseconds, a
+	// sizeable share of a loopback round trip, and the operation's span
+	// already carries the database attributes.
+	RoundTripSpans bool
+	// Background traces the clients' refreshes of pod states and the
+	// servers' heartbeats, each a root span. Off by default: they run every
+	// period for every service and pod, whether or not anyone routes.
+	Background bool
+}
+
+// spanKey is the context key under which a Tracer keeps the operation in
+// progress, so that several tracers can observe one engine.
 type spanKey struct{ t *Tracer }
 
+// opSpan is a traced operation in progress: its span, and the command of its
+// latest round trip, recorded on the span when it ends.
+type opSpan struct {
+	span          trace.Span
+	command, proc string
+	keys          int
+}
+
 // NewTracer returns a tracer on tp (the application's TracerProvider).
-// serverAddr, when not empty, is the host:port of the Redis server recorded on
-// round-trip spans (server.address, server.port); on a Redis Cluster give
-// the address the client was configured with.
-func NewTracer(tp trace.TracerProvider, serverAddr string) *Tracer {
-	t := &Tracer{tracer: tp.Tracer(TracerName)}
-	if serverAddr != "" {
-		host, port, err := net.SplitHostPort(serverAddr)
+func NewTracer(tp trace.TracerProvider, cfg TracerConfig) *Tracer {
+	t := &Tracer{tracer: tp.Tracer(TracerName), roundTrips: cfg.RoundTripSpans, background: cfg.Background}
+	if cfg.ServerAddress != "" {
+		host, port, err := net.SplitHostPort(cfg.ServerAddress)
 		if err != nil {
-			host = serverAddr
+			host = cfg.ServerAddress
 		}
 		t.server = append(t.server, AttrServerAddress.String(host))
 		if p, err := strconv.Atoi(port); err == nil {
@@ -81,53 +110,95 @@ func NewTracer(tp trace.TracerProvider, serverAddr string) *Tracer {
 	return t
 }
 
-// Begin implements engine.Observer: it starts op's span.
+// Begin implements engine.Observer: it starts op's span. Attributes are
+// only built for a span that records (is sampled); an operation whose span
+// does not record leaves ctx as it was.
 func (t *Tracer) Begin(ctx context.Context, op *engine.Op) context.Context {
-	var span trace.Span
 	switch op.Kind {
 	case engine.OpRoundTrip:
+		if !t.roundTrips || ctx.Value(spanKey{t}) == nil {
+			// No span of its own, or no traced operation to hang it under.
+			return ctx
+		}
 		name := op.Command
-		attrs := make([]attribute.KeyValue, 0, 6+len(t.server))
-		attrs = append(attrs, AttrDBSystem.String("redis"), AttrDBOperation.String(op.Command), AttrStoreOp.String(op.Name))
 		if op.Script != "" {
 			name += " " + op.Script
+		}
+		sctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
+		if !span.IsRecording() {
+			return ctx
+		}
+		attrs := make([]attribute.KeyValue, 0, 5+len(t.server))
+		attrs = append(attrs, AttrDBSystem.String("redis"), AttrStoreOp.String(op.Name), AttrDBOperation.String(op.Command))
+		if op.Script != "" {
 			attrs = append(attrs, AttrDBProcedure.String(op.Script))
 		}
 		if op.Keys > 1 {
 			attrs = append(attrs, AttrDBBatchSize.Int(op.Keys))
 		}
-		attrs = append(attrs, t.server...)
-		ctx, span = t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient),
-			trace.WithTimestamp(op.Start), trace.WithAttributes(attrs...))
-	default:
-		attrs := []attribute.KeyValue{AttrNamespace.String(op.Namespace)}
-		if op.Service != "" {
-			attrs = append(attrs, AttrService.String(op.Service))
+		span.SetAttributes(append(attrs, t.server...)...)
+		return context.WithValue(sctx, spanKey{t}, &opSpan{span: span})
+	case engine.OpRefresh, engine.OpHeartbeat:
+		if !t.background {
+			// Hide it, and its round trips, from an enclosing operation.
+			return context.WithValue(ctx, spanKey{t}, nil)
 		}
-		if op.Strategy != "" {
-			attrs = append(attrs, AttrStrategy.String(op.Strategy))
-		}
-		ctx, span = t.tracer.Start(ctx, "stickyroute."+op.Name, trace.WithSpanKind(trace.SpanKindInternal),
-			trace.WithTimestamp(op.Start), trace.WithAttributes(attrs...))
 	}
-	return context.WithValue(ctx, spanKey{t}, span)
+	kind := trace.SpanKindClient // it reaches Redis
+	if t.roundTrips {
+		kind = trace.SpanKindInternal // its round trips are the client spans
+	}
+	sctx, span := t.tracer.Start(ctx, "stickyroute."+op.Name, trace.WithSpanKind(kind))
+	if !span.IsRecording() {
+		return ctx
+	}
+	attrs := make([]attribute.KeyValue, 0, 4+len(t.server))
+	attrs = append(attrs, AttrNamespace.String(op.Namespace))
+	if op.Service != "" {
+		attrs = append(attrs, AttrService.String(op.Service))
+	}
+	if op.Strategy != "" {
+		attrs = append(attrs, AttrStrategy.String(op.Strategy))
+	}
+	if !t.roundTrips {
+		attrs = append(append(attrs, AttrDBSystem.String("redis")), t.server...)
+	}
+	span.SetAttributes(attrs...)
+	return context.WithValue(sctx, spanKey{t}, &opSpan{span: span})
 }
 
-// End implements engine.Observer: it ends op's span with its results.
+// End implements engine.Observer: it ends op's span with its results. The
+// outcome is recorded when it is not "ok"; a failure sets the Error status.
+// Without round-trip spans, a round trip's end notes its command for the
+// operation's span.
 func (t *Tracer) End(ctx context.Context, op *engine.Op) {
-	span, _ := ctx.Value(spanKey{t}).(trace.Span)
-	if span == nil || !span.IsRecording() {
-		if span != nil {
-			span.End()
-		}
+	os, _ := ctx.Value(spanKey{t}).(*opSpan)
+	if os == nil {
+		return
+	}
+	if op.Kind == engine.OpRoundTrip && !t.roundTrips {
+		// os is the operation's.
+		os.command, os.proc, os.keys = op.Command, op.Script, op.Keys
 		return
 	}
 	outcome := Outcome(op)
-	attrs := make([]attribute.KeyValue, 0, 6)
-	if op.Pod != engine.NoPod {
-		attrs = append(attrs, AttrPod.Int(op.Pod))
+	attrs := make([]attribute.KeyValue, 0, 10)
+	if outcome != OutcomeOK {
+		attrs = append(attrs, AttrOutcome.String(outcome))
 	}
 	if op.Kind != engine.OpRoundTrip {
+		if os.command != "" {
+			attrs = append(attrs, AttrDBOperation.String(os.command))
+			if os.proc != "" {
+				attrs = append(attrs, AttrDBProcedure.String(os.proc))
+			}
+			if os.keys > 1 {
+				attrs = append(attrs, AttrDBBatchSize.Int(os.keys))
+			}
+		}
+		if op.Pod != engine.NoPod {
+			attrs = append(attrs, AttrPod.Int(op.Pod))
+		}
 		if op.Cache != engine.CacheNone {
 			attrs = append(attrs, AttrCache.String(op.Cache.String()))
 		}
@@ -141,24 +212,29 @@ func (t *Tracer) End(ctx context.Context, op *engine.Op) {
 			attrs = append(attrs, AttrKeys.Int(op.Keys))
 		}
 	}
-	attrs = append(attrs, AttrOutcome.String(outcome))
-	span.SetAttributes(attrs...)
-	if isFailure(outcome) {
-		span.SetAttributes(AttrErrorType.String(outcome))
-		span.RecordError(op.Err)
-		span.SetStatus(codes.Error, op.Err.Error())
+	failed := isFailure(outcome)
+	if failed {
+		attrs = append(attrs, AttrErrorType.String(outcome))
 	}
-	span.End(trace.WithTimestamp(op.Start.Add(op.Duration)))
+	if len(attrs) > 0 {
+		os.span.SetAttributes(attrs...)
+	}
+	if failed {
+		os.span.RecordError(op.Err)
+		os.span.SetStatus(codes.Error, op.Err.Error())
+	}
+	os.span.End()
 }
 
 // Note implements engine.Observer: placements, relinks, claim conflicts,
 // invalidations and skipped state fields become events on the span in ctx
 // (the operation's, when there is one).
 func (t *Tracer) Note(ctx context.Context, n engine.Note) {
-	span := trace.SpanFromContext(ctx)
-	if !span.IsRecording() {
+	os, _ := ctx.Value(spanKey{t}).(*opSpan)
+	if os == nil {
 		return
 	}
+	span := os.span
 	switch n.Kind {
 	case engine.NotePicked:
 		span.AddEvent("stickyroute.picked", trace.WithAttributes(AttrPod.Int(n.Pod), AttrStrategy.String(n.Strategy)))

@@ -63,7 +63,7 @@ func names(spans map[string][]sdktrace.ReadOnlySpan) map[string]int {
 
 // tracedClient is a client on the embedded Redis with pods 0 and 1 Ready,
 // traced by a Tracer on tp.
-func tracedClient(t *testing.T, tp trace.TracerProvider) (*engine.Client, *store.Redis, string) {
+func tracedClient(t *testing.T, tp trace.TracerProvider, cfg obs.TracerConfig) (*engine.Client, *store.Redis, string) {
 	b := redistest.Open(t, redistest.Embedded)
 	st := store.New(b.Client)
 	ns := redistest.Namespace(t)
@@ -74,7 +74,7 @@ func tracedClient(t *testing.T, tp trace.TracerProvider) (*engine.Client, *store
 		}
 	}
 	c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: engine.Timing{Heartbeat: time.Minute},
-		Observer: obs.NewTracer(tp, b.Addrs[0])})
+		Observer: obs.NewTracer(tp, cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func tracedClient(t *testing.T, tp trace.TracerProvider) (*engine.Client, *store
 
 func TestTracingSpans(t *testing.T) {
 	sr, tp := recorder(t, sdktrace.AlwaysSample())
-	c, st, ns := tracedClient(t, tp)
+	c, st, ns := tracedClient(t, tp, obs.TracerConfig{ServerAddress: "127.0.0.1:6390", RoundTripSpans: true, Background: true})
 	ctx := redistest.Ctx(t)
 
 	// A new user: the operation's span, its round trips as client spans
@@ -102,11 +102,14 @@ func TestTracingSpans(t *testing.T) {
 	}
 	for k, want := range map[attribute.Key]any{
 		obs.AttrNamespace: ns, obs.AttrService: svc, obs.AttrPod: int64(pod), obs.AttrCache: "miss",
-		obs.AttrLink: "temporary", obs.AttrPlaced: true, obs.AttrStrategy: "p2c", obs.AttrOutcome: "ok",
+		obs.AttrLink: "temporary", obs.AttrPlaced: true, obs.AttrStrategy: "p2c",
 	} {
 		if got := a[k].AsInterface(); got != want {
 			t.Errorf("op span %s = %v, want %v", k, got, want)
 		}
+	}
+	if a[obs.AttrOutcome].Type() != attribute.INVALID {
+		t.Errorf("a successful op records outcome %v", a[obs.AttrOutcome])
 	}
 	get, set := one(t, spans, "GET"), one(t, spans, "SET")
 	for _, s := range []sdktrace.ReadOnlySpan{get, set} {
@@ -115,7 +118,7 @@ func TestTracingSpans(t *testing.T) {
 			t.Errorf("%s: kind %v parent %v, want client span under the op", s.Name(), s.SpanKind(), s.Parent().SpanID())
 		}
 		if a[obs.AttrDBSystem].AsString() != "redis" || a[obs.AttrDBOperation].AsString() != s.Name() ||
-			a[obs.AttrServerAddress].AsString() != "127.0.0.1" || a[obs.AttrServerPort].AsInt64() == 0 {
+			a[obs.AttrServerAddress].AsString() != "127.0.0.1" || a[obs.AttrServerPort].AsInt64() != 6390 {
 			t.Errorf("%s attributes %v", s.Name(), a)
 		}
 	}
@@ -183,11 +186,42 @@ func TestTracingSpans(t *testing.T) {
 	}
 }
 
+// TestTracingDefault: by default an operation is one client span carrying
+// the database attributes of its round trips, and background work is not
+// traced.
+func TestTracingDefault(t *testing.T) {
+	sr, tp := recorder(t, sdktrace.AlwaysSample())
+	c, _, ns := tracedClient(t, tp, obs.TracerConfig{ServerAddress: "redis.local:6379"})
+	ctx := redistest.Ctx(t)
+	if _, err := c.ComputeLinkedPod(ctx, ns, "alice", svc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.BatchGetLinkedPod(ctx, ns, []string{"bob", "carol", "dave"}, svc); err != nil {
+		t.Fatal(err)
+	}
+	spans := ended(sr, 0)
+	if len(sr.Ended()) != 2 {
+		t.Fatalf("spans %v, want the two operations only", names(spans))
+	}
+	op := one(t, spans, "stickyroute.ComputeLinkedPod")
+	a := attrs(op)
+	if op.SpanKind() != trace.SpanKindClient || a[obs.AttrDBSystem].AsString() != "redis" ||
+		a[obs.AttrDBOperation].AsString() != "SET" || a[obs.AttrServerAddress].AsString() != "redis.local" ||
+		a[obs.AttrServerPort].AsInt64() != 6379 || a[obs.AttrPlaced].AsBool() != true {
+		t.Errorf("op span kind %v attributes %v", op.SpanKind(), a)
+	}
+	batch := attrs(one(t, spans, "stickyroute.BatchGetLinkedPod"))
+	if batch[obs.AttrDBOperation].AsString() != "GET" || batch[obs.AttrDBBatchSize].AsInt64() != 3 ||
+		batch[obs.AttrKeys].AsInt64() != 3 || batch[obs.AttrCache].AsString() != "miss" {
+		t.Errorf("batch span attributes %v", batch)
+	}
+}
+
 // TestTracingSampledOff: with a sampler that records nothing, the engine
 // works and no span is exported.
 func TestTracingSampledOff(t *testing.T) {
 	sr, tp := recorder(t, sdktrace.NeverSample())
-	c, _, ns := tracedClient(t, tp)
+	c, _, ns := tracedClient(t, tp, obs.TracerConfig{RoundTripSpans: true, Background: true})
 	if _, err := c.ComputeLinkedPod(redistest.Ctx(t), ns, "alice", svc); err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +240,8 @@ func TestJoinedObservers(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := obs.NewMetrics(nil)
-	inner, outer := obs.NewTracer(tp, ""), obs.NewTracer(tp, "")
+	cfg := obs.TracerConfig{RoundTripSpans: true}
+	inner, outer := obs.NewTracer(tp, cfg), obs.NewTracer(tp, cfg)
 	c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: engine.Timing{Heartbeat: time.Minute},
 		Observer: obs.Join(outer, m, nil, inner)})
 	if err != nil {
@@ -247,7 +282,7 @@ func TestJoinedObservers(t *testing.T) {
 // TestOldTracerAPI: each call of the old request tracer has a counterpart.
 func TestOldTracerAPI(t *testing.T) {
 	sr, tp := recorder(t, sdktrace.AlwaysSample())
-	tr := obs.NewTracer(tp, "")
+	tr := obs.NewTracer(tp, obs.TracerConfig{})
 	ctx := context.Background()
 
 	_, req := tr.TraceRequest(ctx, "Login", attribute.String("region", "eu"))
