@@ -108,7 +108,7 @@ func TestTracingSpans(t *testing.T) {
 			t.Errorf("op span %s = %v, want %v", k, got, want)
 		}
 	}
-	if a[obs.AttrOutcome].Type() != attribute.INVALID {
+	if a[obs.AttrOutcome].Type() != attribute.EMPTY {
 		t.Errorf("a successful op records outcome %v", a[obs.AttrOutcome])
 	}
 	get, set := one(t, spans, "GET"), one(t, spans, "SET")
