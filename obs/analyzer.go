@@ -37,6 +37,17 @@ func (s Severity) String() string {
 // MarshalText writes the severity's name, so JSON reports read "warning".
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a severity's name back.
+func (s *Severity) UnmarshalText(b []byte) error {
+	for _, v := range []Severity{Info, Warning, Critical} {
+		if v.String() == string(b) {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("obs: unknown severity %q", b)
+}
+
 // Finding is what a rule found in the history of metrics: how bad, about
 // what, the numbers that show it, and what to do.
 type Finding struct {

@@ -324,6 +324,14 @@ func TestReportAndCustomRule(t *testing.T) {
 	if len(back.Findings) != 2 || back.Findings[0].Severity != "critical" || back.Findings[1].Evidence["depth"] != 500 {
 		t.Errorf("JSON findings %+v", back.Findings)
 	}
+	var typed obs.Report
+	if err := json.Unmarshal(js, &typed); err != nil || typed.Findings[0].Severity != obs.Critical || typed.Findings[1].Severity != obs.Info {
+		t.Errorf("JSON read back: %v %+v", err, typed.Findings)
+	}
+	var bad obs.Severity
+	if err := bad.UnmarshalText([]byte("dire")); err == nil {
+		t.Error("unknown severity accepted")
+	}
 }
 
 // TestAnalyzerRunsInBackground: Run snapshots the metrics every Interval

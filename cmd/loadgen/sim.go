@@ -1,0 +1,410 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/stickyroute/stickyroute/engine"
+	"github.com/stickyroute/stickyroute/obs"
+)
+
+// opTimeout bounds each operation.
+const opTimeout = 2 * time.Second
+
+// pod is one simulated server process.
+type pod struct {
+	idx     int
+	srv     *engine.Server
+	gate    *gate
+	closeSt func()
+	// gone is set when the process crashed or shut down: it claims and
+	// releases no more users.
+	gone atomic.Bool
+}
+
+// op is one operation the generator asks for.
+type op struct {
+	at     time.Time // intended start
+	user   uint64    // a Zipf draw: the user of a new session
+	repeat bool      // a request of a user in session, if any
+	pick   float64   // which user in session
+	storm  bool
+}
+
+// sim is one run: the fleet, the load and the checks.
+type sim struct {
+	cfg Config
+	be  *backend
+	tol time.Duration
+
+	metrics  *obs.Metrics
+	analyzer *obs.Analyzer
+	pods     []*pod
+	clients  []*engine.Client
+	closers  []func()
+	sess     *sessions
+	rec      map[string]*recorder
+	storm    *recorder
+
+	start, measureFrom time.Time
+	stopping           atomic.Bool
+
+	// truth: when each pod stopped taking new users and stopped being
+	// routable (unix nanos, 0 = never), as the fleet knows it.
+	denyAt, downAt []atomic.Int64
+
+	errMu      sync.Mutex
+	errs       map[string]int64
+	doubles    atomic.Int64
+	unroutable atomic.Int64
+	drainViol  atomic.Int64
+	placements []atomic.Int64
+	stormPlace []atomic.Int64
+	served     atomic.Int64 // answers naming the draining pod while it drains
+
+	// Measured-part cache counters, from the clients' stats.
+	hits0, misses0 uint64
+	routeOK        atomic.Int64
+
+	// blip bookkeeping (unix nanos).
+	blipStart, blipEnd, recovered atomic.Int64
+	blipErrsDuring, blipErrsAfter atomic.Int64
+
+	rate      atomic.Uint64 // math.Float64bits of the open-loop rate
+	timeline  []Interval
+	timelineM sync.Mutex
+	report    Report
+}
+
+// run performs one run of cfg and returns its report. progress, when not
+// nil, receives the live progress line.
+func run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
+	be, err := openBackend(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer be.close()
+	s := &sim{cfg: cfg, be: be, sess: newSessions(cfg.Pods), errs: map[string]int64{},
+		rec:   map[string]*recorder{opRoute: newRecorder(), opClaim: newRecorder(), opRelease: newRecorder()},
+		storm: newRecorder(), denyAt: make([]atomic.Int64, cfg.Pods), downAt: make([]atomic.Int64, cfg.Pods),
+		placements: make([]atomic.Int64, cfg.Pods), stormPlace: make([]atomic.Int64, cfg.Pods)}
+	s.tol = 2*cfg.Refresh + 200*time.Millisecond
+	s.rate.Store(math.Float64bits(cfg.Rate))
+	s.metrics = obs.NewMetrics(metrics.NewSet())
+	s.analyzer = obs.NewAnalyzer(s.metrics.Snapshot, obs.AnalyzerConfig{Interval: time.Second, MaxP99: max(cfg.SLO, time.Millisecond)})
+	defer s.closeFleet()
+	if err := s.startFleet(ctx); err != nil {
+		return nil, err
+	}
+	if cfg.Listen != "" {
+		stop, err := s.serve(cfg.Listen)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
+	return s.drive(ctx, progress)
+}
+
+// serve exposes the metrics and the analyzer's report on addr.
+func (s *sim) serve(addr string) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: obs.Handler(s.metrics, s.analyzer), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(done) }()
+	return func() { _ = srv.Close(); <-done }, nil
+}
+
+// timing is the engine timing of the fleet.
+func (s *sim) timing() engine.Timing {
+	return engine.Timing{Heartbeat: s.cfg.Heartbeat, Staleness: s.cfg.Staleness, Refresh: s.cfg.Refresh}
+}
+
+// startFleet starts the server pods and the client processes, each with its
+// own Redis client.
+func (s *sim) startFleet(ctx context.Context) error {
+	watch := obs.Join(s.metrics, &placements{s})
+	for i := range s.cfg.Pods {
+		g := &gate{}
+		st, closeSt, err := s.be.open(false, g)
+		if err != nil {
+			return err
+		}
+		s.closers = append(s.closers, closeSt)
+		srv, err := engine.NewServer(engine.ServerConfig{Store: st, Namespace: s.cfg.Namespace, Service: s.cfg.Service, Pod: i,
+			Timing: s.timing(), MaxRequest: drainMaxRequest, Observer: s.metrics})
+		if err != nil {
+			return err
+		}
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = srv.Start(sctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("starting pod %d: %w", i, err)
+		}
+		s.pods = append(s.pods, &pod{idx: i, srv: srv, gate: g, closeSt: closeSt})
+	}
+	for range s.cfg.Clients {
+		st, closeSt, err := s.be.open(true, nil)
+		if err != nil {
+			return err
+		}
+		s.closers = append(s.closers, closeSt)
+		// A crashed pod cannot release its users: the fleet lets clients
+		// move users off a pod that is gone.
+		c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: s.timing(), RelinkPersistent: true,
+			TempLinkTTL: 60 * time.Second, Observer: watch})
+		if err != nil {
+			return err
+		}
+		s.clients = append(s.clients, c)
+	}
+	return nil
+}
+
+// closeFleet stops the pods (without draining) and the clients.
+func (s *sim) closeFleet() {
+	var wg sync.WaitGroup
+	for _, p := range s.pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A cut-short drain: the run is over. Stop still withdraws the
+			// pod and ends its goroutines.
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			_ = p.srv.Stop(ctx)
+		}()
+	}
+	wg.Wait()
+	for _, c := range s.clients {
+		c.Close()
+	}
+	for _, f := range s.closers {
+		f()
+	}
+}
+
+// placements is an observer that sees each user the clients place.
+type placements struct{ s *sim }
+
+func (p *placements) Begin(ctx context.Context, _ *engine.Op) context.Context { return ctx }
+func (p *placements) End(context.Context, *engine.Op)                         {}
+func (p *placements) Note(_ context.Context, n engine.Note) {
+	if n.Kind != engine.NotePlaced && n.Kind != engine.NoteRelinked {
+		return
+	}
+	s := p.s
+	if n.Pod < 0 || n.Pod >= len(s.placements) {
+		return
+	}
+	s.placements[n.Pod].Add(1)
+	if d := s.denyAt[n.Pod].Load(); d != 0 && time.Now().UnixNano() > d+int64(s.tol) {
+		s.drainViol.Add(1)
+	}
+}
+
+// routable reports whether the fleet's truth let pod be answered at t.
+func (s *sim) routable(pod int, t time.Time) bool {
+	d := s.downAt[pod].Load()
+	return d == 0 || t.UnixNano() <= d+int64(s.tol)
+}
+
+// fail counts a failed operation by class.
+func (s *sim) fail(class string) {
+	s.errMu.Lock()
+	s.errs[class]++
+	s.errMu.Unlock()
+}
+
+// uid names user u.
+func uid(u uint64) string { return "user-" + strconv.FormatUint(u, 10) }
+
+// do performs one operation: a routing call, then the claim that starts a
+// session or the move of one whose pod went away; and checks the answer.
+func (s *sim) do(ctx context.Context, r *rand.Rand, o op) {
+	user, inSession := o.user, false
+	if o.repeat {
+		if u, ok := s.sess.pick(o.pick); ok {
+			user, inSession = u, true
+		}
+	}
+	if !inSession {
+		_, inSession = s.sess.get(user)
+	}
+	id := uid(user)
+	c := s.clients[user%uint64(len(s.clients))]
+	measured := !o.at.Before(s.measureFrom)
+	began := time.Now()
+	octx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	pod, err := c.ComputeLinkedPod(octx, s.cfg.Namespace, id, s.cfg.Service)
+	took := time.Since(o.at)
+	s.rec[opRoute].record(took, err != nil, measured)
+	if o.storm {
+		s.storm.record(took, err != nil, true)
+	}
+	s.noteBlip(began, err)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.fail(obs.ErrorClass(err))
+		}
+		return
+	}
+	s.routeOK.Add(1)
+	if !s.routable(pod, began) {
+		s.unroutable.Add(1)
+	}
+	owner, had := s.sess.get(user)
+	if had && owner == pod {
+		if s.denyAt[pod].Load() != 0 && s.downAt[pod].Load() == 0 {
+			s.served.Add(1)
+		}
+		return
+	}
+	if had && s.routable(owner, began) && !s.pods[owner].gone.Load() {
+		// The user's pod still holds them and is routable: a split.
+		s.doubles.Add(1)
+		return
+	}
+	s.claim(octx, r, user, id, pod, had, measured, o.storm)
+}
+
+// claim has pod take user persistently: a new session, or one moved off a
+// pod that went away.
+func (s *sim) claim(ctx context.Context, r *rand.Rand, user uint64, id string, pod int, moving, measured, storm bool) {
+	p := s.pods[pod]
+	if p.gone.Load() {
+		s.fail("pod_down")
+		return
+	}
+	start := time.Now()
+	owner, err := p.srv.TrySetLinkedPod(ctx, s.cfg.Namespace, id, s.cfg.Service, pod)
+	s.rec[opClaim].record(time.Since(start), err != nil && !errors.Is(err, engine.ErrClaimed), measured)
+	switch {
+	case errors.Is(err, engine.ErrClaimed):
+		if s.routable(owner, start) && !s.pods[owner].gone.Load() {
+			s.doubles.Add(1)
+		}
+		return
+	case err != nil:
+		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
+			s.fail(obs.ErrorClass(err))
+		}
+		return
+	}
+	if moving {
+		s.sess.move(user, pod)
+		return
+	}
+	life := time.Duration(r.ExpFloat64() * float64(s.cfg.Session))
+	if s.sess.start(user, pod, time.Now().Add(life)) && storm {
+		s.stormPlace[pod].Add(1)
+	}
+}
+
+// noteBlip keeps the store-blip figures: errors during and after the outage,
+// and the first success after it.
+func (s *sim) noteBlip(began time.Time, err error) {
+	bs := s.blipStart.Load()
+	if bs == 0 || began.UnixNano() < bs {
+		return
+	}
+	be := s.blipEnd.Load()
+	switch {
+	case be == 0 && err != nil:
+		s.blipErrsDuring.Add(1)
+	case be != 0 && began.UnixNano() >= be && err != nil:
+		s.blipErrsAfter.Add(1)
+	case be != 0 && began.UnixNano() >= be:
+		s.recovered.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
+
+// reap ends the sessions whose time is up: their pod releases them with a
+// grace period during which they still reach it.
+func (s *sim) reap(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	grace := int(s.cfg.Grace / time.Second)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, ss := range s.sess.expired(time.Now()) {
+			p := s.pods[ss.pod]
+			if p.gone.Load() {
+				s.sess.finish(ss.user)
+				continue
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { s.sess.finish(ss.user); <-sem; wg.Done() }()
+				rctx, cancel := context.WithTimeout(ctx, opTimeout)
+				defer cancel()
+				start := time.Now()
+				_, err := p.srv.RemoveLinkedPodWithId(rctx, s.cfg.Namespace, uid(ss.user), s.cfg.Service, ss.pod, grace)
+				s.rec[opRelease].record(time.Since(start), err != nil, !start.Before(s.measureFrom))
+				if err != nil && ctx.Err() == nil {
+					s.fail(obs.ErrorClass(err))
+				}
+			}()
+		}
+	}
+}
+
+// publishLoads has each pod publish its number of users in session as its
+// load, every heartbeat.
+func (s *sim) publishLoads(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Heartbeat)
+	defer t.Stop()
+	last := make([]int64, len(s.pods))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		counts, _ := s.sess.counts()
+		for i, p := range s.pods {
+			if p.gone.Load() || counts[i] == last[i] {
+				continue
+			}
+			last[i] = counts[i]
+			lctx, cancel := context.WithTimeout(ctx, s.cfg.Heartbeat)
+			_ = p.srv.SetLoadState(lctx, counts[i]) // a failure is retried by the next heartbeat
+			cancel()
+		}
+	}
+}
+
+// cacheTotals sums the clients' cache hits and misses.
+func (s *sim) cacheTotals() (hits, misses uint64) {
+	for _, c := range s.clients {
+		st := c.CacheStats()
+		hits += st.Hits
+		misses += st.Misses
+	}
+	return hits, misses
+}
