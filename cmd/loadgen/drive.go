@@ -199,13 +199,14 @@ const drainMaxRequest = 500 * time.Millisecond
 func (s *sim) drain(ctx context.Context) {
 	i := len(s.pods) - 1
 	p := s.pods[i]
-	at := time.Now()
-	s.denyAt[i].Store(at.UnixNano())
-	d := &DrainReport{Pod: i, DenyAt: s.since(at)}
+	d := &DrainReport{Pod: i}
 	s.report.Drain = d
 	if err := p.srv.SetRoutingState(ctx, engine.DenyNewCall); err != nil {
 		s.fail("drain_publish")
 	}
+	at := time.Now() // DenyNewCall is published
+	s.denyAt[i].Store(at.UnixNano())
+	d.DenyAt = s.since(at)
 	if !sleepUntil(ctx, at.Add(drainMaxRequest+s.cfg.Refresh)) {
 		return
 	}
@@ -232,7 +233,7 @@ func (s *sim) crash(ctx context.Context) {
 	at := time.Now()
 	p.gone.Store(true)
 	p.gate.crash()
-	s.downAt[i].Store(at.Add(s.cfg.Staleness).UnixNano())
+	s.staleAt[i].Store(at.Add(s.cfg.Staleness).UnixNano())
 	c := &CrashReport{Pod: i, At: s.since(at), BoundMS: float64((s.cfg.Staleness + s.cfg.Refresh + 100*time.Millisecond).Milliseconds())}
 	s.report.Crash = c
 	c.UsersLost = int64(len(s.sess.dropPod(i)))
@@ -476,9 +477,9 @@ func (s *sim) outOfPlacement(pod int) int64 {
 	if d := s.denyAt[pod].Load(); d != 0 {
 		return d
 	}
-	if s.pods[pod].gone.Load() {
+	if st := s.staleAt[pod].Load(); st != 0 {
 		// A crashed pod: its users were dropped when it crashed.
-		return max(s.downAt[pod].Load()-int64(s.cfg.Staleness), 1)
+		return st - int64(s.cfg.Staleness)
 	}
 	return 0
 }

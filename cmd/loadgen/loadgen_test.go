@@ -53,6 +53,7 @@ var backends = []string{redistest.Embedded, redistest.Standalone}
 var allowed = map[string]map[string]bool{
 	Blip:  {"unavailable": true, "timeout": true, "no_available_pod": true},
 	Crash: {"pod_down": true},
+	Drain: {"pod_down": true}, // requests that reached the pod as it shut down
 }
 
 func TestScenarios(t *testing.T) {

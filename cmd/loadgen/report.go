@@ -65,18 +65,24 @@ type Settings struct {
 	RefreshMS   float64 `json:"refresh_ms"`
 }
 
-// Invariants count what must never happen; all zero in a good run. An answer
-// is judged against the fleet's true state, allowing ToleranceMS for a state
-// change to reach the clients (their refresh period and some slack).
+// Invariants count what must never happen; all zero in a good run. Each is
+// judged against what the answering client knew when it decided: a pod's
+// DenyNewCall or Shutdown once a refresh that began after the publish had
+// ended, and a crashed pod's staleness by its own clock (with ToleranceMS of
+// slack). A pod that merely
+// looked dead to a client (its heartbeats late under overload) may lose its
+// users: that is the contract, not a violation.
 type Invariants struct {
-	// DoubleLinked counts users answered with another pod than the one
-	// holding their session while that pod was routable, or claimed by a
-	// pod while another held them.
+	// DoubleLinked counts answers naming another pod than the one holding
+	// the user's session while the client saw that pod routable (before and
+	// after the call), and claims refused because another pod the client saw
+	// routable held the user.
 	DoubleLinked int64 `json:"double_linked"`
-	// UnroutableRoutes counts answers naming a pod that was not routable.
+	// UnroutableRoutes counts answers naming a pod whose Shutdown was in the
+	// client's view, or a crashed pod past its staleness window.
 	UnroutableRoutes int64 `json:"unroutable_routes"`
-	// DrainViolations counts new users placed on a pod that stopped taking
-	// them.
+	// DrainViolations counts picks, for new users, of a pod whose
+	// DenyNewCall was in the picking client's view.
 	DrainViolations int64   `json:"drain_violations"`
 	ToleranceMS     float64 `json:"tolerance_ms"`
 }

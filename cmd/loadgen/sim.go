@@ -53,6 +53,7 @@ type sim struct {
 	analyzer *obs.Analyzer
 	pods     []*pod
 	clients  []*engine.Client
+	watchers []*watcher
 	closers  []func()
 	sess     *sessions
 	rec      map[string]*recorder
@@ -61,9 +62,10 @@ type sim struct {
 	start, measureFrom time.Time
 	stopping           atomic.Bool
 
-	// truth: when each pod stopped taking new users and stopped being
-	// routable (unix nanos, 0 = never), as the fleet knows it.
-	denyAt, downAt []atomic.Int64
+	// truth: when each pod's DenyNewCall and Shutdown were published, and
+	// when a crashed pod's state went stale at the latest (unix nanos, 0 =
+	// never), as the fleet knows it.
+	denyAt, downAt, staleAt []atomic.Int64
 
 	errMu      sync.Mutex
 	errs       map[string]int64
@@ -99,8 +101,9 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	s := &sim{cfg: cfg, be: be, sess: newSessions(cfg.Pods), errs: map[string]int64{},
 		rec:   map[string]*recorder{opRoute: newRecorder(), opClaim: newRecorder(), opRelease: newRecorder()},
 		storm: newRecorder(), denyAt: make([]atomic.Int64, cfg.Pods), downAt: make([]atomic.Int64, cfg.Pods),
+		staleAt:    make([]atomic.Int64, cfg.Pods),
 		placements: make([]atomic.Int64, cfg.Pods), stormPlace: make([]atomic.Int64, cfg.Pods)}
-	s.tol = 2*cfg.Refresh + 200*time.Millisecond
+	s.tol = 100 * time.Millisecond
 	s.rate.Store(math.Float64bits(cfg.Rate))
 	s.metrics = obs.NewMetrics(metrics.NewSet())
 	s.analyzer = obs.NewAnalyzer(s.metrics.Snapshot, obs.AnalyzerConfig{Interval: time.Second, MaxP99: max(cfg.SLO, time.Millisecond)})
@@ -138,7 +141,6 @@ func (s *sim) timing() engine.Timing {
 // startFleet starts the server pods and the client processes, each with its
 // own Redis client.
 func (s *sim) startFleet(ctx context.Context) error {
-	watch := obs.Join(s.metrics, &placements{s})
 	for i := range s.cfg.Pods {
 		g := &gate{}
 		st, closeSt, err := s.be.open(false, g)
@@ -159,7 +161,9 @@ func (s *sim) startFleet(ctx context.Context) error {
 		}
 		s.pods = append(s.pods, &pod{idx: i, srv: srv, gate: g, closeSt: closeSt})
 	}
-	for range s.cfg.Clients {
+	for i := range s.cfg.Clients {
+		w := newWatcher(s, i)
+		s.watchers = append(s.watchers, w)
 		st, closeSt, err := s.be.open(true, nil)
 		if err != nil {
 			return err
@@ -168,7 +172,7 @@ func (s *sim) startFleet(ctx context.Context) error {
 		// A crashed pod cannot release its users: the fleet lets clients
 		// move users off a pod that is gone.
 		c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: s.timing(), RelinkPersistent: true,
-			TempLinkTTL: 60 * time.Second, Observer: watch})
+			TempLinkTTL: 60 * time.Second, Observer: obs.Join(s.metrics, w)})
 		if err != nil {
 			return err
 		}
@@ -200,29 +204,76 @@ func (s *sim) closeFleet() {
 	}
 }
 
-// placements is an observer that sees each user the clients place.
-type placements struct{ s *sim }
+// watcher observes one client: when its view of the pod states first
+// included each pod's DenyNewCall and Shutdown, and each user it places.
+type watcher struct {
+	s      *sim
+	client int
+	// knowDeny and knowDown hold, per pod, when a refresh that began after
+	// the publish ended (unix nanos; 0 = not yet): from then on the client's
+	// decisions must reflect it.
+	knowDeny, knowDown []atomic.Int64
+}
 
-func (p *placements) Begin(ctx context.Context, _ *engine.Op) context.Context { return ctx }
-func (p *placements) End(context.Context, *engine.Op)                         {}
-func (p *placements) Note(_ context.Context, n engine.Note) {
-	if n.Kind != engine.NotePlaced && n.Kind != engine.NoteRelinked {
+func newWatcher(s *sim, client int) *watcher {
+	return &watcher{s: s, client: client, knowDeny: make([]atomic.Int64, s.cfg.Pods), knowDown: make([]atomic.Int64, s.cfg.Pods)}
+}
+
+func (w *watcher) Begin(ctx context.Context, _ *engine.Op) context.Context { return ctx }
+
+func (w *watcher) End(_ context.Context, op *engine.Op) {
+	if op.Kind != engine.OpRefresh || op.Err != nil {
 		return
 	}
-	s := p.s
-	if n.Pod < 0 || n.Pod >= len(s.placements) {
-		return
-	}
-	s.placements[n.Pod].Add(1)
-	if d := s.denyAt[n.Pod].Load(); d != 0 && time.Now().UnixNano() > d+int64(s.tol) {
-		s.drainViol.Add(1)
+	began, ended := op.Start.UnixNano(), time.Now().UnixNano()
+	for p := range w.knowDeny {
+		if d := w.s.denyAt[p].Load(); d != 0 && began > d {
+			w.knowDeny[p].CompareAndSwap(0, ended)
+		}
+		if d := w.s.downAt[p].Load(); d != 0 && began > d {
+			w.knowDown[p].CompareAndSwap(0, ended)
+		}
 	}
 }
 
-// routable reports whether the fleet's truth let pod be answered at t.
-func (s *sim) routable(pod int, t time.Time) bool {
-	d := s.downAt[pod].Load()
-	return d == 0 || t.UnixNano() <= d+int64(s.tol)
+func (w *watcher) Note(_ context.Context, n engine.Note) {
+	s := w.s
+	if n.Pod < 0 || n.Pod >= len(s.placements) {
+		return
+	}
+	switch n.Kind {
+	case engine.NotePicked:
+		if knew(&w.knowDeny[n.Pod], time.Now().Add(-n.Duration)) {
+			// The client picked, for a new user, a pod it knew took no
+			// new users.
+			s.drainViol.Add(1)
+		}
+	case engine.NotePlaced, engine.NoteRelinked:
+		s.placements[n.Pod].Add(1)
+	}
+}
+
+// knew reports whether the time in k (unix nanos, 0 = never) is before t.
+func knew(k *atomic.Int64, t time.Time) bool {
+	v := k.Load()
+	return v != 0 && v < t.UnixNano()
+}
+
+// offLimits reports whether client w, in a call that began at began, may not
+// answer pod: its view already held the pod's Shutdown, or the crashed pod's
+// last state was older than the staleness window (clients judge that by
+// their own clock, no refresh needed).
+func (s *sim) offLimits(w *watcher, pod int, began time.Time) bool {
+	if knew(&w.knowDown[pod], began) {
+		return true
+	}
+	st := s.staleAt[pod].Load()
+	return st != 0 && began.UnixNano() > st+int64(s.tol)
+}
+
+// inView reports whether client c sees pod as routable.
+func (s *sim) inView(c *engine.Client, pod int) bool {
+	return c.States().IsPodRoutable(s.cfg.Namespace, s.cfg.Service, pod)
 }
 
 // fail counts a failed operation by class.
@@ -248,7 +299,10 @@ func (s *sim) do(ctx context.Context, r *rand.Rand, o op) {
 		_, inSession = s.sess.get(user)
 	}
 	id := uid(user)
-	c := s.clients[user%uint64(len(s.clients))]
+	k := int(user % uint64(len(s.clients)))
+	c, w := s.clients[k], s.watchers[k]
+	owner, had := s.sess.get(user)
+	ownerBefore := had && s.inView(c, owner)
 	measured := !o.at.Before(s.measureFrom)
 	began := time.Now()
 	octx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -267,27 +321,27 @@ func (s *sim) do(ctx context.Context, r *rand.Rand, o op) {
 		return
 	}
 	s.routeOK.Add(1)
-	if !s.routable(pod, began) {
+	if s.offLimits(w, pod, began) {
 		s.unroutable.Add(1)
 	}
-	owner, had := s.sess.get(user)
 	if had && owner == pod {
 		if s.denyAt[pod].Load() != 0 && s.downAt[pod].Load() == 0 {
 			s.served.Add(1)
 		}
 		return
 	}
-	if had && s.routable(owner, began) && !s.pods[owner].gone.Load() {
-		// The user's pod still holds them and is routable: a split.
+	if had && ownerBefore && s.inView(c, owner) {
+		// The pod holding the user was routable to this client before and
+		// after the call, yet it answered another: a user on two pods.
 		s.doubles.Add(1)
 		return
 	}
-	s.claim(octx, r, user, id, pod, had, measured, o.storm)
+	s.claim(octx, r, c, user, id, pod, had, measured, o.storm)
 }
 
 // claim has pod take user persistently: a new session, or one moved off a
 // pod that went away.
-func (s *sim) claim(ctx context.Context, r *rand.Rand, user uint64, id string, pod int, moving, measured, storm bool) {
+func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user uint64, id string, pod int, moving, measured, storm bool) {
 	p := s.pods[pod]
 	if p.gone.Load() {
 		s.fail("pod_down")
@@ -298,7 +352,9 @@ func (s *sim) claim(ctx context.Context, r *rand.Rand, user uint64, id string, p
 	s.rec[opClaim].record(time.Since(start), err != nil && !errors.Is(err, engine.ErrClaimed), measured)
 	switch {
 	case errors.Is(err, engine.ErrClaimed):
-		if s.routable(owner, start) && !s.pods[owner].gone.Load() {
+		if s.inView(c, owner) {
+			// The client answered pod while the user is held by another
+			// pod it sees routable.
 			s.doubles.Add(1)
 		}
 		return
