@@ -53,7 +53,8 @@ type Config struct {
 	// produced (a resolver that lists bare addresses yields one endpoint per
 	// address). Nil means EndpointPod (the pod set with WithPod), which is
 	// what the router's own resolver sets. Endpoints without a pod are left
-	// out.
+	// out. A call for a user linked to a routable pod that no endpoint names
+	// waits for the resolver to list it, up to the call's deadline.
 	PodOf func(ep resolver.Endpoint) (pod int, ok bool)
 
 	// Strategy picks the pod of a call without a uid among the connected pods
