@@ -18,6 +18,7 @@ help: ## list the targets
 
 test: lint ## lint, start Redis (standalone + 3-master cluster), run go test -race ./..., the allocation tests without -race, fuzz each target briefly, stop Redis
 	$(REDIS) run bash -c '$(GO) test -race -count=1 ./... && $(GO) test -count=1 -run "Allocs" ./... && scripts/fuzz.sh $(TEST_FUZZTIME)'
+	$(MAKE) --no-print-directory test-contrib
 
 race: ## run the tests COUNT times under the race detector, against the real servers
 	$(REDIS) run $(GO) test -race -count=$(COUNT) ./...
@@ -41,3 +42,25 @@ redis-up: ## start the test servers and print their addresses (for running tests
 
 redis-down: ## stop the test servers started by redis-up
 	$(REDIS) down
+
+# --- contrib modules and the sticky-demo (issue 9) ---------------------------
+# contrib/grpc, contrib/kratos and examples are Go modules of their own, so the
+# root module never depends on gRPC or Kratos; go test ./... at the top does not
+# enter them. test-contrib lints each, tests it under the Redis servers (all
+# three backends, race detector on) and runs the demo briefly; make test runs it.
+CONTRIB_MODULES := contrib/grpc contrib/kratos examples
+DEMO_DURATION ?= 4s
+.PHONY: test-contrib lint-contrib demo
+
+lint-contrib: ## gofmt, go vet, staticcheck and go mod tidy -diff in each contrib module
+	@for m in $(CONTRIB_MODULES); do \
+		echo "lint $$m"; \
+		bad=$$(cd $$m && gofmt -l .); if [ -n "$$bad" ]; then echo "gofmt would change in $$m: $$bad"; exit 1; fi; \
+		(cd $$m && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; \
+	done
+
+test-contrib: lint-contrib ## test the contrib modules (race, every Redis backend) and run the demo for DEMO_DURATION
+	$(REDIS) run bash -c 'for m in $(CONTRIB_MODULES); do (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done && DURATION=$(DEMO_DURATION) examples/sticky-demo/run.sh'
+
+demo: ## run the sticky-demo: 3 pod processes and a client on loopback, one pod drained mid-run
+	examples/sticky-demo/run.sh
