@@ -80,7 +80,7 @@ func defaults() Config {
 		Namespace: "loadgen", Service: "room",
 		Pods: 4, Clients: 4, Users: 100_000, Zipf: 1.1,
 		Session: 5 * time.Second, Grace: 2 * time.Second, NewSessions: 0.1,
-		Rate: 5000, Workers: 256,
+		Rate: 2000, Workers: 256,
 		Duration: 10 * time.Second, Warmup: time.Second, Seed: 1,
 		Scenario: Steady,
 		SLO:      time.Millisecond, RampStep: 2 * time.Second, RampFactor: 1.5, RampMax: 1_000_000,

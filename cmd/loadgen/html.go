@@ -135,13 +135,13 @@ pre { background: #f6f6f6; padding: 12px; overflow-x: auto; font-size: 12px; }
 <p>{{.R.Settings.Pods}} pods, {{.R.Settings.Clients}} clients, {{.R.Settings.Users}} users, seed {{.R.Settings.Seed}};
 started {{.R.Started.Format "2006-01-02 15:04:05 MST"}}.
 Invariants: {{if eq .R.Invariants.Total 0}}<span class="ok">held</span>{{else}}<span class="bad">violated</span>{{end}}.</p>
-<h2>Latency of routing calls per second</h2>
+<h2>Latency of routing calls, per one-second interval</h2>
 {{.Latency}}
 <h2>Users in session per pod</h2>
 {{.Users}}
 <h2>Cache hit ratio</h2>
 {{.HitRatio}}
-<h2>Errors per second</h2>
+<h2>Routing errors per second</h2>
 {{.Errors}}
 <h2>Summary</h2>
 <pre>{{.Table}}</pre>
@@ -187,7 +187,7 @@ func renderHTML(rep *Report) ([]byte, error) {
 			{name: "p50", ys: p50}, {name: "p90", ys: p90}, {name: "p99", ys: p99}, {name: "max", ys: pmax}}),
 		Users:    lineChart("users", "users in session per pod", "", xs, us),
 		HitRatio: lineChart("hitratio", "cache hit ratio", "%", xs, []series{{name: "hit ratio", ys: hit}}),
-		Errors:   lineChart("errors", "errors per second", "", xs, []series{{name: "errors", color: "#d62728", ys: errs}}),
+		Errors:   lineChart("errors", "routing errors per second", "", xs, []series{{name: "errors", color: "#d62728", ys: errs}}),
 	}
 	var b bytes.Buffer
 	if err := page.Execute(&b, d); err != nil {

@@ -235,7 +235,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("capacity\t%.0f ops/s with p99 ≤ %s", rp.Capacity, us(rp.SLOUS))
 	}
 	for _, f := range r.Findings {
-		p("analyzer\t[%s] %s: %s", f.Severity, f.Rule, f.Summary)
+		subject := ""
+		if f.Subject != "" {
+			subject = " (" + f.Subject + ")"
+		}
+		p("analyzer\t[%s] %s%s: %s", f.Severity, f.Rule, subject, f.Summary)
 	}
 	return tw.Flush()
 }

@@ -421,8 +421,11 @@ func (s *sim) reap(ctx context.Context) {
 				defer cancel()
 				start := time.Now()
 				_, err := p.srv.RemoveLinkedPodWithId(rctx, s.cfg.Namespace, uid(ss.user), s.cfg.Service, ss.pod, grace)
+				if ctx.Err() != nil {
+					return // the run ended: not a failure of the release
+				}
 				s.rec[opRelease].record(time.Since(start), err != nil, !start.Before(s.measureFrom))
-				if err != nil && ctx.Err() == nil {
+				if err != nil {
 					s.fail(obs.ErrorClass(err))
 				}
 			}()
