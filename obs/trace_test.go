@@ -217,6 +217,36 @@ func TestTracingDefault(t *testing.T) {
 	}
 }
 
+// TestTracingHitsWhenAsked: with ClientConfig.ObserveHits, a cache hit is an
+// operation too: one span with cache=hit and no database attribute.
+func TestTracingHitsWhenAsked(t *testing.T) {
+	sr, tp := recorder(t, sdktrace.AlwaysSample())
+	b := redistest.Open(t, redistest.Embedded)
+	st := store.New(b.Client)
+	ns, ctx := redistest.Namespace(t), redistest.Ctx(t)
+	if _, err := st.SetServiceState(ctx, ns, svc, 0, 0, store.Ready); err != nil {
+		t.Fatal(err)
+	}
+	c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: engine.Timing{Heartbeat: time.Minute},
+		Observer: obs.NewTracer(tp, obs.TracerConfig{}), ObserveHits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetCache(ctx, ns, "alice", svc, 0); err != nil {
+		t.Fatal(err)
+	}
+	mark := len(sr.Ended())
+	if pod, err := c.ComputeLinkedPod(ctx, ns, "alice", svc); pod != 0 || err != nil {
+		t.Fatalf("hit = %d, %v", pod, err)
+	}
+	hit := one(t, ended(sr, mark), "stickyroute.ComputeLinkedPod")
+	a := attrs(hit)
+	if a[obs.AttrCache].AsString() != "hit" || a[obs.AttrPod].AsInt64() != 0 || a[obs.AttrDBOperation].Type() != attribute.EMPTY {
+		t.Errorf("hit span attributes %v", a)
+	}
+}
+
 // TestTracingSampledOff: with a sampler that records nothing, the engine
 // works and no span is exported.
 func TestTracingSampledOff(t *testing.T) {
