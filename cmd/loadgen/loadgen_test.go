@@ -28,13 +28,13 @@ func quick(t *testing.T, backend, scenario string) Config {
 	c.Rate, c.Workers = 400, 64
 	c.Duration, c.Warmup = 3*time.Second, 500*time.Millisecond
 	c.Session = 3 * time.Second
-	c.Heartbeat, c.Staleness, c.Refresh = 100*time.Millisecond, 400*time.Millisecond, 50*time.Millisecond
+	c.Heartbeat, c.Staleness, c.Refresh = 200*time.Millisecond, time.Second, 100*time.Millisecond
 	c.StormUsers, c.BlipFor = 300, 600*time.Millisecond
 	c.Quiet = true
 	if backend == redistest.Standalone {
 		c.Redis = redistest.Addrs(t, redistest.Standalone)[0]
 	}
-	if scenario == Drain {
+	if scenario == Drain || scenario == Crash {
 		c.Duration = 4 * time.Second
 	}
 	if scenario == Ramp {
@@ -116,7 +116,7 @@ func check(t *testing.T, cfg Config, r *Report) {
 	case Storm:
 		s := r.Storm
 		if s == nil || s.Latency.Count != int64(cfg.StormUsers) || s.Latency.Errors != 0 {
-			t.Fatalf("storm: %+v", s)
+			t.Fatalf("storm: %+v; errors %v", s, r.Errors)
 		}
 		var placed int64
 		for _, n := range s.Placements {
