@@ -61,25 +61,32 @@ func names(spans map[string][]sdktrace.ReadOnlySpan) map[string]int {
 	return m
 }
 
-// tracedClient is a client on the embedded Redis with pods 0 and 1 Ready,
-// traced by a Tracer on tp.
-func tracedClient(t *testing.T, tp trace.TracerProvider, cfg obs.TracerConfig) (*engine.Client, *store.Redis, string) {
+// newClient is a client on the embedded Redis with pods 0..pods-1 of svc
+// Ready, configured further by configure.
+func newClient(t *testing.T, pods int, configure func(*engine.ClientConfig)) (*engine.Client, *store.Redis, string) {
 	b := redistest.Open(t, redistest.Embedded)
 	st := store.New(b.Client)
 	ns := redistest.Namespace(t)
 	ctx := redistest.Ctx(t)
-	for pod := range 2 {
+	for pod := range pods {
 		if _, err := st.SetServiceState(ctx, ns, svc, pod, 0, store.Ready); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: engine.Timing{Heartbeat: time.Minute},
-		Observer: obs.NewTracer(tp, cfg)})
+	cfg := engine.ClientConfig{Store: st, Timing: engine.Timing{Heartbeat: time.Minute}}
+	configure(&cfg)
+	c, err := engine.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	return c, st, ns
+}
+
+// tracedClient is a client on the embedded Redis with pods 0 and 1 Ready,
+// traced by a Tracer on tp.
+func tracedClient(t *testing.T, tp trace.TracerProvider, cfg obs.TracerConfig) (*engine.Client, *store.Redis, string) {
+	return newClient(t, 2, func(c *engine.ClientConfig) { c.Observer = obs.NewTracer(tp, cfg) })
 }
 
 func TestTracingSpans(t *testing.T) {
@@ -221,18 +228,10 @@ func TestTracingDefault(t *testing.T) {
 // operation too: one span with cache=hit and no database attribute.
 func TestTracingHitsWhenAsked(t *testing.T) {
 	sr, tp := recorder(t, sdktrace.AlwaysSample())
-	b := redistest.Open(t, redistest.Embedded)
-	st := store.New(b.Client)
-	ns, ctx := redistest.Namespace(t), redistest.Ctx(t)
-	if _, err := st.SetServiceState(ctx, ns, svc, 0, 0, store.Ready); err != nil {
-		t.Fatal(err)
-	}
-	c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: engine.Timing{Heartbeat: time.Minute},
-		Observer: obs.NewTracer(tp, obs.TracerConfig{}), ObserveHits: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, _, ns := newClient(t, 1, func(c *engine.ClientConfig) {
+		c.Observer, c.ObserveHits = obs.NewTracer(tp, obs.TracerConfig{}), true
+	})
+	ctx := redistest.Ctx(t)
 	if err := c.SetCache(ctx, ns, "alice", svc, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -263,21 +262,11 @@ func TestTracingSampledOff(t *testing.T) {
 // TestJoinedObservers: metrics and tracing together, each sees every op.
 func TestJoinedObservers(t *testing.T) {
 	sr, tp := recorder(t, sdktrace.AlwaysSample())
-	b := redistest.Open(t, redistest.Embedded)
-	st := store.New(b.Client)
-	ns, ctx := redistest.Namespace(t), redistest.Ctx(t)
-	if _, err := st.SetServiceState(ctx, ns, svc, 0, 0, store.Ready); err != nil {
-		t.Fatal(err)
-	}
 	m := obs.NewMetrics(nil)
 	cfg := obs.TracerConfig{RoundTripSpans: true}
 	inner, outer := obs.NewTracer(tp, cfg), obs.NewTracer(tp, cfg)
-	c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: engine.Timing{Heartbeat: time.Minute},
-		Observer: obs.Join(outer, m, nil, inner)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, _, ns := newClient(t, 1, func(c *engine.ClientConfig) { c.Observer = obs.Join(outer, m, nil, inner) })
+	ctx := redistest.Ctx(t)
 	mark := len(sr.Ended())
 	if _, err := c.GetLinkedPodNotCache(ctx, ns, "x", svc); err != nil {
 		t.Fatal(err)

@@ -90,21 +90,17 @@ func (r *recorder) totals() Latency {
 }
 
 // cutInterval summarizes the interval and starts the next.
-func (r *recorder) cutInterval() Latency {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	l := summarize(r.interval, r.intervalN, r.intervalErrs)
-	r.interval.Reset()
-	r.intervalN, r.intervalErrs = 0, 0
-	return l
-}
+func (r *recorder) cutInterval() Latency { return r.cut(r.interval, &r.intervalN, &r.intervalErrs) }
 
 // cutStep summarizes the ramp step and starts the next.
-func (r *recorder) cutStep() Latency {
+func (r *recorder) cutStep() Latency { return r.cut(r.step, &r.stepN, &r.stepErrs) }
+
+// cut summarizes h with its counts and resets them.
+func (r *recorder) cut(h *hdrhistogram.Histogram, n, errs *int64) Latency {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	l := summarize(r.step, r.stepN, r.stepErrs)
-	r.step.Reset()
-	r.stepN, r.stepErrs = 0, 0
+	l := summarize(h, *n, *errs)
+	h.Reset()
+	*n, *errs = 0, 0
 	return l
 }
