@@ -37,9 +37,12 @@ func variants(tb testing.TB, st *store.Redis) []variant {
 	off := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
 	on := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	inline := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithSpanProcessor(dropProcessor{}))
 	tb.Cleanup(func() {
 		_ = off.Shutdown(context.Background())
 		_ = on.Shutdown(context.Background())
+		_ = inline.Shutdown(context.Background())
 	})
 	obsv := []struct {
 		name string
@@ -49,6 +52,7 @@ func variants(tb testing.TB, st *store.Redis) []variant {
 		{"metrics", obs.NewMetrics(nil)},
 		{"metrics+trace_off", obs.Join(obs.NewMetrics(nil), obs.NewTracer(off, obs.TracerConfig{}))},
 		{"metrics+trace_on", obs.Join(obs.NewMetrics(nil), obs.NewTracer(on, obs.TracerConfig{}))},
+		{"metrics+trace_on_inline", obs.Join(obs.NewMetrics(nil), obs.NewTracer(inline, obs.TracerConfig{}))},
 	}
 	out := make([]variant, len(obsv))
 	for i, v := range obsv {
@@ -62,6 +66,16 @@ func variants(tb testing.TB, st *store.Redis) []variant {
 	}
 	return out
 }
+
+// dropProcessor ends every span on the caller's goroutine and keeps nothing:
+// the cost of recording spans without the batch processor's hand-off to its
+// own goroutine.
+type dropProcessor struct{}
+
+func (dropProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (dropProcessor) OnEnd(sdktrace.ReadOnlySpan)                     {}
+func (dropProcessor) Shutdown(context.Context) error                  { return nil }
+func (dropProcessor) ForceFlush(context.Context) error                { return nil }
 
 // hotStore is the embedded Redis with pods 0..3 of ns/game Ready.
 func hotStore(tb testing.TB, ns string) *store.Redis {

@@ -110,67 +110,45 @@ func NewTracer(tp trace.TracerProvider, cfg TracerConfig) *Tracer {
 	return t
 }
 
-// Begin implements engine.Observer: it starts op's span. Attributes are
-// only built for a span that records (is sampled); an operation whose span
-// does not record leaves ctx as it was.
+// Begin implements engine.Observer: it starts op's span. The attributes are
+// all set when it ends, in one call; an operation whose span does not
+// record (is not sampled) leaves ctx as it was.
 func (t *Tracer) Begin(ctx context.Context, op *engine.Op) context.Context {
+	kind := trace.SpanKindClient // the operation reaches Redis
+	name := ""
 	switch op.Kind {
 	case engine.OpRoundTrip:
 		if !t.roundTrips || ctx.Value(spanKey{t}) == nil {
 			// No span of its own, or no traced operation to hang it under.
 			return ctx
 		}
-		name := op.Command
+		name = op.Command
 		if op.Script != "" {
 			name += " " + op.Script
 		}
-		sctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
-		if !span.IsRecording() {
-			return ctx
-		}
-		attrs := make([]attribute.KeyValue, 0, 5+len(t.server))
-		attrs = append(attrs, AttrDBSystem.String("redis"), AttrStoreOp.String(op.Name), AttrDBOperation.String(op.Command))
-		if op.Script != "" {
-			attrs = append(attrs, AttrDBProcedure.String(op.Script))
-		}
-		if op.Keys > 1 {
-			attrs = append(attrs, AttrDBBatchSize.Int(op.Keys))
-		}
-		span.SetAttributes(append(attrs, t.server...)...)
-		return context.WithValue(sctx, spanKey{t}, &opSpan{span: span})
 	case engine.OpRefresh, engine.OpHeartbeat:
 		if !t.background {
 			// Hide it, and its round trips, from an enclosing operation.
 			return context.WithValue(ctx, spanKey{t}, nil)
 		}
+		fallthrough
+	default:
+		name = "stickyroute." + op.Name
+		if t.roundTrips {
+			kind = trace.SpanKindInternal // its round trips are the client spans
+		}
 	}
-	kind := trace.SpanKindClient // it reaches Redis
-	if t.roundTrips {
-		kind = trace.SpanKindInternal // its round trips are the client spans
-	}
-	sctx, span := t.tracer.Start(ctx, "stickyroute."+op.Name, trace.WithSpanKind(kind))
+	sctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(kind))
 	if !span.IsRecording() {
 		return ctx
 	}
-	attrs := make([]attribute.KeyValue, 0, 4+len(t.server))
-	attrs = append(attrs, AttrNamespace.String(op.Namespace))
-	if op.Service != "" {
-		attrs = append(attrs, AttrService.String(op.Service))
-	}
-	if op.Strategy != "" {
-		attrs = append(attrs, AttrStrategy.String(op.Strategy))
-	}
-	if !t.roundTrips {
-		attrs = append(append(attrs, AttrDBSystem.String("redis")), t.server...)
-	}
-	span.SetAttributes(attrs...)
 	return context.WithValue(sctx, spanKey{t}, &opSpan{span: span})
 }
 
-// End implements engine.Observer: it ends op's span with its results. The
-// outcome is recorded when it is not "ok"; a failure sets the Error status.
-// Without round-trip spans, a round trip's end notes its command for the
-// operation's span.
+// End implements engine.Observer: it ends op's span with all its
+// attributes. The outcome is recorded when it is not "ok"; a failure sets
+// the Error status. Without round-trip spans, a round trip's end notes its
+// command for the operation's span.
 func (t *Tracer) End(ctx context.Context, op *engine.Op) {
 	os, _ := ctx.Value(spanKey{t}).(*opSpan)
 	if os == nil {
@@ -182,19 +160,18 @@ func (t *Tracer) End(ctx context.Context, op *engine.Op) {
 		return
 	}
 	outcome := Outcome(op)
-	attrs := make([]attribute.KeyValue, 0, 10)
-	if outcome != OutcomeOK {
-		attrs = append(attrs, AttrOutcome.String(outcome))
-	}
-	if op.Kind != engine.OpRoundTrip {
-		if os.command != "" {
-			attrs = append(attrs, AttrDBOperation.String(os.command))
-			if os.proc != "" {
-				attrs = append(attrs, AttrDBProcedure.String(os.proc))
-			}
-			if os.keys > 1 {
-				attrs = append(attrs, AttrDBBatchSize.Int(os.keys))
-			}
+	failed := isFailure(outcome)
+	attrs := make([]attribute.KeyValue, 0, 14+len(t.server))
+	if op.Kind == engine.OpRoundTrip {
+		attrs = append(attrs, AttrStoreOp.String(op.Name))
+		os.command, os.proc, os.keys = op.Command, op.Script, op.Keys
+	} else {
+		attrs = append(attrs, AttrNamespace.String(op.Namespace))
+		if op.Service != "" {
+			attrs = append(attrs, AttrService.String(op.Service))
+		}
+		if op.Strategy != "" {
+			attrs = append(attrs, AttrStrategy.String(op.Strategy))
 		}
 		if op.Pod != engine.NoPod {
 			attrs = append(attrs, AttrPod.Int(op.Pod))
@@ -212,13 +189,23 @@ func (t *Tracer) End(ctx context.Context, op *engine.Op) {
 			attrs = append(attrs, AttrKeys.Int(op.Keys))
 		}
 	}
-	failed := isFailure(outcome)
+	if os.command != "" && (op.Kind == engine.OpRoundTrip || !t.roundTrips) {
+		attrs = append(attrs, AttrDBSystem.String("redis"), AttrDBOperation.String(os.command))
+		if os.proc != "" {
+			attrs = append(attrs, AttrDBProcedure.String(os.proc))
+		}
+		if os.keys > 1 {
+			attrs = append(attrs, AttrDBBatchSize.Int(os.keys))
+		}
+		attrs = append(attrs, t.server...)
+	}
+	if outcome != OutcomeOK {
+		attrs = append(attrs, AttrOutcome.String(outcome))
+	}
 	if failed {
 		attrs = append(attrs, AttrErrorType.String(outcome))
 	}
-	if len(attrs) > 0 {
-		os.span.SetAttributes(attrs...)
-	}
+	os.span.SetAttributes(attrs...)
 	if failed {
 		os.span.RecordError(op.Err)
 		os.span.SetStatus(codes.Error, op.Err.Error())
