@@ -326,7 +326,7 @@ func (c *linkCache) get(h uint64, ns, name, uid string) (pod int, svc *service, 
 		return -1, nil, false
 	}
 	now := c.clk.Millis()
-	if now >= e.expiry() {
+	if now >= e.expiry() && !e.svc.view.servesStale(e.expiry(), now) {
 		c.dropExpired(h, now)
 		c.stripe().misses.Add(1)
 		return -1, nil, false

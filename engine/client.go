@@ -37,6 +37,8 @@ type Client struct {
 	// last is the service of the latest cache miss: most processes route one
 	// or a few services, and a hit on it skips hashing the two names.
 	last atomic.Pointer[service]
+	// deg is the degraded mode's state (degraded.go, reconcile.go).
+	deg clientDegraded
 }
 
 // call is one cache miss in progress; its waiters read pod and err after done.
@@ -97,6 +99,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if _, err := lb.New(lb.Config{Strategy: cfg.Strategy}); err != nil {
 		return nil, err
 	}
+	if cfg.Degraded, err = cfg.Degraded.withDefaults(); err != nil {
+		return nil, err
+	}
 
 	cl := &Client{
 		cfg:     cfg,
@@ -117,19 +122,21 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		}
 		return max(cfg.LoadBandMin, int64(cfg.LoadBandRatio*float64(least)))
 	}
-	cl.states = newStates(cfg.Store, cfg.Timing, cl.clk, newBal, band)
+	cl.initDegraded(cfg.Degraded)
+	cl.states = newStates(cfg.Store, cfg.Timing, cl.clk, newBal, band, &cl.deg.policy)
 	if tr := cfg.Store.Tracker(); tr != nil {
 		cl.untrack = tr.Subscribe(cl.invalidated)
 	}
+	cl.startDegraded()
 	return cl, nil
 }
 
 // invalidated is the tracker's callback: Redis reports link keys changed by
-// any process (nil: forget everything). It runs on the Redis client's reading
-// goroutine, so it only drops cache entries.
+// any process (nil: tracking lost, see trackingLost). It runs on the Redis
+// client's reading goroutine, so it only drops cache entries.
 func (c *Client) invalidated(keys []string) {
 	if keys == nil {
-		c.cache.invalidateAll()
+		c.trackingLost()
 		return
 	}
 	for _, k := range keys {
@@ -210,31 +217,36 @@ func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string) (in
 	}
 	c.last.Store(sv)
 	v := sv.view
+	if pod, err, ok := c.degradedAnswer(h, sv, uid); ok {
+		return pod, err
+	}
 	// A few rounds at most: each one either answers or loses a race that
 	// another client won, and the next round reads the winner's link.
 	for range 3 {
 		tok := c.cache.token(h)
 		link, err := c.store.GetLinkedPodTracked(ctx, ns, uid, svc, c.cfg.Cache.TTL)
 		if err != nil {
-			return NoPod, err
+			return c.storeFailed(ctx, err, h, sv, uid, NoPod)
 		}
 		now := c.clk.Millis()
 		snap := v.snap.Load()
 		switch {
 		case link.Pod != NoPod && snap.routable(link.Pod, now):
 			// Existing users stay, even on a DenyNewCall pod.
+			c.linked(h, sv, uid, link.Pod)
 			c.cache.put(h, sv, uid, link.Pod, tok)
 			return link.Pod, nil
 
 		case link.Pod == NoPod:
-			pod, err := v.place(now)
+			pod, err := c.newPlacement(h, sv, uid, now)
 			if err != nil {
 				return NoPod, err
 			}
 			actual, err := c.store.SetLinkedPodIfAbsent(ctx, ns, uid, svc, pod, c.tempTTL)
 			if err != nil {
-				return NoPod, err
+				return c.storeFailed(ctx, err, h, sv, uid, pod)
 			}
+			c.linked(h, sv, uid, actual)
 			if v.snap.Load().routable(actual, c.clk.Millis()) {
 				// Not cached here: this client's own write ended the tracking
 				// of the key, and the next call reads it again with tracking.
@@ -398,5 +410,6 @@ func (c *Client) Close() {
 		c.untrack()
 	}
 	c.states.close()
+	c.stopDegraded()
 	c.clk.Stop()
 }

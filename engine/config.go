@@ -118,6 +118,9 @@ type ClientConfig struct {
 	// points at a pod that is no longer routable. By default that is an
 	// *PodNotRoutableError: the owning server decides.
 	RelinkPersistent bool
+	// Degraded says what the client does while Redis is unreachable; the
+	// zero value serves cached users for up to 30s and fails new ones fast.
+	Degraded DegradedConfig
 }
 
 // ServerConfig configures a Server: one pod of one service.
