@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -122,7 +123,7 @@ func (r *rig) startPods() {
 // dialStore connects to addr; untracked stores cache nothing.
 func dialStore(t *testing.T, addr string, untracked bool, configure func(*rueidis.ClientOption)) *store.Redis {
 	t.Helper()
-	st, err := store.Dial(store.DialConfig{Addrs: []string{addr}, Configure: func(o *rueidis.ClientOption) {
+	st, err := store.Dial(store.DialConfig{Addrs: strings.Split(addr, ","), Configure: func(o *rueidis.ClientOption) {
 		o.DisableCache = untracked
 		if configure != nil {
 			configure(o)
@@ -427,4 +428,8 @@ func (o outcome) report(t *testing.T) {
 	t.Logf("FAULT-TABLE | %s | calls during fault %d, errors during %d (cached users %d), errors after lift %d, kinds %v | recovery %v | max call %v | links checked %d, lost %d, lost by Redis itself %d |",
 		o.fault, o.callsDuring, o.errsDuring, o.warmErrsDuring, o.errsAfter, o.errKinds,
 		o.recovery.Round(time.Millisecond), o.maxTook.Round(time.Millisecond), o.linksChecked, o.linksLost, o.lostByRedis)
+}
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
 }

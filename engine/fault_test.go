@@ -141,14 +141,14 @@ var proxyFaults = []fault{
 		// 200 ms more per round trip (100 ms each way). Refreshes and calls
 		// get room for it: a timeout shorter than a round trip is a
 		// misconfiguration, not a fault.
-		name: "200ms added latency", calls: 200,
+		name: "200ms added latency", calls: 60,
 		timing:   engine.Timing{Heartbeat: 600 * time.Millisecond, Staleness: 1800 * time.Millisecond, Refresh: 600 * time.Millisecond},
 		deadline: 1500 * time.Millisecond,
 		inject:   func(t *testing.T, w *faultWorld, _ *traffic) { w.proxy.SetLatency(100 * time.Millisecond) },
 		lift:     func(t *testing.T, w *faultWorld) { w.proxy.SetLatency(0) },
 	},
 	{
-		name: "bandwidth 8 KB/s", calls: 200,
+		name: "bandwidth 8 KB/s", calls: 60,
 		timing:   engine.Timing{Heartbeat: 600 * time.Millisecond, Staleness: 1800 * time.Millisecond, Refresh: 600 * time.Millisecond},
 		deadline: 1500 * time.Millisecond,
 		inject:   func(t *testing.T, w *faultWorld, _ *traffic) { w.proxy.SetBandwidth(8 << 10) },
@@ -396,4 +396,93 @@ func TestFaultDownAtConstruction(t *testing.T) {
 	redistest.Poll(t, 5*time.Second, "a heartbeat after the start", func() bool { return s.Stats().Heartbeats > 0 })
 	t.Logf("FAULT-TABLE | redis down at construction | Dial failed in %v; errors seen %d (all store-unavailable) | recovery %v after Redis started | max call %v | links checked 1, lost 0 |",
 		dialTook.Round(time.Millisecond), errorsSeen, recovered.Round(time.Millisecond), maxTook.Round(time.Millisecond))
+}
+
+// TestFaultTrackingLost: the client's connection goes half-open (Redis
+// forgets the client and its tracking; the client hears nothing). Links
+// another process moves meanwhile stay cached here (the cache falls back to
+// its TTL: nobody can tell the client). Once the connection is replaced, the
+// client re-reads what it cached before, drops the moved links, and tracking
+// works again: a later move is seen at once.
+func TestFaultTrackingLost(t *testing.T) {
+	srv := redisproc.Start(t)
+	p := proxied(t, srv.Addr)
+	r := newRig(t, rigConfig{serverAddr: srv.Addr, clientAddr: p.Addr(), directAddr: srv.Addr, cacheTTL: 20 * time.Second})
+	ctx := redistest.Ctx(t)
+	r.waitAccepting(ctx)
+	const users = 40
+	uid := func(i int) string { return "u" + string(rune('a'+i/26)) + string(rune('a'+i%26)) }
+	for i := range users {
+		if _, err := r.direct.SetLinkedPod(ctx, r.ns, uid(i), svc, 1, store.Persistent); err != nil {
+			t.Fatal(err)
+		}
+		if pod, err := r.client.ComputeLinkedPod(ctx, r.ns, uid(i), svc); err != nil || pod != 1 {
+			t.Fatalf("%s = (%d, %v), want 1", uid(i), pod, err)
+		}
+	}
+	lostBefore := r.client.DegradedStats().TrackingLost
+	p.Set(faultproxy.HalfOpen)
+	// Another process moves half of the users to pod 2.
+	movedAt := time.Now()
+	for i := range users / 2 {
+		if _, err := r.direct.SetLinkedPod(ctx, r.ns, uid(i), svc, 2, store.Persistent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No invalidation can arrive: the cache still answers 1 for them (its
+	// TTL is the only bound now), and cached users are served.
+	stale := 0
+	for i := range users {
+		if r.client.GetLinkedInCache(r.ns, uid(i), svc) == 1 && i < users/2 {
+			stale++
+		}
+		cctx, cancel := context.WithTimeout(ctx, callDeadline)
+		_, err := r.client.ComputeLinkedPod(cctx, r.ns, uid(i), svc)
+		cancel()
+		if err != nil {
+			t.Fatalf("cached %s while tracking is lost: %v", uid(i), err)
+		}
+	}
+	if stale != users/2 {
+		t.Fatalf("%d moved users still cached as 1, want %d (nothing told the client)", stale, users/2)
+	}
+	liftAt := time.Now()
+	p.Set(faultproxy.Pass) // resets the half-open connection: the client dials again
+	redistest.Poll(t, 10*time.Second, "the moved users re-read", func() bool {
+		for i := range users / 2 {
+			if r.client.GetLinkedInCache(r.ns, uid(i), svc) == 1 {
+				return false
+			}
+		}
+		return true
+	})
+	coherentAfter := time.Since(liftAt)
+	st := r.client.DegradedStats()
+	if st.TrackingLost <= lostBefore || st.Dropped != users/2 {
+		t.Fatalf("degraded stats %+v: want the loss seen and %d links dropped", st, users/2)
+	}
+	for i := range users {
+		want := 1
+		if i < users/2 {
+			want = 2
+		}
+		if pod, err := r.client.ComputeLinkedPod(ctx, r.ns, uid(i), svc); err != nil || pod != want {
+			t.Fatalf("%s after recovery = (%d, %v), want %d", uid(i), pod, err, want)
+		}
+	}
+	// Tracking is back: a move is seen long before the 20 s cache TTL.
+	redistest.Poll(t, 5*time.Second, "u-last cached again", func() bool {
+		_, _ = r.client.ComputeLinkedPod(ctx, r.ns, uid(users-1), svc)
+		return r.client.GetLinkedInCache(r.ns, uid(users-1), svc) == 1
+	})
+	movedAgain := time.Now()
+	if _, err := r.direct.SetLinkedPod(ctx, r.ns, uid(users-1), svc, 0, store.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Poll(t, 2*time.Second, "the later move invalidates the cache", func() bool {
+		return r.client.GetLinkedInCache(r.ns, uid(users-1), svc) != 1
+	})
+	t.Logf("FAULT-TABLE | client tracking connection lost (half-open) | errors seen 0 (cached users served throughout; %d moved links served stale for %v, bounded by the cache TTL) | cache coherent %v after the connection was replaced; a later move seen in %v | links checked %d, lost 0 |",
+		users/2, liftAt.Sub(movedAt).Round(time.Millisecond), coherentAfter.Round(time.Millisecond),
+		time.Since(movedAgain).Round(time.Millisecond), users)
 }
