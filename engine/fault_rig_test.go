@@ -155,13 +155,12 @@ func standaloneAddr(t *testing.T) string {
 
 // call is one traffic call.
 type call struct {
-	uid     string
-	warm    bool // the user was placed before the fault
-	start   time.Time
-	took    time.Duration
-	pod     int
-	err     error
-	persist bool
+	uid   string
+	warm  bool // the user was placed before the fault
+	start time.Time
+	took  time.Duration
+	pod   int
+	err   error
 }
 
 // traffic calls ComputeLinkedPod from a few goroutines, half for users

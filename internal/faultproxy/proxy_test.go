@@ -372,4 +372,3 @@ func TestModeString(t *testing.T) {
 		}
 	}
 }
-
