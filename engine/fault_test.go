@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 
@@ -485,4 +486,59 @@ func TestFaultTrackingLost(t *testing.T) {
 	t.Logf("FAULT-TABLE | client tracking connection lost (half-open) | errors seen 0 (cached users served throughout; %d moved links served stale for %v, bounded by the cache TTL) | cache coherent %v after the connection was replaced; a later move seen in %v | links checked %d, lost 0 |",
 		users/2, liftAt.Sub(movedAt).Round(time.Millisecond), coherentAfter.Round(time.Millisecond),
 		time.Since(movedAgain).Round(time.Millisecond), users)
+}
+
+// TestHashPlacementAgrees: two clients cut off from Redis place the same new
+// users by hash: every user gets the same pod on both. When Redis is back
+// both write the links back; the second writer finds the first one's link,
+// which names the same pod, so there is no conflict and no link is lost.
+func TestHashPlacementAgrees(t *testing.T) {
+	srv := redisproc.Start(t)
+	p := proxied(t, srv.Addr)
+	r := newRig(t, rigConfig{serverAddr: p.Addr(), clientAddr: p.Addr(), directAddr: srv.Addr, placement: engine.HashPlacement})
+	other, err := engine.NewClient(engine.ClientConfig{Store: dialStore(t, p.Addr(), false, nil), Timing: r.timing,
+		TempLinkTTL: time.Minute, Degraded: engine.DegradedConfig{Placement: engine.HashPlacement}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx := redistest.Ctx(t)
+	r.waitAccepting(ctx)
+	if _, err := other.States().Snapshot(ctx, r.ns, svc); err != nil {
+		t.Fatal(err)
+	}
+	p.Set(faultproxy.BlackHole)
+	for _, c := range []*engine.Client{r.client, other} {
+		redistest.Poll(t, 5*time.Second, "the outage noticed", func() bool { return c.DegradedStats().Outages > 0 })
+	}
+	const users = 200
+	perPod := map[int]int{}
+	answers := make([]int, users)
+	for i := range users {
+		uid := "h" + strconv.Itoa(i)
+		a, errA := r.client.ComputeLinkedPod(ctx, r.ns, uid, svc)
+		b, errB := other.ComputeLinkedPod(ctx, r.ns, uid, svc)
+		if errA != nil || errB != nil || a != b {
+			t.Fatalf("%s: (%d, %v) and (%d, %v), want the same pod from both clients", uid, a, errA, b, errB)
+		}
+		answers[i] = a
+		perPod[a]++
+	}
+	if len(perPod) != faultPods {
+		t.Fatalf("users spread over %v, want all %d pods", perPod, faultPods)
+	}
+	p.Set(faultproxy.Pass)
+	for _, c := range []*engine.Client{r.client, other} {
+		redistest.Poll(t, 10*time.Second, "the placements written back", func() bool { return c.DegradedStats().Pending == 0 })
+	}
+	for i := range users {
+		if pod, err := r.direct.GetLinkedPod(ctx, r.ns, "h"+strconv.Itoa(i), svc); err != nil || pod != answers[i] {
+			t.Fatalf("h%d linked to (%d, %v), answered %d", i, pod, err, answers[i])
+		}
+	}
+	a, b := r.client.DegradedStats(), other.DegradedStats()
+	if a.Conflicts+b.Conflicts != 0 || a.Reconciled != users || b.Reconciled != users {
+		t.Fatalf("stats %+v and %+v: want %d reconciled each, no conflict", a, b, users)
+	}
+	t.Logf("HASH-AGREEMENT | %d users placed by hash on two cut-off clients: identical answers, spread %v; after recovery %d+%d reconciled, 0 conflicts, 0 links lost", users, perPod, a.Reconciled, b.Reconciled)
 }
