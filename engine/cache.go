@@ -842,8 +842,9 @@ func (c *linkCache) invalidate(h uint64) {
 	}
 }
 
-// invalidateAll handles lost tracking or a flushed Redis: it drops every
-// entry and makes every earlier token stale.
+// invalidateAll drops every entry and makes every earlier token stale. (A
+// lost tracking connection or a flushed Redis no longer drops the cache: the
+// client re-validates it instead, see Client.trackingLost.)
 func (c *linkCache) invalidateAll() {
 	c.global.Add(1)
 	var slots []uint32

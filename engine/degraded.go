@@ -39,8 +39,8 @@ func (p DegradedPlacement) String() string {
 }
 
 // DegradedConfig says how a Client behaves while the store is unreachable:
-// from the moment a state refresh of a service fails with an error matching
-// store.ErrUnavailable until one succeeds again.
+// from the moment two state refreshes of a service in a row fail with an
+// error matching store.ErrUnavailable until one succeeds again.
 //
 // Meanwhile the client keeps serving what it knew: a user whose link is
 // cached keeps being routed to that pod as long as the pod was routable at
@@ -153,10 +153,17 @@ type viewDegraded struct {
 	// unreachable. Read by cache hits on expired entries, without a lock.
 	outage atomic.Pointer[outage]
 
-	// carried and carriedUntil are guarded by view.loadMu.
+	// carried, carriedUntil and fails are guarded by view.loadMu.
 	carried      []carriedPod
 	carriedUntil int64
+	// fails counts the refreshes in a row that found the store unreachable.
+	fails int
 }
+
+// outageAfter is how many refreshes in a row must find the store
+// unreachable before the client declares an outage: one slow refresh on a
+// loaded host is not one.
+const outageAfter = 2
 
 // down reports whether the service's store was unreachable at the latest refresh.
 func (v *view) down() bool { return v.deg.outage.Load() != nil }
@@ -179,9 +186,10 @@ func (s *States) loaded(v *view, err error) {
 	}
 	v.loadMu.Lock()
 	defer v.loadMu.Unlock()
+	v.deg.fails++
 	good := v.deg.lastGood.Load()
-	if good == 0 || v.deg.outage.Load() != nil {
-		return // nothing known yet, or the outage is already recorded
+	if good == 0 || v.deg.outage.Load() != nil || v.deg.fails < outageAfter {
+		return // nothing known yet, the outage is already recorded, or not yet one
 	}
 	o := &outage{since: good, until: good + s.deg.maxStale}
 	v.deg.outage.Store(o)
@@ -216,6 +224,7 @@ func (s *States) loaded(v *view, err error) {
 // the balancer.
 func (s *States) carry(v *view, snap *podSnapshot, accepting []lb.Pod, local int64) []lb.Pod {
 	v.deg.lastGood.Store(local)
+	v.deg.fails = 0
 	if s.deg == nil {
 		return accepting
 	}

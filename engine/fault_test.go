@@ -98,7 +98,7 @@ func runFault(t *testing.T, f fault, placement engine.DegradedPlacement) outcome
 // period to start a refresh, its timeout, and the deadline of calls already
 // in flight.
 func (f fault) detect(r *rig) time.Duration {
-	return 2*r.timing.Refresh + r.deadline + 200*time.Millisecond
+	return 4*r.timing.Refresh + r.deadline + 200*time.Millisecond
 }
 
 func errCount(cs []call) int {
