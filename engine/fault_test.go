@@ -162,9 +162,11 @@ var proxyFaults = []fault{
 		inject: func(t *testing.T, w *faultWorld, tr *traffic) {
 			for range 5 {
 				before := w.proxy.Stats().Resets
-				n := w.proxy.ResetAfter(int64(50 + rand.IntN(400)))
-				redistest.Poll(t, 10*time.Second, "the armed connections reset", func() bool {
-					return w.proxy.Stats().Resets >= before+int64(n)
+				w.proxy.ResetAfter(int64(50 + rand.IntN(400)))
+				// Idle connections (a pod's, between heartbeats) may stay
+				// armed a while: one cut per round is enough.
+				redistest.Poll(t, 10*time.Second, "an armed connection reset", func() bool {
+					return w.proxy.Stats().Resets > before
 				})
 			}
 		},
