@@ -326,7 +326,7 @@ func (c *linkCache) get(h uint64, ns, name, uid string) (pod int, svc *service, 
 		return -1, nil, false
 	}
 	now := c.clk.Millis()
-	if now >= e.expiry() {
+	if now >= e.expiry() && !e.svc.view.servesStale(e.expiry(), now) {
 		c.dropExpired(h, now)
 		c.stripe().misses.Add(1)
 		return -1, nil, false
@@ -842,8 +842,9 @@ func (c *linkCache) invalidate(h uint64) {
 	}
 }
 
-// invalidateAll handles lost tracking or a flushed Redis: it drops every
-// entry and makes every earlier token stale.
+// invalidateAll drops every entry and makes every earlier token stale. (A
+// lost tracking connection or a flushed Redis no longer drops the cache: the
+// client re-validates it instead, see Client.trackingLost.)
 func (c *linkCache) invalidateAll() {
 	c.global.Add(1)
 	var slots []uint32

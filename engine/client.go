@@ -45,6 +45,8 @@ type Client struct {
 	// time this client sent its latest write of a link key (by key hash), so
 	// that the invalidation the write causes reports the tracking lag.
 	writes *xsync.Map[uint64, int64]
+	// deg is the degraded mode's state (degraded.go, reconcile.go).
+	deg clientDegraded
 }
 
 // call is one cache miss in progress; its waiters read pod and err after done.
@@ -105,6 +107,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if _, err := lb.New(lb.Config{Strategy: cfg.Strategy}); err != nil {
 		return nil, err
 	}
+	if cfg.Degraded, err = cfg.Degraded.withDefaults(); err != nil {
+		return nil, err
+	}
 
 	cl := &Client{
 		cfg:      cfg,
@@ -128,7 +133,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		}
 		return max(cfg.LoadBandMin, int64(cfg.LoadBandRatio*float64(least)))
 	}
-	cl.states = newStates(cfg.Store, cfg.Timing, cl.clk, newBal, band, cl.obs)
+	cl.initDegraded(cfg.Degraded)
+	cl.states = newStates(cfg.Store, cfg.Timing, cl.clk, newBal, band, cl.obs, &cl.deg.policy)
 	if tr := cfg.Store.Tracker(); tr != nil {
 		if cl.obs.o != nil {
 			cl.writes = xsync.NewMap[uint64, int64]()
@@ -136,15 +142,16 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cl.untrack = tr.Subscribe(cl.invalidated)
 	}
 	cl.obs.note(context.Background(), Note{Kind: NoteClientOpened, Client: cl})
+	cl.startDegraded()
 	return cl, nil
 }
 
 // invalidated is the tracker's callback: Redis reports link keys changed by
-// any process (nil: forget everything). It runs on the Redis client's reading
-// goroutine, so it only drops cache entries.
+// any process (nil: tracking lost, see trackingLost). It runs on the Redis
+// client's reading goroutine, so it only drops cache entries.
 func (c *Client) invalidated(keys []string) {
 	if keys == nil {
-		c.cache.invalidateAll()
+		c.trackingLost()
 		c.obs.note(context.Background(), Note{Kind: NoteInvalidated, Count: -1})
 		return
 	}
@@ -279,6 +286,9 @@ func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string, op 
 	}
 	c.last.Store(sv)
 	v := sv.view
+	if pod, err, ok := c.degradedAnswer(h, sv, uid); ok {
+		return pod, err
+	}
 	// A few rounds at most: each one either answers or loses a race that
 	// another client won, and the next round reads the winner's link.
 	for range 3 {
@@ -287,7 +297,7 @@ func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string, op 
 		link, err := c.store.GetLinkedPodTracked(rctx, ns, uid, svc, c.cfg.Cache.TTL)
 		c.obs.end(rctx, rt, err)
 		if err != nil {
-			return NoPod, err
+			return c.storeFailed(ctx, err, h, sv, uid, NoPod)
 		}
 		op.Link = linkKind(link.Pod, link.Persistent)
 		now := c.clk.Millis()
@@ -295,11 +305,12 @@ func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string, op 
 		switch {
 		case link.Pod != NoPod && snap.routable(link.Pod, now):
 			// Existing users stay, even on a DenyNewCall pod.
+			c.linked(h, sv, uid, link.Pod)
 			c.cache.put(h, sv, uid, link.Pod, tok)
 			return link.Pod, nil
 
 		case link.Pod == NoPod:
-			pod, err := c.place(ctx, v, now)
+			pod, err := c.newPlacement(ctx, h, sv, uid, now)
 			if err != nil {
 				return NoPod, err
 			}
@@ -308,10 +319,11 @@ func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string, op 
 			actual, err := c.store.SetLinkedPodIfAbsent(rctx, ns, uid, svc, pod, c.tempTTL)
 			c.obs.end(rctx, rt, err)
 			if err != nil {
-				return NoPod, err
+				return c.storeFailed(ctx, err, h, sv, uid, pod)
 			}
 			c.placed(ctx, v, pod, actual, NoPod, actual == pod)
 			op.Link, op.Placed = LinkTemporary, actual == pod
+			c.linked(h, sv, uid, actual)
 			if v.snap.Load().routable(actual, c.clk.Millis()) {
 				// Not cached here: this client's own write ended the tracking
 				// of the key, and the next call reads it again with tracking.
@@ -590,6 +602,7 @@ func (c *Client) Close() {
 		c.untrack()
 	}
 	c.states.close()
+	c.stopDegraded()
 	c.clk.Stop()
 	c.obs.note(context.Background(), Note{Kind: NoteClientClosed, Client: c})
 }

@@ -126,6 +126,9 @@ type ClientConfig struct {
 	// too. Off by default: the cache counts hits itself, and an observed hit
 	// costs the observer's time on every lookup.
 	ObserveHits bool
+	// Degraded says what the client does while Redis is unreachable; the
+	// zero value serves cached users for up to 30s and fails new ones fast.
+	Degraded DegradedConfig
 }
 
 // ServerConfig configures a Server: one pod of one service.

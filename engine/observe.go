@@ -178,10 +178,10 @@ const (
 	// Server's TrySetLinkedPod, another pod From holds the user).
 	NoteClaimConflict
 	// NoteInvalidated reports Count cached links dropped because Redis said
-	// they changed (Count is -1 when tracking was lost and the whole cache was
-	// dropped). Delay, when not zero, is the time from this client's own
-	// write of one of those keys to the invalidation that followed: the lag
-	// of the tracking channel.
+	// they changed (Count is -1 when the tracking connection was lost: the
+	// cache then re-reads what it holds). Delay, when not zero, is the time
+	// from this client's own write of one of those keys to the invalidation
+	// that followed: the lag of the tracking channel.
 	NoteInvalidated
 	// NoteSkippedFields reports Count pod-state fields of a service that
 	// could not be parsed and were left out of a refresh (SPEC §3).

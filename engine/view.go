@@ -79,6 +79,8 @@ func (p *podSnapshot) accepting(pod int, now int64) bool {
 type view struct {
 	svc  *service
 	snap atomic.Pointer[podSnapshot]
+	// deg is the view's outage state (degraded.go).
+	deg viewDegraded
 	// loadMu serializes loads (the refresher's and on-demand ones).
 	loadMu sync.Mutex
 	bal    *lb.Balancer
@@ -146,6 +148,8 @@ type States struct {
 	newBal func() (*lb.Balancer, error)
 	band   func(least int64) int64
 	obs    observer
+	// deg is the client's degraded-mode policy (degraded.go).
+	deg *degradedPolicy
 
 	// services are the services asked about, read without a lock (a
 	// routable check is a hot path); mu serializes their creation.
@@ -176,9 +180,9 @@ type subscriber struct {
 // maxQueued bounds a subscriber's backlog; older events are dropped first.
 const maxQueued = 4096
 
-func newStates(st *store.Redis, t Timing, clk *clock.Coarse, newBal func() (*lb.Balancer, error), band func(int64) int64, obs observer) *States {
+func newStates(st *store.Redis, t Timing, clk *clock.Coarse, newBal func() (*lb.Balancer, error), band func(int64) int64, obs observer, deg *degradedPolicy) *States {
 	s := &States{
-		store: st, timing: t, clk: clk, newBal: newBal, band: band, obs: obs,
+		store: st, timing: t, clk: clk, newBal: newBal, band: band, obs: obs, deg: deg,
 		services: xsync.NewMap[[2]string, *service](),
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -207,8 +211,9 @@ func (s *States) refresher() {
 		for _, sv := range svcs {
 			ctx, cancel := context.WithTimeout(context.Background(), s.timing.Refresh)
 			// A failed refresh keeps the last snapshot: pods age out of it by
-			// their aliveUntil, so a Redis outage cannot keep a dead pod routable.
-			_ = s.load(ctx, sv.view)
+			// their aliveUntil, so a Redis outage cannot keep a dead pod
+			// routable beyond the degraded mode's MaxStaleness.
+			s.loaded(sv.view, s.load(ctx, sv.view))
 			cancel()
 		}
 	}
@@ -315,6 +320,7 @@ func (s *States) reload(ctx context.Context, v *view, op *Op) error {
 			}
 		}
 	}
+	accepting = s.carry(v, snap, accepting, local)
 	// The load band: pods far above the least loaded take no new users.
 	if band := s.band(least); band >= 0 {
 		accepting = slices.DeleteFunc(accepting, func(p lb.Pod) bool { return p.Load > least+band })

@@ -56,7 +56,7 @@ var LatencyBuckets = []float64{
 //	stickyroute_relinks_total{namespace,service}                      users moved off unroutable pods
 //	stickyroute_claim_conflicts_total{namespace,service}              races lost to another process
 //	stickyroute_invalidations_total                                   links invalidated by Redis
-//	stickyroute_invalidation_flushes_total                            whole caches dropped (tracking lost)
+//	stickyroute_tracking_lost_total                                   tracking connections lost (caches re-validate)
 //	stickyroute_invalidation_delay_seconds                            own write → its invalidation (histogram)
 //	stickyroute_store_requests_total{op,outcome}                      Redis round trips per store operation
 //	stickyroute_store_request_duration_seconds{op}                    their latency (histogram)
@@ -75,8 +75,8 @@ type Metrics struct {
 	checks   *xsync.Map[opKey, *opMetrics]
 	services *xsync.Map[svcKey, *svcMetrics]
 
-	invalidations, flushes *metrics.Counter
-	invalDelay             *metrics.PrometheusHistogram
+	invalidations, trackingLost *metrics.Counter
+	invalDelay                  *metrics.PrometheusHistogram
 
 	// The caches read at each write: the open clients, plus the final counts
 	// of the closed ones so that counters never go down.
@@ -125,7 +125,7 @@ func NewMetrics(set *metrics.Set) *Metrics {
 		checks:        xsync.NewMap[opKey, *opMetrics](),
 		services:      xsync.NewMap[svcKey, *svcMetrics](),
 		invalidations: set.GetOrCreateCounter(Prefix + "invalidations_total"),
-		flushes:       set.GetOrCreateCounter(Prefix + "invalidation_flushes_total"),
+		trackingLost:  set.GetOrCreateCounter(Prefix + "tracking_lost_total"),
 		invalDelay:    set.GetOrCreatePrometheusHistogramExt(Prefix+"invalidation_delay_seconds", LatencyBuckets),
 		clients:       map[*engine.Client]struct{}{},
 		custom:        map[string]bool{},
@@ -192,7 +192,7 @@ func (m *Metrics) Note(_ context.Context, n engine.Note) {
 		m.service(n.Namespace, n.Service).conflicts.Inc()
 	case engine.NoteInvalidated:
 		if n.Count < 0 {
-			m.flushes.Inc()
+			m.trackingLost.Inc()
 			break
 		}
 		m.invalidations.Add(n.Count)

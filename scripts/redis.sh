@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # redis.sh starts and stops the Redis servers the tests run against:
 # one standalone server and a Redis Cluster of 3 masters, all on loopback,
-# on free ports picked at start-up. It never touches a server it did not start
+# on free ports picked at start-up; and a second cluster of 3 masters with one
+# replica each, for the failover tests that kill and restart its nodes (so the
+# first cluster, which every other test shares, is never disturbed). It never touches a server it did not start
 # (a Redis already listening on 6379 is left alone).
 #
 #   scripts/redis.sh up     start the servers, write their addresses to $DIR/env
@@ -16,12 +18,18 @@
 # The env file exports:
 #   STICKYROUTE_REDIS_ADDR      host:port of the standalone server
 #   STICKYROUTE_CLUSTER_ADDRS   host:port,host:port,host:port of the cluster masters
+#   STICKYROUTE_HA_CLUSTER_ADDRS
+#                               host:port of the 6 nodes of the cluster with replicas
+#   STICKYROUTE_HA_CLUSTER_DIR  its nodes' directories, $DIR/ha-<port>/: redis.pid
+#                               (the running process) and args (the redis-server
+#                               arguments, one a line, to start the node again)
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${STICKYROUTE_REDIS_DIR:-$top/.redis}
 HOST=127.0.0.1
 CLUSTER_MASTERS=3
+HA_NODES=6 # 3 masters, 3 replicas
 
 log() { printf 'redis.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -68,10 +76,13 @@ start() {
   local name=$1 port=$2
   shift 2
   mkdir -p "$DIR/$name"
-  redis-server --bind "$HOST" --port "$port" --protected-mode no \
-    --save '' --appendonly no --daemonize yes \
-    --dir "$DIR/$name" --pidfile "$DIR/$name/redis.pid" --logfile "$DIR/$name/redis.log" \
-    "$@" >/dev/null || die "redis-server $name on port $port did not start (see $DIR/$name/redis.log)"
+  local args=(--bind "$HOST" --port "$port" --protected-mode no
+    --save '' --appendonly no --daemonize yes
+    --dir "$DIR/$name" --pidfile "$DIR/$name/redis.pid" --logfile "$DIR/$name/redis.log"
+    "$@")
+  # Kept so that a test can start a node it killed again, exactly as before.
+  printf '%s\n' "${args[@]}" >"$DIR/$name/args"
+  redis-server "${args[@]}" >/dev/null || die "redis-server $name on port $port did not start (see $DIR/$name/redis.log)"
   # A started process is recorded at once, so "down" can stop it even if we fail below.
   echo "$name $port" >>"$DIR/started"
   wait_until "$name answers PING" redis-cli -h "$HOST" -p "$port" ping
@@ -96,6 +107,18 @@ cluster_ok() {
     redis-cli -h "$HOST" -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || return 1
   done
   echo ok
+}
+
+# replicas_synced PORT...: every replica among the nodes has its master link up.
+replicas_synced() {
+  local p n=0
+  for p in "$@"; do
+    if redis-cli -h "$HOST" -p "$p" info replication 2>/dev/null | grep -q '^role:slave'; then
+      redis-cli -h "$HOST" -p "$p" info replication | grep -q '^master_link_status:up' || return 1
+      n=$((n + 1))
+    fi
+  done
+  [ "$n" -eq $((HA_NODES / 2)) ] && echo ok
 }
 
 up() {
@@ -123,13 +146,30 @@ up() {
     die "redis-cli --cluster create failed: $(tail -5 "$DIR/cluster-create.log")"
   wait_until "cluster_state:ok on every master" cluster_ok "${masters[@]}"
 
-  local joined
+  local ha=() haaddrs=()
+  for i in $(seq 1 $HA_NODES); do
+    p=$(pick_port)
+    start "ha-$p" "$p" --cluster-enabled yes --cluster-config-file nodes.conf \
+      --cluster-node-timeout 1000 --cluster-replica-validity-factor 0 \
+      --repl-diskless-sync yes --repl-diskless-sync-delay 0
+    ha+=("$p")
+    haaddrs+=("$HOST:$p")
+  done
+  redis-cli --cluster create "${haaddrs[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/ha-create.log" 2>&1 ||
+    die "redis-cli --cluster create (with replicas) failed: $(tail -5 "$DIR/ha-create.log")"
+  wait_until "cluster_state:ok on every node of the cluster with replicas" cluster_ok "${ha[@]}"
+  wait_until "every replica in sync" replicas_synced "${ha[@]}"
+
+  local joined hajoined
   joined=$(IFS=,; echo "${addrs[*]}")
+  hajoined=$(IFS=,; echo "${haaddrs[*]}")
   cat >"$DIR/env" <<EOF
 export STICKYROUTE_REDIS_ADDR=$HOST:$standalone
 export STICKYROUTE_CLUSTER_ADDRS=$joined
+export STICKYROUTE_HA_CLUSTER_ADDRS=$hajoined
+export STICKYROUTE_HA_CLUSTER_DIR=$DIR
 EOF
-  log "standalone $HOST:$standalone; cluster $joined"
+  log "standalone $HOST:$standalone; cluster $joined; cluster with replicas $hajoined"
   cat "$DIR/env"
 }
 
