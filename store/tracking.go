@@ -146,6 +146,13 @@ type TrackedLink struct {
 	Persistent bool
 }
 
+// The tracked reads pin their commands (Pin: never returned to rueidis's
+// pool). rueidis v1.0.79 recycles a cacheable command answered with
+// ErrDoCacheAborted while the writer goroutine of the connection that just
+// broke may still be reading it, which the race detector reports and which
+// could hand a half-read buffer to the next command built; a pinned command
+// is left to the garbage collector instead.
+
 // GetLinkedPodTracked reads uid's link to svc like GetLinkedPod, and asks
 // Redis to report any later change of the key to the Tracker. ttl is the
 // client-side TTL rueidis asks for; pass the duration you will trust the
@@ -159,7 +166,7 @@ func (r *Redis) GetLinkedPodTracked(ctx context.Context, ns, uid, svc string, tt
 	if r.tracker != nil {
 		// One tracked GET: rueidis reads the key's PTTL in the same MULTI,
 		// and keepNothing.Update passes it on as the reply's CachePTTL.
-		msg, err := r.client.DoCache(ctx, r.client.B().Get().Key(key).Cache(), ttl).ToMessage()
+		msg, err := r.client.DoCache(ctx, r.client.B().Get().Key(key).Cache().Pin(), ttl).ToMessage()
 		if err != nil && !rueidis.IsRedisNil(err) {
 			return TrackedLink{Pod: NoPod}, classify(op, key, err)
 		}
@@ -207,7 +214,7 @@ func (r *Redis) LinkedPodsTracked(ctx context.Context, ns string, uids []string,
 	keys := linkKeys(ns, uids, svc)
 	cmds := make([]rueidis.CacheableTTL, len(keys))
 	for i, k := range keys {
-		cmds[i] = rueidis.CT(r.client.B().Get().Key(k).Cache(), ttl)
+		cmds[i] = rueidis.CT(r.client.B().Get().Key(k).Cache().Pin(), ttl)
 	}
 	var bad []error
 	for i, res := range r.client.DoMultiCache(ctx, cmds...) {
