@@ -104,8 +104,10 @@ func (s *sim) openLoop(ctx context.Context, end <-chan struct{}) {
 	for {
 		now := time.Now()
 		for !next.After(now) {
+			o := s.nextOp(next, r, zipf)
+			o.released = now
 			select {
-			case work <- s.nextOp(next, r, zipf):
+			case work <- o:
 			case <-ctx.Done():
 				return
 			}
@@ -408,6 +410,7 @@ func (s *sim) assemble(ctx context.Context, stopAt time.Time) *Report {
 		r.Errors[k] = v
 	}
 	s.errMu.Unlock()
+	r.GeneratorLate = s.generatorLate.Load()
 	r.Invariants = Invariants{DoubleLinked: s.doubles.Load(), UnroutableRoutes: s.unroutable.Load(),
 		DrainViolations: s.drainViol.Load(), ToleranceMS: ms(s.tol)}
 	r.Placements = map[string]int64{}
