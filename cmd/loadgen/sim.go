@@ -63,7 +63,6 @@ type sim struct {
 	storm    *recorder
 
 	start, measureFrom time.Time
-	stopping           atomic.Bool
 
 	// truth: when each pod's DenyNewCall and Shutdown were published, and
 	// when a crashed pod's state went stale at the latest (unix nanos, 0 =
@@ -295,14 +294,11 @@ func uid(u uint64) string { return "user-" + strconv.FormatUint(u, 10) }
 // do performs one operation: a routing call, then the claim that starts a
 // session or the move of one whose pod went away; and checks the answer.
 func (s *sim) do(ctx context.Context, r *rand.Rand, o op) {
-	user, inSession := o.user, false
+	user := o.user
 	if o.repeat {
 		if u, ok := s.sess.pick(o.pick); ok {
-			user, inSession = u, true
+			user = u
 		}
-	}
-	if !inSession {
-		_, inSession = s.sess.get(user)
 	}
 	id := uid(user)
 	k := int(user % uint64(len(s.clients)))
