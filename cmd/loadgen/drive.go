@@ -409,6 +409,10 @@ func (s *sim) assemble(ctx context.Context, stopAt time.Time) *Report {
 	for k, v := range s.errs {
 		r.Errors[k] = v
 	}
+	r.ErrorSamples = map[string]string{}
+	for k, v := range s.samples {
+		r.ErrorSamples[k] = v
+	}
 	s.errMu.Unlock()
 	r.GeneratorLate = s.generatorLate.Load()
 	r.Invariants = Invariants{DoubleLinked: s.doubles.Load(), UnroutableRoutes: s.unroutable.Load(),

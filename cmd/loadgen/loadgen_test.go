@@ -28,8 +28,8 @@ func quick(t *testing.T, backend, scenario string) Config {
 	c.Rate, c.Workers = 400, 64
 	c.Duration, c.Warmup = 3*time.Second, 500*time.Millisecond
 	c.Session = 3 * time.Second
-	c.Heartbeat, c.Staleness, c.Refresh = 200*time.Millisecond, time.Second, 100*time.Millisecond
-	c.StormUsers, c.BlipFor = 300, 600*time.Millisecond
+	c.Heartbeat, c.Staleness, c.Refresh = 200*time.Millisecond, time.Second, 200*time.Millisecond
+	c.StormUsers, c.BlipFor = 200, 600*time.Millisecond
 	c.Quiet = true
 	if backend == redistest.Standalone {
 		c.Redis = redistest.Addrs(t, redistest.Standalone)[0]
@@ -179,7 +179,7 @@ func checkJSON(t *testing.T, path string) {
 	for key, kind := range map[string]string{
 		"schema": "number", "scenario": "string", "backend": "string", "started": "string", "settings": "object",
 		"measured_seconds": "number", "target_rate": "number", "achieved_rate": "number", "ops": "object",
-		"cache_hit_ratio": "number", "errors": "object", "invariants": "object", "skew": "object",
+		"cache_hit_ratio": "number", "errors": "object", "error_samples": "object", "invariants": "object", "skew": "object",
 		"placements_per_pod": "object", "timeline": "array", "findings": "array",
 	} {
 		if got := jsonKind(raw[key]); got != kind {

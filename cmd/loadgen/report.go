@@ -38,8 +38,10 @@ type Report struct {
 	CacheHitRatio float64 `json:"cache_hit_ratio"`
 	// Errors counts failed operations by class (obs.ErrorClass, or
 	// "pod_down" for a claim on a crashed pod), over the whole run.
-	Errors     map[string]int64 `json:"errors"`
-	Invariants Invariants       `json:"invariants"`
+	Errors map[string]int64 `json:"errors"`
+	// ErrorSamples holds the first message of each error class.
+	ErrorSamples map[string]string `json:"error_samples"`
+	Invariants   Invariants        `json:"invariants"`
 	// Skew is max/mean users per accepting pod, over the intervals.
 	Skew       SkewStats        `json:"skew"`
 	Placements map[string]int64 `json:"placements_per_pod"`
@@ -216,6 +218,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	p("skew\tusers per pod max/mean: mean %.2f, worst %.2f", r.Skew.Mean, r.Skew.Max)
 	p("placements\t%s", perPod(r.Placements))
 	p("errors\t%s", byClass(r.Errors))
+	for _, k := range sortedKeys(r.ErrorSamples) {
+		p("\t%s: %s", k, r.ErrorSamples[k])
+	}
 	if d := r.Drain; d != nil {
 		p("drain\tpod %d DenyNewCall at %.1fs, Shutdown at %.1fs; new users placed on it after deny %d; existing users served %d; released %d; respected %v",
 			d.Pod, d.DenyAt, d.ShutdownAt, d.PlacedAfterDeny, d.ServedDuringDrain, d.Released, d.Respected)
@@ -282,12 +287,17 @@ func perPod(m map[string]int64) string {
 	return strings.Join(parts, ", ")
 }
 
-func byClass(m map[string]int64) string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	return keys
+}
+
+func byClass(m map[string]int64) string {
+	keys := sortedKeys(m)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])

@@ -71,6 +71,7 @@ type sim struct {
 
 	errMu      sync.Mutex
 	errs       map[string]int64
+	samples    map[string]string
 	doubles    atomic.Int64
 	unroutable atomic.Int64
 	drainViol  atomic.Int64
@@ -103,7 +104,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		return nil, err
 	}
 	defer be.close()
-	s := &sim{cfg: cfg, be: be, sess: newSessions(cfg.Pods), errs: map[string]int64{},
+	s := &sim{cfg: cfg, be: be, sess: newSessions(cfg.Pods), errs: map[string]int64{}, samples: map[string]string{},
 		rec:   map[string]*recorder{opRoute: newRecorder(), opClaim: newRecorder(), opRelease: newRecorder()},
 		storm: newRecorder(), denyAt: make([]atomic.Int64, cfg.Pods), downAt: make([]atomic.Int64, cfg.Pods),
 		staleAt:    make([]atomic.Int64, cfg.Pods),
@@ -288,6 +289,18 @@ func (s *sim) fail(class string) {
 	s.errMu.Unlock()
 }
 
+// failErr counts a failed operation by the class of err, and keeps the first
+// message of each class for the report.
+func (s *sim) failErr(err error) {
+	class := obs.ErrorClass(err)
+	s.errMu.Lock()
+	s.errs[class]++
+	if _, ok := s.samples[class]; !ok {
+		s.samples[class] = err.Error()
+	}
+	s.errMu.Unlock()
+}
+
 // uid names user u.
 func uid(u uint64) string { return "user-" + strconv.FormatUint(u, 10) }
 
@@ -318,7 +331,7 @@ func (s *sim) do(ctx context.Context, r *rand.Rand, o op) {
 	s.noteBlip(began, err)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.fail(obs.ErrorClass(err))
+			s.failErr(err)
 		}
 		return
 	}
@@ -382,7 +395,7 @@ func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user ui
 		return
 	case err != nil:
 		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
-			s.fail(obs.ErrorClass(err))
+			s.failErr(err)
 		}
 		return
 	}
@@ -448,7 +461,7 @@ func (s *sim) reap(ctx context.Context) {
 				}
 				s.rec[opRelease].record(time.Since(start), err != nil, !start.Before(s.measureFrom))
 				if err != nil {
-					s.fail(obs.ErrorClass(err))
+					s.failErr(err)
 				}
 			}()
 		}
