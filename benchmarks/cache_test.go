@@ -332,7 +332,9 @@ func (s otterSim) access(key string, u int32) bool {
 	return false
 }
 
-type ristrettoSim struct{ c *ristretto.Cache[string, int32] }
+type ristrettoSim struct {
+	c *ristretto.Cache[string, int32]
+}
 
 func (s ristrettoSim) access(key string, u int32) bool {
 	if _, ok := s.c.Get(key); ok {
