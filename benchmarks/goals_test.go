@@ -31,6 +31,7 @@ import (
 const (
 	envOutput  = "STICKYROUTE_BENCH_OUTPUT"
 	envGoalsMD = "STICKYROUTE_BENCH_GOALS"
+	envStrict  = "STICKYROUTE_BENCH_STRICT"
 )
 
 // goalKind says how a goal compares ours with the peers.
@@ -47,6 +48,11 @@ const (
 
 // goal is one claim about rows of the same run. Rows are benchmark names
 // without "Benchmark" and the -GOMAXPROCS suffix.
+//
+// A goal the code does not meet yet says so: known names why, and floor is
+// the level it does reach with room for noise. Such a goal still shows as
+// missed in every report, but fails the check only below its floor (so a
+// regression still fails), or always with $STICKYROUTE_BENCH_STRICT=1.
 type goal struct {
 	what  string
 	kind  goalKind
@@ -54,6 +60,15 @@ type goal struct {
 	unit  string
 	ours  string
 	peers []string
+	known string
+	floor float64
+}
+
+// knownMiss returns g marked as not met yet, for the reason given, failing
+// the check only below floor (in g's terms: a ratio, or points).
+func (g goal) knownMiss(floor float64, reason string) goal {
+	g.known, g.floor = reason, floor
+	return g
 }
 
 // fasterThan: ours at least x times faster (ns/op) than the fastest of peers.
@@ -134,12 +149,13 @@ func (r results) value(row, unit string) (float64, bool) {
 // verdict is a goal judged on one run.
 type verdict struct {
 	goal
-	ok      bool
-	ours    float64
-	peer    string  // the best peer row
-	peerVal float64 // its value
-	got     float64 // the ratio, difference or value compared with x
-	err     string  // why it could not be judged
+	ok         bool // the goal is met
+	aboveFloor bool // a known miss still at its floor or above
+	ours       float64
+	peer       string  // the best peer row
+	peerVal    float64 // its value
+	got        float64 // the ratio, difference or value compared with x
+	err        string  // why it could not be judged
 }
 
 // judge evaluates g on r.
@@ -173,28 +189,50 @@ func (r results) judge(g goal) verdict {
 	case faster:
 		v.got = v.peerVal / ours
 		v.ok = v.got >= g.x
+		v.aboveFloor = g.known != "" && v.got >= g.floor
 	case within:
 		v.got = ours - v.peerVal
 		v.ok = v.got >= -g.x
+		v.aboveFloor = g.known != "" && v.got >= -g.floor
 	}
 	return v
+}
+
+// fails reports whether v fails the check: a miss, unless it is a known one
+// still above its floor and strict is off.
+func (v verdict) fails(strict bool) bool {
+	return !v.ok && (strict || !v.aboveFloor)
 }
 
 // String is the verdict as one line of the report.
 func (v verdict) String() string {
 	status := "ok  "
-	if !v.ok {
+	switch {
+	case v.aboveFloor && !v.ok:
+		status = "MISS (known, above its floor)"
+	case !v.ok:
 		status = "MISS"
 	}
 	switch {
 	case v.err != "":
 		return fmt.Sprintf("%s %s: %s", status, v.what, v.err)
 	case v.kind == faster:
-		return fmt.Sprintf("%s %s: %.2f× (goal ≥ %.2f×): ours %.4g ns/op, best peer %s %.4g ns/op", status, v.what, v.got, v.x, v.ours, v.peer, v.peerVal)
+		return fmt.Sprintf("%s %s: %.2f× (goal ≥ %.2f×): ours %.4g ns/op, best peer %s %.4g ns/op%s", status, v.what, v.got, v.x, v.ours, v.peer, v.peerVal, v.knownNote())
 	case v.kind == within:
-		return fmt.Sprintf("%s %s: %+.2f points (goal ≥ %+.2f): ours %.2f %s, best peer %s %.2f", status, v.what, v.got, -v.x, v.ours, v.unit, v.peer, v.peerVal)
+		return fmt.Sprintf("%s %s: %+.2f points (goal ≥ %+.2f): ours %.2f %s, best peer %s %.2f%s", status, v.what, v.got, -v.x, v.ours, v.unit, v.peer, v.peerVal, v.knownNote())
 	}
 	return fmt.Sprintf("%s %s: %v %s (goal 0)", status, v.what, v.ours, v.unit)
+}
+
+// knownNote is what the report says of a known miss.
+func (v verdict) knownNote() string {
+	if v.known == "" || v.ok {
+		return ""
+	}
+	if v.kind == faster {
+		return fmt.Sprintf("; not met yet (floor %.2f×): %s", v.floor, v.known)
+	}
+	return fmt.Sprintf("; not met yet (floor %+.2f): %s", -v.floor, v.known)
 }
 
 // markdown is the verdicts as a Markdown table.
@@ -203,7 +241,10 @@ func markdown(vs []verdict) string {
 	b.WriteString("| goal | measured | target | ours | best peer | met |\n|---|---|---|---|---|---|\n")
 	for _, v := range vs {
 		met := "yes"
-		if !v.ok {
+		switch {
+		case !v.ok && v.aboveFloor:
+			met = "**NO** (known, above floor: " + v.known + ")"
+		case !v.ok:
 			met = "**NO**"
 		}
 		switch {
@@ -238,8 +279,9 @@ func TestGoals(t *testing.T) {
 	if len(goals) == 0 {
 		t.Fatal("no goals registered")
 	}
+	strict := os.Getenv(envStrict) == "1"
 	var vs []verdict
-	missed := 0
+	missed, failed := 0, 0
 	for _, g := range goals {
 		v := res.judge(g)
 		vs = append(vs, v)
@@ -247,14 +289,21 @@ func TestGoals(t *testing.T) {
 		if !v.ok {
 			missed++
 		}
+		if v.fails(strict) {
+			failed++
+		}
 	}
 	if md := os.Getenv(envGoalsMD); md != "" {
 		if err := os.WriteFile(md, []byte(markdown(vs)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if failed > 0 {
+		t.Fatalf("%d of %d goals missed, %d of them failing the check (lines marked MISS above; strict %v)", missed, len(vs), failed, strict)
+	}
 	if missed > 0 {
-		t.Fatalf("%d of %d goals missed (lines marked MISS above)", missed, len(vs))
+		t.Logf("%d of %d goals met; %d known misses above their floors (%s=1 fails them)", len(vs)-missed, len(vs), missed, envStrict)
+		return
 	}
 	t.Logf("all %d goals met", len(vs))
 }
@@ -297,6 +346,19 @@ PASS
 		if v.ok != c.ok || math.Abs(v.got-c.got) > 1e-9 || v.peer != c.peer {
 			t.Errorf("%s: ok %v got %v peer %q, want ok %v got %v peer %q (%v)", c.g.what, v.ok, v.got, v.peer, c.ok, c.got, c.peer, v)
 		}
+	}
+	// A known miss above its floor fails only when strict; below it, always.
+	known := res.judge(fasterThan("3x known", 3, "X/impl=ours", "X/impl=a").knownMiss(2, "why"))
+	if known.ok || known.fails(false) || !known.fails(true) {
+		t.Errorf("known miss at 2.1× with floor 2×: ok %v, fails %v (strict %v)", known.ok, known.fails(false), known.fails(true))
+	}
+	below := res.judge(fasterThan("3x known", 3, "X/impl=ours", "X/impl=a").knownMiss(2.5, "why"))
+	if !below.fails(false) {
+		t.Error("a known miss below its floor does not fail")
+	}
+	pts := res.judge(pointsWithin("3pt known", 3, "hit%", "X/impl=ours", "X/impl=a").knownMiss(4.5, "why"))
+	if pts.ok || pts.fails(false) {
+		t.Errorf("known miss at -4.25 points with floor -4.5: ok %v fails %v", pts.ok, pts.fails(false))
 	}
 	if _, err := parseResults(strings.NewReader("BenchmarkY-2 10 5 ns/op 3\n")); err == nil {
 		t.Error("a line with a value and no unit parsed")

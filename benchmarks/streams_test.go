@@ -34,16 +34,6 @@ func zipfStream(s float64, keys, n int, seed uint64) []int32 {
 	return out
 }
 
-// uniformStream returns n user numbers drawn uniformly from [0, keys).
-func uniformStream(keys, n int, seed uint64) []int32 {
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	out := make([]int32, n)
-	for i := range out {
-		out[i] = int32(rng.IntN(keys))
-	}
-	return out
-}
-
 // scanStream is a Zipf(0.9) stream over [0, keys) polluted by scans: after
 // every scanEvery Zipf draws comes a run of scanLen consecutive user numbers
 // from a cold range [keys, 2·keys) that the Zipf draws never touch, walked
