@@ -44,6 +44,8 @@ const (
 	within
 	// zero: ours is 0 (allocs/op).
 	zero
+	// atLeast: a ratio the row reports itself (the median of its runs) is at least x.
+	atLeast
 )
 
 // goal is one claim about rows of the same run. Rows are benchmark names
@@ -79,6 +81,12 @@ func fasterThan(what string, x float64, ours string, peers ...string) goal {
 // pointsWithin: ours (unit, a percentage) at most x points below the best of peers.
 func pointsWithin(what string, x float64, unit, ours string, peers ...string) goal {
 	return goal{what: what, kind: within, x: x, unit: unit, ours: ours, peers: peers}
+}
+
+// ratioAtLeast: the ratio metric unit of row, measured within the row (its
+// median over the runs), at least x.
+func ratioAtLeast(what string, x float64, unit, row string) goal {
+	return goal{what: what, kind: atLeast, x: x, unit: unit, ours: row}
 }
 
 // noAllocs: ours allocates nothing.
@@ -167,9 +175,15 @@ func (r results) judge(g goal) verdict {
 		return v
 	}
 	v.ours = ours
-	if g.kind == zero {
+	switch g.kind {
+	case zero:
 		v.got = ours
 		v.ok = ours == 0
+		return v
+	case atLeast:
+		v.got = ours
+		v.ok = ours >= g.x
+		v.aboveFloor = g.known != "" && ours >= g.floor
 		return v
 	}
 	v.peerVal = math.NaN()
@@ -220,6 +234,8 @@ func (v verdict) String() string {
 		return fmt.Sprintf("%s %s: %.2f× (goal ≥ %.2f×): ours %.4g ns/op, best peer %s %.4g ns/op%s", status, v.what, v.got, v.x, v.ours, v.peer, v.peerVal, v.knownNote())
 	case v.kind == within:
 		return fmt.Sprintf("%s %s: %+.2f points (goal ≥ %+.2f): ours %.2f %s, best peer %s %.2f%s", status, v.what, v.got, -v.x, v.ours, v.unit, v.peer, v.peerVal, v.knownNote())
+	case v.kind == atLeast:
+		return fmt.Sprintf("%s %s: %.2f× (goal ≥ %.2f×): %s of %s, median of its runs%s", status, v.what, v.got, v.x, v.unit, v.goal.ours, v.knownNote())
 	}
 	return fmt.Sprintf("%s %s: %v %s (goal 0)", status, v.what, v.ours, v.unit)
 }
@@ -229,7 +245,7 @@ func (v verdict) knownNote() string {
 	if v.known == "" || v.ok {
 		return ""
 	}
-	if v.kind == faster {
+	if v.kind != within {
 		return fmt.Sprintf("; not met yet (floor %.2f×): %s", v.floor, v.known)
 	}
 	return fmt.Sprintf("; not met yet (floor %+.2f): %s", -v.floor, v.known)
@@ -254,6 +270,8 @@ func markdown(vs []verdict) string {
 			fmt.Fprintf(&b, "| %s | %.2f× | ≥ %.2f× | %.4g ns/op | %s: %.4g ns/op | %s |\n", v.what, v.got, v.x, v.ours, v.peer, v.peerVal, met)
 		case v.kind == within:
 			fmt.Fprintf(&b, "| %s | %+.2f points | ≥ %+.2f | %.2f %s | %s: %.2f | %s |\n", v.what, v.got, -v.x, v.ours, v.unit, v.peer, v.peerVal, met)
+		case v.kind == atLeast:
+			fmt.Fprintf(&b, "| %s | %.2f× | ≥ %.2f× | %s of %s (interleaved in one row) | | %s |\n", v.what, v.got, v.x, v.unit, v.goal.ours, met)
 		default:
 			fmt.Fprintf(&b, "| %s | %v %s | 0 | | | %s |\n", v.what, v.ours, v.unit, met)
 		}
@@ -317,6 +335,9 @@ BenchmarkX/impl=ours-2      	1000	  11.0 ns/op	  0 B/op	  1 allocs/op	  79.0 hit
 BenchmarkX/impl=a-2         	1000	  25.0 ns/op	  8 B/op	  1 allocs/op	  84.0 hit%
 BenchmarkX/impl=a-2         	1000	  21.0 ns/op	  8 B/op	  1 allocs/op	  84.5 hit%
 BenchmarkX/impl=b           	1000	  40.0 ns/op	 16 B/op	  2 allocs/op	  90.0 hit%
+BenchmarkZ-2                	  10	  1000 ns/op	  3.5 peer/ours
+BenchmarkZ-2                	  10	  1000 ns/op	  2.0 peer/ours
+BenchmarkZ-2                	  10	  1000 ns/op	  2.5 peer/ours
 PASS
 `
 	res, err := parseResults(strings.NewReader(out))
@@ -346,6 +367,13 @@ PASS
 		if v.ok != c.ok || math.Abs(v.got-c.got) > 1e-9 || v.peer != c.peer {
 			t.Errorf("%s: ok %v got %v peer %q, want ok %v got %v peer %q (%v)", c.g.what, v.ok, v.got, v.peer, c.ok, c.got, c.peer, v)
 		}
+	}
+	// A ratio measured within a row: the median of its runs (2.0, 2.5, 3.5).
+	if v := res.judge(ratioAtLeast("ratio", 2.5, "peer/ours", "Z")); !v.ok || v.got != 2.5 {
+		t.Errorf("median ratio: ok %v got %v, want true 2.5", v.ok, v.got)
+	}
+	if v := res.judge(ratioAtLeast("ratio", 3, "peer/ours", "Z")); v.ok {
+		t.Error("a median ratio of 2.5 met a goal of 3")
 	}
 	// A known miss above its floor fails only when strict; below it, always.
 	known := res.judge(fasterThan("3x known", 3, "X/impl=ours", "X/impl=a").knownMiss(2, "why"))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,24 +22,31 @@ import (
 // batch lookup one GET per uid sent in one pipeline, its replies parsed and
 // grouped by pod.
 //
-// BenchmarkStoreOp rows: op=<name>/impl=<ours|goredis>, one call per op from
-// one goroutine (a round trip each). BenchmarkStoreBatch rows:
-// uids=<1000|10000>/impl=<ours|goredis|goredis_mget>, one batch lookup per op.
+// BenchmarkStoreOp rows: op=<name>, one call of each implementation per
+// iteration from one goroutine, interleaved (see interleaved): ns/op is ours,
+// goredis-ns/op theirs, goredis/ours the ratio (above 1: ours is faster).
+// BenchmarkStoreConcurrent rows: op=<name>, 50 goroutines, alternating
+// rounds. BenchmarkStoreBatch rows: uids=<1000|10000>, one batch lookup of
+// each implementation per iteration, interleaved; goredis_mget is the same
+// lookup as one MGET, which only a standalone server takes.
 //
 // Goal (the issue's): a batch lookup of 10,000 uids ≥ 3× faster than the
-// go-redis version (not met yet: see batchKnown; the check fails below 1.5×). The single operations have no goal: both sides are one
-// round trip to the same server, and their ratio shows what each client adds.
+// go-redis version, judged on the median of the row's goredis/ours (not met
+// yet: see batchKnown; the check fails below 1.5×). The single operations
+// have no goal: both sides are one round trip to the same server, and their
+// ratios show what each client adds, alone and under concurrency.
 
 var _ = addGoals(
-	fasterThan("batch lookup of 10,000 uids vs go-redis pipelined GETs", 3,
-		"StoreBatch/uids=10000/impl=ours", "StoreBatch/uids=10000/impl=goredis").knownMiss(1.5, batchKnown),
+	ratioAtLeast("batch lookup of 10,000 uids vs go-redis pipelined GETs", 3,
+		"goredis/ours", "StoreBatch/uids=10000").knownMiss(1.5, batchKnown),
 )
 
-// batchKnown is why the batch goal is not met yet: BatchGetLinkedPod already
-// runs at the speed of one raw MGET of the same keys (the store package's
-// BenchmarkBatch, batch/MGET ≈ 0.95–0.97), and on this machine MGET is only
-// about 2× a pipeline of single GETs; 3× needs more than MGET gives.
-const batchKnown = "ours matches a raw MGET, which is ~2× pipelined GETs here"
+// batchKnown is why the batch goal is not met yet. BatchGetLinkedPod sends
+// the keys as MGETs of 256 (store/batch.go) and already beats one go-redis
+// MGET of every key (goredis_mget/ours ≈ 1.3–1.6); the server's work per key
+// is then most of what is left, and a pipeline of single GETs costs it only
+// 2–3× that (measured 2.0–3.0× here, on 2 cores shared with the server).
+const batchKnown = "measured 2.0–3.0×: ours already beats one MGET of all keys; the server's per-key work bounds it"
 
 const storePool = 1024 // uids the single operations cycle through
 
@@ -195,25 +204,141 @@ func ignoreNil(err error) error {
 	return err
 }
 
-// BenchmarkStoreOp times one round trip of each link operation.
+// interleaved runs the implementations in turn, one call each per
+// iteration (the first one alternating, so neither always runs on a warmer
+// connection), and reports each one's time per call as <name>-ns/op and its
+// allocations (measured apart, before the timing) as <name>-allocs/op, and
+// each peer's time over ours as <peer>/ours: a ratio taken in the same
+// seconds, which a busy machine moves far less than either time. The first
+// implementation is ours; ns/op is its time.
+func interleaved(b *testing.B, impls []namedCall) {
+	b.Helper()
+	allocs := make([]float64, len(impls))
+	for j, im := range impls {
+		var err error
+		allocs[j] = testing.AllocsPerRun(20, func() {
+			if e := im.call(); e != nil {
+				err = e
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	spent := make([]time.Duration, len(impls))
+	for i := 0; b.Loop(); i++ {
+		for k := range impls {
+			j := (k + i) % len(impls)
+			t0 := time.Now()
+			if err := impls[j].call(); err != nil {
+				b.Fatal(err)
+			}
+			spent[j] += time.Since(t0)
+		}
+	}
+	n := float64(b.N)
+	for j, im := range impls {
+		b.ReportMetric(allocs[j], im.name+"-allocs/op")
+		b.ReportMetric(float64(spent[j].Nanoseconds())/n, im.name+"-ns/op")
+		if j > 0 {
+			b.ReportMetric(float64(spent[j])/float64(spent[0]), im.name+"/ours")
+		}
+	}
+	b.ReportMetric(float64(spent[0].Nanoseconds())/n, "ns/op")
+}
+
+// namedCall is one implementation of a benchmarked call.
+type namedCall struct {
+	name string
+	call func() error
+}
+
+// BenchmarkStoreOp times one round trip of each link operation, ours and
+// go-redis's interleaved.
 func BenchmarkStoreOp(b *testing.B) {
 	e := newStoreEnv(b)
 	ctx := benchCtx(b)
 	for _, op := range storeOps {
-		for _, impl := range []string{"ours", "goredis"} {
-			fn := op.ours
-			if impl == "goredis" {
-				fn = op.goredis
-			}
-			b.Run("op="+op.name+"/impl="+impl, func(b *testing.B) {
-				b.ReportAllocs()
-				for i := 0; b.Loop(); i++ {
+		b.Run("op="+op.name, func(b *testing.B) {
+			i, j := 0, 0
+			interleaved(b, []namedCall{
+				{"ours", func() error { i++; return op.ours(ctx, e, i) }},
+				{"goredis", func() error { j++; return op.goredis(ctx, e, j) }},
+			})
+		})
+	}
+}
+
+// BenchmarkStoreConcurrent runs two link operations from 50 goroutines, as a
+// busy gateway does, in alternating rounds of ours and go-redis's (each round
+// b.N/8 calls): ops/s each, and goredis/ours, their time ratio (above 1:
+// ours is faster). No goal: it shows what each client does under concurrency,
+// where rueidis pipelines every goroutine's commands on one connection and
+// go-redis takes a pooled connection per call.
+func BenchmarkStoreConcurrent(b *testing.B) {
+	const workers, rounds = 50, 8
+	e := newStoreEnv(b)
+	ctx := benchCtx(b)
+	// run does n calls of fn spread over the workers and returns the wall time.
+	run := func(n int, fn func(ctx context.Context, e *storeEnv, i int) error) (time.Duration, error) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		var failed atomic.Value
+		start := time.Now()
+		for range workers {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= n {
+						return
+					}
 					if err := fn(ctx, e, i); err != nil {
-						b.Fatal(err)
+						failed.CompareAndSwap(nil, err)
+						return
 					}
 				}
 			})
 		}
+		wg.Wait()
+		if err, _ := failed.Load().(error); err != nil {
+			return 0, err
+		}
+		return time.Since(start), nil
+	}
+	for _, op := range storeOps {
+		if op.name != "GetLinkedPod" && op.name != "TrySetLinkedPod" {
+			continue
+		}
+		b.Run("op="+op.name, func(b *testing.B) {
+			// Each call of this function with its b.N splits it into the
+			// rounds (the classic loop: b.Loop cannot split its iterations).
+			var ours, theirs time.Duration
+			per := max(b.N/rounds, workers)
+			for r := range rounds {
+				first, second := op.ours, op.goredis
+				if r%2 == 1 {
+					first, second = second, first
+				}
+				d1, err := run(per, first)
+				if err != nil {
+					b.Fatal(err)
+				}
+				d2, err := run(per, second)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if r%2 == 1 {
+					d1, d2 = d2, d1
+				}
+				ours += d1
+				theirs += d2
+			}
+			calls := float64(per * rounds)
+			b.ReportMetric(calls/ours.Seconds(), "ours-ops/s")
+			b.ReportMetric(calls/theirs.Seconds(), "goredis-ops/s")
+			b.ReportMetric(float64(theirs)/float64(ours), "goredis/ours")
+			b.ReportMetric(float64(ours.Nanoseconds())/calls, "ns/op")
+		})
 	}
 }
 
@@ -287,29 +412,25 @@ func BenchmarkStoreBatch(b *testing.B) {
 		if _, err := pipe.Exec(ctx); err != nil {
 			b.Fatal(err)
 		}
-		impls := []struct {
-			name string
-			fn   func() (map[int][]string, error)
-		}{
-			{"ours", func() (map[int][]string, error) { return e.ours.BatchGetLinkedPod(ctx, e.ns, uids, benchSvc) }},
-			{"goredis", func() (map[int][]string, error) { return batchGoRedis(ctx, e.rdb, e.ns, uids, benchSvc) }},
-			{"goredis_mget", func() (map[int][]string, error) { return batchGoRedisMGET(ctx, e.rdb, e.ns, uids, benchSvc) }},
-		}
-		for _, im := range impls {
-			b.Run(fmt.Sprintf("uids=%d/impl=%s", n, im.name), func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					groups, err := im.fn()
-					if err != nil {
-						b.Fatal(err)
-					}
-					if len(groups) != benchPods || len(groups[0]) != n/benchPods+min(n%benchPods, 1) {
-						b.Fatalf("%d groups, %d uids on pod 0", len(groups), len(groups[0]))
-					}
+		batch := func(fn func() (map[int][]string, error)) func() error {
+			return func() error {
+				groups, err := fn()
+				if err != nil {
+					return err
 				}
-				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "uids/s")
-			})
+				if len(groups) != benchPods || len(groups[0]) != n/benchPods+min(n%benchPods, 1) {
+					return fmt.Errorf("%d groups, %d uids on pod 0", len(groups), len(groups[0]))
+				}
+				return nil
+			}
 		}
+		b.Run(fmt.Sprintf("uids=%d", n), func(b *testing.B) {
+			interleaved(b, []namedCall{
+				{"ours", batch(func() (map[int][]string, error) { return e.ours.BatchGetLinkedPod(ctx, e.ns, uids, benchSvc) })},
+				{"goredis", batch(func() (map[int][]string, error) { return batchGoRedis(ctx, e.rdb, e.ns, uids, benchSvc) })},
+				{"goredis_mget", batch(func() (map[int][]string, error) { return batchGoRedisMGET(ctx, e.rdb, e.ns, uids, benchSvc) })},
+			})
+		})
 	}
 }
 

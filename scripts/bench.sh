@@ -31,7 +31,7 @@ go test -count=1 ./...
 echo "bench: hit ratios (one replay per row, $ratio_count time(s))"
 go test -run '^$' -bench '^BenchmarkHitRatio$' -benchtime 1x -count "$ratio_count" . | tee -a "$out"
 echo "bench: speed rows ($count × $time)"
-go test -run '^$' -bench '^Benchmark(CacheHit|StoreOp|StoreBatch|Pick)$' -benchtime "$time" -count "$count" . | tee -a "$out"
+go test -run '^$' -bench '^Benchmark(CacheHit|StoreOp|StoreConcurrent|StoreBatch|Pick)$' -benchtime "$time" -count "$count" . | tee -a "$out"
 
 echo "bench: goals"
 rc=0
@@ -80,7 +80,7 @@ if [ "$mode" = full ]; then
     echo
     echo "## Store against go-redis (real standalone Redis on loopback)"
     echo
-    echo '```'; stat StoreOp; stat StoreBatch; echo '```'
+    echo '```'; stat StoreOp; stat StoreConcurrent; stat StoreBatch; echo '```'
     echo
     echo "## Balancer: pick + Done on 16 pods"
     echo
