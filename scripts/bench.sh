@@ -56,7 +56,7 @@ if [ "$mode" = full ]; then
     echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
     echo "kernel: $(uname -sr)"
     echo "redis:  $(redis-server --version | cut -d' ' -f3)"
-    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- .. || echo ' (with uncommitted changes)')"
+    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- .. ':(exclude)RESULTS.md' || echo ' (with uncommitted changes)')"
     echo '```'
     echo
     echo "## Versions compared"
