@@ -11,28 +11,26 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 REDIS := scripts/redis.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help test race bench fuzz lint run redis-up redis-down
+.PHONY: help test race bench fuzz lint run redis-up redis-down bench-check bench-pkgs
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-test: lint ## lint, start Redis (standalone + 3-master cluster), run go test -race ./..., the allocation tests without -race, fuzz each target briefly, stop Redis
-	$(REDIS) run bash -c '$(GO) test -race -count=1 ./... && $(GO) test -count=1 -run "Allocs" ./... && scripts/fuzz.sh $(TEST_FUZZTIME)'
+test: lint ## lint, start Redis (standalone + 3-master cluster), run go test -race ./..., the allocation tests without -race, fuzz each target briefly, bench-check, stop Redis; then the contrib modules and the demo
+	$(REDIS) run bash -c '$(GO) test -race -count=1 ./... && $(GO) test -count=1 -run "Allocs" ./... && scripts/fuzz.sh $(TEST_FUZZTIME) && scripts/bench.sh check'
 	$(MAKE) --no-print-directory test-contrib
 
 race: ## run the tests COUNT times under the race detector, against the real servers
 	$(REDIS) run $(GO) test -race -count=$(COUNT) ./...
 
-bench: ## run the benchmarks against the real servers (BENCHTIME per benchmark)
-	$(REDIS) run $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
-
-fuzz: ## run every fuzz target for FUZZTIME (default 30s)
-	scripts/fuzz.sh $(FUZZTIME)
+fuzz: ## run every fuzz target for FUZZTIME (default 30s), with the real servers up
+	$(REDIS) run scripts/fuzz.sh $(FUZZTIME)
 
 lint: ## gofmt check, go vet, staticcheck
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt would change: $$bad"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd benchmarks && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 run: ## run the load generator: ~10 s of a small fleet on an embedded Redis (ARGS="-scenario drain" etc.)
 	$(GO) run ./cmd/loadgen $(ARGS)
@@ -64,3 +62,17 @@ test-contrib: lint-contrib ## test the contrib modules (race, every Redis backen
 
 demo: ## run the sticky-demo: 3 pod processes and a client on loopback, one pod drained mid-run
 	examples/sticky-demo/run.sh
+
+# ---- benchmarks/ (issue 8): the comparison suite and its goals -------------
+# benchmarks/ is its own module; scripts/bench.sh runs it and judges the goals
+# written next to each benchmark. make test runs bench-check's script inside
+# its own scripts/redis.sh run.
+
+bench-check: ## run the comparison suite briefly; fail if a goal (a ratio against a peer, same run) is missed
+	$(REDIS) run scripts/bench.sh check
+
+bench: ## run the comparison suite longer and write benchmarks/RESULTS.md (fails as bench-check does)
+	$(REDIS) run scripts/bench.sh full
+
+bench-pkgs: ## run each package's own benchmarks against the real servers (BENCHTIME per benchmark)
+	$(REDIS) run $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# bench.sh runs the comparison suite in benchmarks/ (its own Go module) and
+# judges its goals (benchmarks/goals_test.go) on the run. The store rows need
+# the real standalone Redis: run it under scripts/redis.sh run (make does).
+#
+#   scripts/bench.sh check   brief run; exits non-zero when a goal is missed
+#                            (make bench-check; make test runs it)
+#   scripts/bench.sh full    longer run; writes benchmarks/RESULTS.md with the
+#                            machine, versions, date, benchstat tables and the
+#                            goals, then exits as check does (make bench)
+#
+# BENCH_COUNT and BENCH_TIME override the repetitions and -benchtime of the
+# speed rows. A speed row is judged by its best repetition (another process
+# on the machine can only slow a run down), so more repetitions make the
+# check less sensitive to a busy machine, never more lenient to a slow change.
+set -euo pipefail
+cd "$(dirname "$0")/../benchmarks"
+mode=${1:-check}
+case $mode in
+check) count=${BENCH_COUNT:-5} time=${BENCH_TIME:-100ms} ratio_count=1 ;;
+full) count=${BENCH_COUNT:-8} time=${BENCH_TIME:-500ms} ratio_count=3 ;;
+*) echo "usage: $0 check|full" >&2; exit 2 ;;
+esac
+BENCHSTAT=${BENCHSTAT:-golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da}
+
+out=$(mktemp) goals=$(mktemp)
+trap 'rm -f "$out" "$goals"' EXIT
+
+echo "bench: unit tests of the suite"
+go test -count=1 ./...
+echo "bench: hit ratios (one replay per row, $ratio_count time(s))"
+go test -run '^$' -bench '^BenchmarkHitRatio$' -benchtime 1x -count "$ratio_count" . | tee -a "$out"
+echo "bench: speed rows ($count × $time)"
+go test -run '^$' -bench '^Benchmark(CacheHit|StoreOp|StoreConcurrent|StoreBatch|Pick)$' -benchtime "$time" -count "$count" . | tee -a "$out"
+
+echo "bench: goals"
+rc=0
+STICKYROUTE_BENCH_OUTPUT=$out STICKYROUTE_BENCH_GOALS=$goals go test -count=1 -run '^TestGoals$' -v . || rc=$?
+
+if [ "$mode" = full ]; then
+  stat() { go run "$BENCHSTAT" -filter ".name:$1" -col /impl "$out"; }
+  {
+    echo "# Benchmark results"
+    echo
+    echo "Written by \`make bench\` (scripts/bench.sh full); do not edit by hand."
+    echo "Each row ran $count times (-benchtime $time; hit ratios $ratio_count replays);"
+    echo "benchstat shows medians with 95% intervals and each peer against ours (the first column)."
+    echo "The goals are judged on the same run: speed by each row's best repetition, hit ratios by the median."
+    echo
+    echo "## Machine"
+    echo
+    echo '```'
+    echo "date:   $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "go:     $(go version)"
+    echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') ($(nproc) cores)"
+    echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
+    echo "kernel: $(uname -sr)"
+    echo "redis:  $(redis-server --version | cut -d' ' -f3)"
+    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- .. ':(exclude)RESULTS.md' || echo ' (with uncommitted changes)')"
+    echo '```'
+    echo
+    echo "## Versions compared"
+    echo
+    echo '```'
+    go list -m github.com/maypok86/otter/v2 github.com/dgraph-io/ristretto/v2 github.com/patrickmn/go-cache \
+      github.com/redis/go-redis/v9 github.com/go-kratos/kratos/v2 github.com/redis/rueidis github.com/puzpuzpuz/xsync/v4
+    echo '```'
+    echo
+    echo "## Goals"
+    echo
+    cat "$goals"
+    echo
+    echo "## Link cache: hit (ns/op, every lookup a hit, 1,048,576 users cached)"
+    echo
+    echo '```'; stat CacheHit; echo '```'
+    echo
+    echo "## Link cache: hit ratio (hit%; 200,000 keys, 1,000,000 accesses, cache of 1% or 10% of the keys)"
+    echo
+    echo '```'; stat HitRatio; echo '```'
+    echo
+    echo "## Store against go-redis (real standalone Redis on loopback)"
+    echo
+    echo '```'; stat StoreOp; stat StoreConcurrent; stat StoreBatch; echo '```'
+    echo
+    echo "## Balancer: pick + Done on 16 pods"
+    echo
+    echo '```'; stat Pick; echo '```'
+    echo
+    echo "## End to end"
+    echo
+    echo "Missing: the row needs the load generator (cmd/loadgen, a later issue). It will run the"
+    echo "loadgen's steady scenario at a fixed rate and report p99 latency and CPU per operation."
+    echo
+    echo "## Raw output"
+    echo
+    echo '```'; grep -E '^(goos|goarch|pkg|cpu|Benchmark)' "$out"; echo '```'
+  } >RESULTS.md
+  echo "bench: wrote benchmarks/RESULTS.md"
+fi
+exit $rc
