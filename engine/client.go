@@ -223,9 +223,10 @@ func (c *Client) ComputeLinkedPod(ctx context.Context, ns, uid, svc string) (int
 	}
 	ctx, op := c.obs.call(ctx, "ComputeLinkedPod", ns, svc, c.strategy)
 	op.Cache = res
-	op.Pod, op.Err = c.computeSlow(ctx, h, ns, uid, svc, op)
-	c.obs.end(ctx, op, op.Err)
-	return op.Pod, op.Err
+	pod, err := c.computeSlow(ctx, h, ns, uid, svc, op)
+	op.Pod = pod
+	c.obs.end(ctx, op, err) // op goes back to its pool
+	return pod, err
 }
 
 // observeHit reports a cache hit of ComputeLinkedPod as an operation.

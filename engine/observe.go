@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -228,18 +229,25 @@ type Note struct {
 // so call sites need no checks.
 type observer struct{ o Observer }
 
-// begin starts op when there is an observer, and returns the context to go on
-// with and op itself (nil without an observer, which end and the setters
-// accept).
-func (x observer) begin(ctx context.Context, op *Op) (context.Context, *Op) {
+// ops recycles the Op values handed to observers: an operation that reaches
+// Redis then allocates nothing for its observation. An Op is back in the pool
+// once End has returned (observers must not keep it).
+var ops = sync.Pool{New: func() any { return new(Op) }}
+
+// begin starts an operation described by op when there is an observer, and
+// returns the context to go on with and the pooled Op (nil without an
+// observer, which end and the callers accept).
+func (x observer) begin(ctx context.Context, op Op) (context.Context, *Op) {
 	if x.o == nil {
 		return ctx, nil
 	}
-	op.Start = time.Now()
-	return x.o.Begin(ctx, op), op
+	p := ops.Get().(*Op)
+	*p = op
+	p.Start = time.Now()
+	return x.o.Begin(ctx, p), p
 }
 
-// end ends op with err.
+// end ends op with err and recycles it.
 func (x observer) end(ctx context.Context, op *Op, err error) {
 	if op == nil {
 		return
@@ -247,6 +255,8 @@ func (x observer) end(ctx context.Context, op *Op, err error) {
 	op.Duration = time.Since(op.Start)
 	op.Err = err
 	x.o.End(ctx, op)
+	*op = Op{}
+	ops.Put(op)
 }
 
 // call starts an OpCall.
@@ -254,7 +264,7 @@ func (x observer) call(ctx context.Context, name, ns, svc string, strategy strin
 	if x.o == nil {
 		return ctx, nil
 	}
-	return x.begin(ctx, &Op{Kind: OpCall, Name: name, Namespace: ns, Service: svc, Pod: NoPod, Strategy: strategy})
+	return x.begin(ctx, Op{Kind: OpCall, Name: name, Namespace: ns, Service: svc, Pod: NoPod, Strategy: strategy})
 }
 
 // rt starts an OpRoundTrip of the store call r for the service.
@@ -262,7 +272,7 @@ func (x observer) rt(ctx context.Context, r roundTrip, ns, svc string, keys int)
 	if x.o == nil {
 		return ctx, nil
 	}
-	return x.begin(ctx, &Op{Kind: OpRoundTrip, Name: r.name, Command: r.command, Script: r.script,
+	return x.begin(ctx, Op{Kind: OpRoundTrip, Name: r.name, Command: r.command, Script: r.script,
 		Namespace: ns, Service: svc, Keys: keys, Pod: NoPod})
 }
 

@@ -505,7 +505,7 @@ func (s *Server) beat(ctx context.Context) bool {
 	// not a stuck loop.
 	rctx, cancel := context.WithTimeout(ctx, s.timing.Heartbeat)
 	defer cancel()
-	rctx, op := s.obs.begin(rctx, &Op{Kind: OpHeartbeat, Name: "heartbeat", Namespace: s.ns, Service: s.svc, Pod: s.pod})
+	rctx, op := s.obs.begin(rctx, Op{Kind: OpHeartbeat, Name: "heartbeat", Namespace: s.ns, Service: s.svc, Pod: s.pod})
 	err := s.publish(rctx)
 	if err == nil {
 		s.heartbeats.Add(1)

@@ -265,7 +265,7 @@ func (s *States) service(ctx context.Context, ns, name string) (*service, error)
 // load reads the service's pod states and publishes a new snapshot: the
 // client's health check of the pods, observed as an OpRefresh.
 func (s *States) load(ctx context.Context, v *view) error {
-	ctx, op := s.obs.begin(ctx, &Op{Kind: OpRefresh, Name: "refresh", Namespace: v.svc.ns, Service: v.svc.name, Pod: NoPod})
+	ctx, op := s.obs.begin(ctx, Op{Kind: OpRefresh, Name: "refresh", Namespace: v.svc.ns, Service: v.svc.name, Pod: NoPod})
 	err := s.reload(ctx, v, op)
 	s.obs.end(ctx, op, err)
 	return err
