@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -161,7 +162,8 @@ func (t *Tracer) End(ctx context.Context, op *engine.Op) {
 	}
 	outcome := Outcome(op)
 	failed := isFailure(outcome)
-	attrs := make([]attribute.KeyValue, 0, 14+len(t.server))
+	buf := attrBufs.Get().(*[]attribute.KeyValue)
+	attrs := (*buf)[:0]
 	if op.Kind == engine.OpRoundTrip {
 		attrs = append(attrs, AttrStoreOp.String(op.Name))
 		os.command, os.proc, os.keys = op.Command, op.Script, op.Keys
@@ -205,13 +207,23 @@ func (t *Tracer) End(ctx context.Context, op *engine.Op) {
 	if failed {
 		attrs = append(attrs, AttrErrorType.String(outcome))
 	}
-	os.span.SetAttributes(attrs...)
+	os.span.SetAttributes(attrs...) // copied into the span
+	clear(attrs)
+	*buf = attrs[:0]
+	attrBufs.Put(buf)
 	if failed {
 		os.span.RecordError(op.Err)
 		os.span.SetStatus(codes.Error, op.Err.Error())
 	}
 	os.span.End()
 }
+
+// attrBufs recycles the attribute lists End builds: SetAttributes copies
+// them into the span.
+var attrBufs = sync.Pool{New: func() any {
+	b := make([]attribute.KeyValue, 0, 16)
+	return &b
+}}
 
 // Note implements engine.Observer: placements, relinks, claim conflicts,
 // invalidations and skipped state fields become events on the span in ctx
