@@ -45,7 +45,7 @@ func lineChart(id, title, unit string, xs []float64, ss []series) template.HTML 
 			}
 		}
 	}
-	ymax = niceCeil(ymax)
+	xmax, ymax = niceCeil(xmax), niceCeil(ymax) // round axes: ticks fall on round values
 	px := func(x float64) float64 { return left + pw*x/xmax }
 	py := func(y float64) float64 { return top + ph - ph*y/ymax }
 	var b strings.Builder
