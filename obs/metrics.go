@@ -3,7 +3,6 @@ package obs
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -454,6 +453,3 @@ func (m *Metrics) Snapshot() Snapshot {
 	}
 	return s
 }
-
-// errNoValue reports a sample line without a value.
-var errNoValue = errors.New("obs: sample line has no value")

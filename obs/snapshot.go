@@ -3,6 +3,7 @@ package obs
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"time"
 )
+
+// errNoValue reports a sample line without a value.
+var errNoValue = errors.New("obs: sample line has no value")
 
 // Snapshot is every series of a metrics set at one moment, as exposed:
 // "name{labels}" → value. The analyzer keeps a history of them.
