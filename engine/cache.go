@@ -1,14 +1,11 @@
 package engine
 
 import (
-	"encoding/binary"
+	"iter"
 	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unsafe"
-
-	"github.com/puzpuzpuz/xsync/v4"
 
 	"github.com/stickyroute/stickyroute/internal/clock"
 	"github.com/stickyroute/stickyroute/internal/xruntime"
@@ -46,19 +43,17 @@ func (s CacheStats) HitRatio() float64 {
 
 const (
 	// cacheInlineUID is the longest uid an entry holds inline; a longer one
-	// costs a second allocation and one more cache line per hit.
+	// costs two more allocations and one more cache line per hit.
 	cacheInlineUID = 24
 	// cacheSample is how many entries an eviction compares.
 	cacheSample = 5
 	// cacheEvictTries bounds the sampling rounds of one eviction: a sampled
-	// slot may belong to a put that has not stored yet, or to an entry being
-	// deleted, and then it is no candidate.
+	// entry may be deleted or replaced before the eviction takes its shard's
+	// lock, and then it is not evicted.
 	cacheEvictTries = 8
-	// Eviction metadata lives in chunks of cacheChunk slots, allocated as the
-	// slots are first used, so a small cache does not pay for MaxEntries.
-	cacheChunkShift = 12
-	cacheChunk      = 1 << cacheChunkShift
-	cacheChunkMask  = cacheChunk - 1
+	// cacheSampleTries is how many random slots a sample looks at for a
+	// live entry (a shard is at least 3/8 full once it has grown).
+	cacheSampleTries = 16
 	// cacheLFUInit is a new entry's frequency counter, so that it is not the
 	// first one out before it had a chance to be read again (as in Redis).
 	cacheLFUInit = 5
@@ -73,40 +68,30 @@ const (
 	cacheGhostMax = 4096
 	// cacheAdaptStep is how far one ghost hit moves the recency weight.
 	cacheAdaptStep = 1.0 / 64
-	// cacheNoSlot ends the free list.
-	cacheNoSlot = math.MaxUint32
-	// cacheLine is the size the per-processor counters are padded to.
+	// cacheLine is the size of a cache line, which keeps the fields hits read
+	// apart from the ones writers change.
 	cacheLine = 64
 )
 
-// cacheEntry is the value the map holds for one key hash: everything a hit
-// reads. With the map's 8-byte key it fills one 64-byte allocation, which the
-// allocator aligns to a cache line, so a hit reads the map bucket, this line
-// and the slot's metadata word. A value rather than a pointer to a struct
-// saves a dependent miss on every hit.
+// cacheEntry is one cached link as the table's slot holds it (see tslot),
+// decoded: what a hit compares and returns.
 type cacheEntry struct {
 	// svc is the entry's service; a lookup compares its names, so that a
 	// hash collision is a miss and never another user's pod.
 	svc *service
-	// long is a private copy of a uid longer than cacheInlineUID; nil when
-	// the uid is inline.
-	long *byte
+	// long is the key of an entry whose uid is longer than cacheInlineUID;
+	// nil when the uid is inline.
+	long *longUID
 	// expLen packs the expiry, in coarse Unix milliseconds, above 8 bits of
-	// inline uid length.
+	// inline uid length (slotLongLen for a long uid).
 	expLen uint64
 	pod    int32
-	// slot indexes the entry's eviction metadata.
-	slot uint32
-	// uid holds an inline uid, or the length of a long one in its first 8
-	// bytes.
+	// uid holds an inline uid, zero-padded.
 	uid [cacheInlineUID]byte
+	// meta is the slot's metadata word as read with the entry (see
+	// packMeta); unused when storing.
+	meta uint64
 }
-
-// The entry must stay 56 bytes: 64 with the map's key.
-var (
-	_ [56 - unsafe.Sizeof(cacheEntry{})]byte
-	_ [unsafe.Sizeof(cacheEntry{}) - 56]byte
-)
 
 func makeCacheEntry(svc *service, uid string, pod int32, exp int64) cacheEntry {
 	e := cacheEntry{svc: svc, pod: pod, expLen: uint64(exp) << 8}
@@ -115,8 +100,8 @@ func makeCacheEntry(svc *service, uid string, pod int32, exp int64) cacheEntry {
 		e.expLen |= uint64(len(uid))
 	} else {
 		// A copy, so that the entry does not pin a caller's larger buffer.
-		e.long = unsafe.StringData(strings.Clone(uid))
-		binary.LittleEndian.PutUint64(e.uid[:8], uint64(len(uid)))
+		e.long = &longUID{svc: svc, uid: strings.Clone(uid)}
+		e.expLen |= slotLongLen
 	}
 	return e
 }
@@ -134,45 +119,26 @@ func (e *cacheEntry) is(ns, name, uid string) bool {
 		n := int(uint8(e.expLen))
 		return n == len(uid) && string(e.uid[:n]) == uid
 	}
-	return binary.LittleEndian.Uint64(e.uid[:8]) == uint64(len(uid)) &&
-		unsafe.String(e.long, len(uid)) == uid
+	return e.long.uid == uid
 }
 
 // sameKey reports whether e and o are entries of the same key. Unused
-// bytes of uid are zero, so comparing the arrays compares inline uids, or the
-// lengths of long ones.
+// bytes of uid are zero, so comparing the arrays compares inline uids.
 func (e *cacheEntry) sameKey(o *cacheEntry) bool {
-	if e.svc.ns != o.svc.ns || e.svc.name != o.svc.name || e.uid != o.uid ||
-		uint8(e.expLen) != uint8(o.expLen) || (e.long == nil) != (o.long == nil) {
+	if e.svc.ns != o.svc.ns || e.svc.name != o.svc.name || (e.long == nil) != (o.long == nil) {
 		return false
 	}
 	if e.long == nil {
-		return true
+		return e.uid == o.uid && uint8(e.expLen) == uint8(o.expLen)
 	}
-	n := int(binary.LittleEndian.Uint64(e.uid[:8]))
-	return unsafe.String(e.long, n) == unsafe.String(o.long, n)
-}
-
-// cacheSlots holds the key hashes of cacheChunk consecutive slots: the key
-// each slot was last handed out for, guarded by linkCache.mu.
-type cacheSlots struct {
-	keys [cacheChunk]uint64
+	return e.long.uid == o.long.uid
 }
 
 // A metadata word: the last access (milliseconds since base, wrapping) in
-// bits 0-31, the frequency counter in bits 32-39, and in bits 40-63 a tag of
-// the key hash that owns the word. Words are indexed by hash, so two keys may
-// land on one; the tag says whose history it holds. A key that does not own
-// its word is not ranked: an eviction takes it for a new entry half a TTL old.
-func packMeta(at uint32, freq uint8, tag uint64) uint64 {
-	return tag<<40 | uint64(freq)<<32 | uint64(at)
+// bits 0-31 and the frequency counter in bits 32-39.
+func packMeta(at uint32, freq uint8) uint64 {
+	return uint64(freq)<<32 | uint64(at)
 }
-
-// metaTag is the tag of key hash h in a metadata word.
-func metaTag(h uint64) uint64 { return h >> 40 }
-
-// owns reports whether metadata word m belongs to key hash h.
-func owns(m, h uint64) bool { return m>>40 == metaTag(h) }
 
 // cacheLFUOdds[c] is the threshold under which a uniform uint32 increments a
 // frequency counter at c: a table, so that a hit does not divide.
@@ -184,56 +150,40 @@ var cacheLFUOdds = func() (t [256]uint32) {
 	return t
 }()
 
-// cacheStripe counts the hits and misses of the lookups that ran on one
-// processor. Padding keeps two processors from ever writing one cache line.
-type cacheStripe struct {
-	hits, misses atomic.Uint64
-	_            [cacheLine - 16]byte
-}
-
 // linkCache maps (namespace, service, uid) to a pod for a Client. Keys are
-// keyHash(serviceHash(ns, name), uid); entries keep the full key, so a hash
-// collision costs a miss, never a wrong pod. It is safe for concurrent use:
-// get takes no lock and allocates nothing; the other methods run on the miss
-// path and may lock.
+// keyHash(serviceHash(ns, name), uid), one entry per hash (a later key takes
+// the hash over); entries keep the full key, so a hash collision costs a
+// miss, never a wrong pod. It is safe for concurrent use: get takes no lock
+// and allocates nothing; the other methods run on the miss path and may lock.
+// The entries live in a table of one-cache-line slots (cachetable.go).
 //
 // # Coherence
 //
 // A link read from Redis may be cached only if Redis did not announce a
 // change of its key after the read began. The caller takes token(h) before
 // reading and hands it to put; invalidate(h) first bumps the epoch of h's
-// stripe, then deletes whatever is at h inside Compute, which always takes
-// h's bucket lock (Delete could return early without it, having looked before
-// a concurrent put stored). put compares the epochs with its token inside
-// Compute for h and stores in the same critical section. Go's atomics are
-// sequentially consistent, so either put's comparison sees the bump and it
-// stores nothing, or it ran before the bump, within a critical section that
-// invalidate's delete, coming after the bump, must wait for: the delete then
-// removes what put stored. invalidateAll does the same with the global epoch
-// and DeleteMatching, which visits every bucket under its lock. The only
-// cost of striping the epochs is that an invalidation also turns away the
-// in-flight puts of the other keys of its stripe; they are read again later.
+// stripe, then deletes whatever is at h under h's shard lock. put compares
+// the epochs with its token under the same lock and stores in the same
+// critical section. Go's atomics are sequentially consistent, so either
+// put's comparison sees the bump and it stores nothing, or it ran before the
+// bump, within a critical section that invalidate's delete, coming after the
+// bump, must wait for: the delete then removes what put stored.
+// invalidateAll does the same with the global epoch, shard by shard. The
+// only cost of striping the epochs is that an invalidation also turns away
+// the in-flight puts of the other keys of its stripe; they are read again
+// later.
 //
 // # Eviction
 //
-// Each entry owns a slot in [0, MaxEntries): since slots are never shared,
-// they bound the number of entries. A put takes a free slot or, when none is
-// left, samples cacheSample slots and evicts the entry its policy ranks
-// lowest. The eviction metadata (last access, frequency) is not kept by slot
-// but in a table of words twice the size of the cache, indexed by key hash,
-// each key owning one of two words (see claimMeta): a hit can then load its
-// words before the map lookup, and the misses overlap instead of following
-// each other (a third of the hit latency at 1M entries). A key that finds
-// both words held is ranked as a middling entry until one is given back.
+// size counts the entries and the room reserved for ones being stored; a
+// put of a new key reserves room first and, when MaxEntries are taken,
+// samples cacheSample live entries and evicts the one its policy ranks
+// lowest. Each slot carries its entry's metadata word (last access,
+// frequency), which hits update in place.
 type linkCache struct {
 	// Read by every hit, written only by newLinkCache.
-	m      *xsync.Map[uint64, cacheEntry]
-	clk    *clock.Coarse
-	chunks []atomic.Pointer[cacheSlots] // allocated by alloc under mu, in order
-	// meta holds the eviction metadata words (see packMeta), indexed by key
-	// hash, two candidate words per key (see claimMeta and the type comment).
-	meta     []atomic.Uint64
-	metaMask uint64
+	t        *table
+	clk      *clock.Coarse
 	counters []cacheStripe // hits and misses, per processor
 	base     int64         // clk.Millis() at construction: the zero of access times
 	decay    uint32        // milliseconds of idleness that cost one frequency level
@@ -241,29 +191,21 @@ type linkCache struct {
 
 	// Read on the miss path only.
 	ttl       int64 // milliseconds
-	max       uint32
+	max       int64
 	epochs    []atomic.Uint32 // invalidation epochs per stripe of key hashes
 	epochMask uint64
 
 	// Written on the miss path, kept off the lines the hits read.
 	_             [cacheLine]byte
 	global        atomic.Uint32 // invalidation epoch of the whole cache
-	size          atomic.Int64  // entries in m, counted where they are stored and deleted
+	size          atomic.Int64  // entries stored, and room reserved for puts
 	evictions     atomic.Uint64
 	expired       atomic.Uint64
 	invalidations atomic.Uint64
 	recency       atomic.Uint64 // weight's float64 bits, for stats
 
-	// mu guards the slot allocator (next, the free list, the chunks' keys
-	// and the chunks' allocation) and the adaptive policy's state. Only a put
-	// that needs a new slot and a deleter returning one take it; a hit never
-	// does.
-	mu   sync.Mutex
-	next uint32 // slots [next, max) were never handed out
-	// free is the first slot handed back, or cacheNoSlot; the keys word of a
-	// free slot links to the next one, so releasing allocates nothing.
-	free   uint32
-	nfree  int
+	// mu guards the adaptive policy's state. A hit never takes it.
+	mu     sync.Mutex
 	weight float64 // adaptive recency weight in [0, 1]
 	// ghostRec holds hashes evicted as the least recent although the
 	// frequency ranking would have kept them; ghostFreq the reverse.
@@ -273,54 +215,51 @@ type linkCache struct {
 // newLinkCache returns an empty cache. cfg is already defaulted: MaxEntries
 // > 0 and TTL > 0. clk must be running; the cache reads it on every hit.
 func newLinkCache(cfg CacheConfig, clk *clock.Coarse) *linkCache {
-	maxEntries := uint32(min(max(cfg.MaxEntries, 1), math.MaxInt32))
+	maxEntries := min(max(cfg.MaxEntries, 1), math.MaxInt32)
 	ttl := max(cfg.TTL.Milliseconds(), 1)
 	nEpochs := 256
-	for nEpochs < int(maxEntries/16) && nEpochs < 1<<16 {
+	for nEpochs < maxEntries/16 && nEpochs < 1<<16 {
 		nEpochs <<= 1
 	}
-	// Twice as many words as entries, and two choices per key: a key seldom
-	// finds both of its words held by others.
-	metaSize := 2
-	for metaSize < 2*int(maxEntries) {
-		metaSize <<= 1
-	}
 	c := &linkCache{
-		meta:      make([]atomic.Uint64, metaSize),
-		metaMask:  uint64(metaSize - 1),
-		m:         xsync.NewMap[uint64, cacheEntry](xsync.WithPresize(int(min(maxEntries, 1<<12)))),
+		t:         newTable(maxEntries),
 		clk:       clk,
-		chunks:    make([]atomic.Pointer[cacheSlots], (maxEntries+cacheChunkMask)>>cacheChunkShift),
 		counters:  make([]cacheStripe, xruntime.Stripes()),
 		policy:    cfg.Eviction,
 		base:      clk.Millis(),
 		ttl:       ttl,
 		decay:     uint32(min(max(ttl/cacheLFUDecays, 1), math.MaxUint32)),
-		max:       maxEntries,
-		free:      cacheNoSlot,
+		max:       int64(maxEntries),
 		epochs:    make([]atomic.Uint32, nEpochs),
 		epochMask: uint64(nEpochs - 1),
 		weight:    0.5,
 	}
 	c.recency.Store(math.Float64bits(c.weight))
 	if c.policy == EvictAdaptive {
-		n := int(min(maxEntries, cacheGhostMax))
+		n := min(maxEntries, cacheGhostMax)
 		c.ghostRec.init(n)
 		c.ghostFreq.init(n)
 	}
 	return c
 }
 
+// cacheStripe counts the hits and misses of the lookups that ran on one
+// processor. Padding keeps two processors from ever writing one cache line.
+type cacheStripe struct {
+	hits, misses atomic.Uint64
+	_            [cacheLine - 16]byte
+}
+
+// stripe returns the counters of the caller's processor.
+func (c *linkCache) stripe() *cacheStripe {
+	return &c.counters[xruntime.ProcID()&(len(c.counters)-1)]
+}
+
 // get returns the cached pod of uid and its service, when present and not
 // expired. It takes no lock, allocates nothing, calls no time function (it
 // reads the coarse clock) and records the access for eviction.
 func (c *linkCache) get(h uint64, ns, name, uid string) (pod int, svc *service, ok bool) {
-	// Load the key's first metadata word before the map lookup: its miss
-	// overlaps the map's instead of following it. Most keys own their first
-	// word (claimMeta prefers it); the others read the second one after.
-	w1 := c.metaAt(h)
-	m1 := w1.Load()
-	e, found := c.m.Load(h)
+	e, s, found := c.t.load(h)
 	if !found || !e.is(ns, name, uid) {
 		c.stripe().misses.Add(1)
 		return -1, nil, false
@@ -331,57 +270,18 @@ func (c *linkCache) get(h uint64, ns, name, uid string) (pod int, svc *service, 
 		c.stripe().misses.Add(1)
 		return -1, nil, false
 	}
-	if owns(m1, h) {
-		c.touch(w1, m1, now)
-	} else {
-		c.touchSecond(h, w1, m1, now)
-	}
+	c.touch(&s.meta, e.meta, now)
 	c.stripe().hits.Add(1)
 	return int(e.pod), e.svc, true
-}
-
-// stripe returns the counters of the caller's processor.
-func (c *linkCache) stripe() *cacheStripe {
-	return &c.counters[xruntime.ProcID()&(len(c.counters)-1)]
-}
-
-// metaAt and metaAt2 return the two metadata words key hash h may own: two
-// choices make it rare that a key finds both taken by others.
-func (c *linkCache) metaAt(h uint64) *atomic.Uint64  { return &c.meta[h&c.metaMask] }
-func (c *linkCache) metaAt2(h uint64) *atomic.Uint64 { return &c.meta[(h>>24)&c.metaMask] }
-
-// touchSecond records an access of a key that does not own its first word
-// w1 (holding m1): it owns the second, or neither. An unranked key takes a
-// word another key gave back (rare: one CAS).
-func (c *linkCache) touchSecond(h uint64, w1 *atomic.Uint64, m1 uint64, now int64) {
-	w2 := c.metaAt2(h)
-	m2 := w2.Load()
-	switch {
-	case owns(m2, h):
-		c.touch(w2, m2, now)
-	case m1 == 0:
-		w1.CompareAndSwap(0, packMeta(uint32(now-c.base), cacheLFUInit, metaTag(h)))
-	case m2 == 0:
-		w2.CompareAndSwap(0, packMeta(uint32(now-c.base), cacheLFUInit, metaTag(h)))
-	}
-}
-
-// ownedMeta returns the word key hash h owns and its value, or nil.
-func (c *linkCache) ownedMeta(h uint64) (*atomic.Uint64, uint64) {
-	if w := c.metaAt(h); owns(w.Load(), h) {
-		return w, w.Load()
-	}
-	if w := c.metaAt2(h); owns(w.Load(), h) {
-		return w, w.Load()
-	}
-	return nil, 0
 }
 
 // touch records an access at now to the metadata word w, whose value the
 // caller loaded as old. The word is written only when it changes: the access
 // time at most once per clock tick, the frequency counter with a probability
-// that falls as it grows. Two hits racing may lose one of their updates; the
-// metadata only ranks entries for eviction.
+// that falls as it grows. The write is a compare-and-swap, so that a hit
+// never writes over the word of an entry a writer stored in its slot after
+// the hit read it; two hits racing may lose one of their updates, which only
+// ranks an entry a little lower for eviction.
 func (c *linkCache) touch(w *atomic.Uint64, old uint64, now int64) {
 	if c.policy == EvictTTL {
 		return // nothing a hit does changes the ranking
@@ -392,7 +292,7 @@ func (c *linkCache) touch(w *atomic.Uint64, old uint64, now int64) {
 	later := int32(at-oldAt) > 0
 	if c.policy == EvictLRU {
 		if later {
-			w.Store(old&^0xFFFFFFFF | uint64(at))
+			w.CompareAndSwap(old, old&^0xFFFFFFFF|uint64(at))
 		}
 		return
 	}
@@ -407,7 +307,7 @@ func (c *linkCache) touch(w *atomic.Uint64, old uint64, now int64) {
 		next++
 	}
 	if later || next != freq {
-		w.Store(packMeta(at, next, old>>40))
+		w.CompareAndSwap(old, packMeta(at, next))
 	}
 }
 
@@ -420,27 +320,29 @@ func (c *linkCache) decayed(freq uint8, idle uint32) uint8 {
 }
 
 // dropExpired deletes the entry at h if it is expired at now. The check runs
-// again under the bucket lock, so a fresh entry a put stored meanwhile stays.
+// again under the shard lock, so a fresh entry a put stored meanwhile stays.
 func (c *linkCache) dropExpired(h uint64, now int64) {
-	slot, ok := c.deleteIf(h, func(e cacheEntry) bool { return now >= e.expiry() })
-	if ok {
+	if c.deleteIf(h, func(e cacheEntry) bool { return now >= e.expiry() }) {
 		c.expired.Add(1)
-		c.release(slot)
 	}
 }
 
-// deleteIf deletes the entry at h if cond holds for it, under h's bucket
-// lock, and returns its slot, which the caller now owns.
-func (c *linkCache) deleteIf(h uint64, cond func(cacheEntry) bool) (slot uint32, ok bool) {
-	c.m.Compute(h, func(e cacheEntry, loaded bool) (cacheEntry, xsync.ComputeOp) {
-		if !loaded || !cond(e) {
-			return e, xsync.CancelOp
-		}
-		slot, ok = e.slot, true
-		c.size.Add(-1)
-		return e, xsync.DeleteOp
-	})
-	return slot, ok
+// deleteIf deletes the entry at h if cond holds for it, under h's shard
+// lock, and reports whether it did.
+func (c *linkCache) deleteIf(h uint64, cond func(cacheEntry) bool) bool {
+	sh := c.t.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s := sh.find(h)
+	if s == nil {
+		return false
+	}
+	if e, _, _, ok, _ := s.read(); !ok || !cond(e) {
+		return false
+	}
+	sh.remove(s)
+	c.size.Add(-1)
+	return true
 }
 
 // token returns the invalidation epoch of h, to take before reading a link
@@ -455,7 +357,7 @@ func (c *linkCache) token(h uint64) uint64 {
 // cached.
 func (c *linkCache) put(h uint64, svc *service, uid string, pod int, token uint64) bool {
 	if c.token(h) != token {
-		return false // stale already: spare the slot work
+		return false // stale already: spare the eviction work
 	}
 	return c.store(h, svc, uid, pod, token, true)
 }
@@ -472,203 +374,155 @@ func (c *linkCache) store(h uint64, svc *service, uid string, pod int, token uin
 	}
 	now := c.clk.Millis()
 	e := makeCacheEntry(svc, uid, int32(pod), now+c.ttl)
-	stored := false
-	// take replaces old with e under h's bucket lock. The new entry inherits
-	// the old one's slot, and its history when it is the same key.
-	take := func(old *cacheEntry) (cacheEntry, xsync.ComputeOp) {
-		if checked && c.token(h) != token {
-			return *old, xsync.CancelOp
-		}
-		stored = true
-		e.slot = old.slot
-		if w, m := c.ownedMeta(h); old.sameKey(&e) && w != nil {
-			c.touch(w, m, now)
-		} else if !old.sameKey(&e) {
-			c.claimMeta(h, now, cacheLFUInit)
-		}
-		return e, xsync.UpdateOp
+	// Replacing the entry at h needs no room (nor an eviction).
+	stored, needRoom := c.storeAt(h, &e, token, checked, now, 0, false)
+	if !needRoom {
+		return stored
 	}
-	// Replacing an entry needs no new slot (nor an eviction).
-	if _, ok := c.m.Load(h); ok {
-		present := false
-		c.m.Compute(h, func(old cacheEntry, loaded bool) (cacheEntry, xsync.ComputeOp) {
-			if !loaded {
-				return old, xsync.CancelOp // evicted or invalidated meanwhile
-			}
-			present = true
-			return take(&old)
-		})
-		if present {
-			return stored
-		}
-	}
-	slot, ok := c.alloc(h, now)
-	if !ok {
+	if !c.reserve(now) {
 		return false
 	}
-	used := false
-	c.m.Compute(h, func(old cacheEntry, loaded bool) (cacheEntry, xsync.ComputeOp) {
-		if loaded {
-			return take(&old) // another put got there first
-		}
-		if checked && c.token(h) != token {
-			return old, xsync.CancelOp
-		}
-		stored, used = true, true
-		e.slot = slot
-		c.size.Add(1)
-		return e, xsync.UpdateOp
-	})
-	if !used {
-		c.release(slot)
+	freq := uint8(cacheLFUInit)
+	if c.policy == EvictAdaptive {
+		c.mu.Lock()
+		freq = max(freq, c.adapt(h))
+		c.mu.Unlock()
 	}
+	stored, _ = c.storeAt(h, &e, token, checked, now, freq, true)
 	return stored
 }
 
-// alloc hands out a slot for a new entry at h, evicting one when all are
-// taken, and resets its metadata as of now. It fails when every sampled slot
-// was in transit.
-func (c *linkCache) alloc(h uint64, now int64) (uint32, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	freq := uint8(cacheLFUInit)
-	if c.policy == EvictAdaptive {
-		freq = max(freq, c.adapt(h))
-	}
-	var slot uint32
-	switch {
-	case c.free != cacheNoSlot:
-		slot = c.free
-		c.free = uint32(c.chunks[slot>>cacheChunkShift].Load().keys[slot&cacheChunkMask])
-		c.nfree--
-	case c.next < c.max:
-		slot = c.next
-		c.next++
-		if slot&cacheChunkMask == 0 {
-			c.chunks[slot>>cacheChunkShift].Store(new(cacheSlots))
+// storeAt stores e at h under h's shard lock, unless the token is stale:
+// over the entry at h if there is one (which keeps its history when it is
+// the same key), else as a new entry with frequency freq if the caller
+// reserved room for it; needRoom asks for that reservation. The reservation
+// is given back when it is not used.
+func (c *linkCache) storeAt(h uint64, e *cacheEntry, token uint64, checked bool, now int64, freq uint8, reserved bool) (stored, needRoom bool) {
+	sh := c.t.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if checked && c.token(h) != token {
+		if reserved {
+			c.size.Add(-1)
 		}
-	default:
-		var ok bool
-		if slot, ok = c.evict(c.clk.Millis()); !ok {
-			return 0, false
-		}
+		return false, false
 	}
-	c.chunks[slot>>cacheChunkShift].Load().keys[slot&cacheChunkMask] = h
-	// Before the entry is published, so no hit sees another key's history.
-	c.claimMeta(h, now, freq)
-	return slot, true
+	if s := sh.find(h); s != nil {
+		old, _, _, _, _ := s.read()
+		meta := packMeta(uint32(now-c.base), cacheLFUInit)
+		if old.sameKey(e) {
+			c.touch(&s.meta, s.meta.Load(), now)
+			meta = s.meta.Load()
+		}
+		s.write(h, e, meta)
+		if reserved {
+			c.size.Add(-1) // another put stored h meanwhile
+		}
+		return true, false
+	}
+	if !reserved {
+		return false, true
+	}
+	sh.insert(h, e, packMeta(uint32(now-c.base), freq))
+	return true, false
 }
 
-// claimMeta gives key hash h its metadata word as of now, unless another key
-// owns the word and has earned more than a new entry's standing: a scan of
-// one-off keys must not wipe the history of a hot key it collides with.
-//
-// Of its two words the key takes one it owns already, else a free one (never
-// used, or untouched for a TTL, so its entry expired), else the one whose
-// owner ranks lower (older, or less frequent), unless that owner has earned
-// more than a new entry's frequency.
-func (c *linkCache) claimMeta(h uint64, now int64, freq uint8) {
-	at := uint32(now - c.base)
-	w1, w2 := c.metaAt(h), c.metaAt2(h)
-	m1, m2 := w1.Load(), w2.Load()
-	age := func(m uint64) uint32 { return uint32(max(int32(at-uint32(m)), 0)) }
-	free := func(m uint64) bool { return m == 0 || owns(m, h) || int64(age(m)) >= c.ttl }
-	var w *atomic.Uint64
-	switch {
-	case owns(m1, h) || (free(m1) && !owns(m2, h)):
-		w = w1
-	case free(m2):
-		w = w2
-	default:
-		victim, m := w1, m1
-		if age(m2) > age(m1) {
-			victim, m = w2, m2
+// reserve takes room for one new entry, evicting one when MaxEntries are
+// taken. It fails when no room could be made in cacheEvictTries rounds.
+func (c *linkCache) reserve(now int64) bool {
+	for range cacheEvictTries {
+		for n := c.size.Load(); n < c.max; n = c.size.Load() {
+			if c.size.CompareAndSwap(n, n+1) {
+				return true
+			}
 		}
-		if c.decayed(uint8(m>>32), age(m)) > cacheLFUInit {
-			return // both owners are established: stay unranked
-		}
-		w = victim
+		c.evict(now)
 	}
-	w.Store(packMeta(at, freq, metaTag(h)))
-}
-
-// freeMeta hands back the metadata word key hash h owns, now that its entry
-// is gone, so that the next key hashed there can own it.
-func (c *linkCache) freeMeta(h uint64) {
-	if w, m := c.ownedMeta(h); w != nil {
-		w.CompareAndSwap(m, 0)
-	}
-}
-
-// release hands slots back; the caller deleted the entries that held them.
-func (c *linkCache) release(slots ...uint32) {
-	c.mu.Lock()
-	for _, s := range slots {
-		c.freeMeta(c.chunks[s>>cacheChunkShift].Load().keys[s&cacheChunkMask])
-		c.chunks[s>>cacheChunkShift].Load().keys[s&cacheChunkMask] = uint64(c.free)
-		c.free = s
-	}
-	c.nfree += len(slots)
-	c.mu.Unlock()
+	return false
 }
 
 // cacheCandidate is a sampled entry as the eviction policies compare it.
 type cacheCandidate struct {
 	h    uint64
 	exp  int64
-	slot uint32
 	age  uint32 // milliseconds since the last access
 	freq uint8  // decayed frequency counter
+	// Where it was sampled: its shard, array, slot and version, checked
+	// again under the shard lock before it is evicted.
+	sh   *tshard
+	arr  *tarray
+	slot *tslot
+	ver  uint64
 }
 
-// evict drops one entry chosen by the policy among cacheSample sampled slots
-// and returns its slot. c.mu is held.
-func (c *linkCache) evict(now int64) (uint32, bool) {
+// evict drops one entry chosen by the policy among cacheSample sampled live
+// entries, and reports whether it did.
+func (c *linkCache) evict(now int64) bool {
 	now32 := uint32(now - c.base)
-	for range cacheEvictTries {
-		var cands [cacheSample]cacheCandidate
-		n := 0
-		for range cacheSample {
-			s := uint32(uint64(xruntime.Rand32()) * uint64(c.max) >> 32)
-			ch := c.chunks[s>>cacheChunkShift].Load()
-			h := ch.keys[s&cacheChunkMask]
-			e, ok := c.m.Load(h)
-			if !ok || e.slot != s {
-				continue // a put has not stored yet, or a delete not returned it
-			}
-			w, meta := c.ownedMeta(h)
-			age := uint32(max(int32(now32-uint32(meta)), 0))
-			freq := c.decayed(uint8(meta>>32), age)
-			if w == nil {
-				// Unranked: both words are held by other keys. Rank it as a
-				// new entry half a TTL old: older than a working set, younger
-				// than what expires.
-				age, freq = uint32(c.ttl/2), cacheLFUInit
-			}
-			cands[n] = cacheCandidate{h: h, exp: e.expiry(), slot: s, age: age, freq: freq}
+	var cands [cacheSample]cacheCandidate
+	n := 0
+	for range cacheSample {
+		if cd, ok := c.sample(now32); ok {
+			cands[n] = cd
 			n++
 		}
-		if n == 0 {
-			continue
-		}
-
-		v, ghosts := c.choose(cands[:n], now)
-		victim := cands[v]
-		if _, ok := c.deleteIf(victim.h, func(e cacheEntry) bool { return e.slot == victim.slot }); !ok {
-			continue // deleted or replaced meanwhile
-		}
-		switch {
-		case now >= victim.exp:
-			c.expired.Add(1)
-		default:
-			c.evictions.Add(1)
-			if ghosts != nil {
-				ghosts.add(victim.h, victim.freq)
-			}
-		}
-		return victim.slot, true
 	}
-	return 0, false
+	if n == 0 {
+		return false
+	}
+	var v int
+	var ghosts *cacheGhosts
+	if c.policy == EvictAdaptive {
+		c.mu.Lock() // choose reads the weight
+		v, ghosts = c.choose(cands[:n], now)
+		c.mu.Unlock()
+	} else {
+		v, ghosts = c.choose(cands[:n], now)
+	}
+	victim := &cands[v]
+	sh := victim.sh
+	sh.mu.Lock()
+	ok := sh.arr.Load() == victim.arr && victim.slot.ver.Load() == victim.ver
+	if ok {
+		sh.remove(victim.slot)
+	}
+	sh.mu.Unlock()
+	if !ok {
+		return false // deleted or replaced meanwhile
+	}
+	c.size.Add(-1)
+	switch {
+	case now >= victim.exp:
+		c.expired.Add(1)
+	default:
+		c.evictions.Add(1)
+		if ghosts != nil {
+			c.mu.Lock()
+			ghosts.add(victim.h, victim.freq)
+			c.mu.Unlock()
+		}
+	}
+	return true
+}
+
+// sample returns the live entry of a random slot of a random shard: a few
+// random slots are tried, so that every entry is as likely to be sampled
+// (a scan from a random slot would favour the entries after empty runs).
+func (c *linkCache) sample(now32 uint32) (cacheCandidate, bool) {
+	for range cacheSampleTries {
+		r := xruntime.Rand64()
+		sh := &c.t.shards[uint64(uint32(r))*uint64(len(c.t.shards))>>32]
+		a := sh.arr.Load()
+		s := &a.slots[(r>>32)*uint64(len(a.slots))>>32]
+		if e, h, v, ok, _ := s.read(); ok {
+			age := uint32(max(int32(now32-uint32(e.meta)), 0))
+			return cacheCandidate{
+				h: h, exp: e.expiry(), age: age, freq: c.decayed(uint8(e.meta>>32), age),
+				sh: sh, arr: a, slot: s, ver: v,
+			}, true
+		}
+	}
+	return cacheCandidate{}, false
 }
 
 // choose returns the index of the candidate to evict and, for the adaptive
@@ -813,7 +667,7 @@ func (g *cacheGhosts) len() int { return len(g.at) }
 // It does not affect tokens.
 func (c *linkCache) remove(h uint64, ns, name, uid string) (pod int, ok bool) {
 	var e cacheEntry
-	slot, found := c.deleteIf(h, func(x cacheEntry) bool {
+	found := c.deleteIf(h, func(x cacheEntry) bool {
 		if x.is(ns, name, uid) {
 			e = x
 			return true
@@ -823,7 +677,6 @@ func (c *linkCache) remove(h uint64, ns, name, uid string) (pod int, ok bool) {
 	if !found {
 		return -1, false
 	}
-	c.release(slot)
 	if c.clk.Millis() >= e.expiry() {
 		c.expired.Add(1)
 		return -1, false
@@ -836,9 +689,8 @@ func (c *linkCache) remove(h uint64, ns, name, uid string) (pod int, ok bool) {
 // matters; see the linkCache comment.
 func (c *linkCache) invalidate(h uint64) {
 	c.epochs[h&c.epochMask].Add(1)
-	if slot, ok := c.deleteIf(h, func(cacheEntry) bool { return true }); ok {
+	if c.deleteIf(h, func(cacheEntry) bool { return true }) {
 		c.invalidations.Add(1)
-		c.release(slot)
 	}
 }
 
@@ -847,16 +699,29 @@ func (c *linkCache) invalidate(h uint64) {
 // client re-validates it instead, see Client.trackingLost.)
 func (c *linkCache) invalidateAll() {
 	c.global.Add(1)
-	var slots []uint32
-	c.m.DeleteMatching(func(_ uint64, e cacheEntry) (bool, bool) {
-		// Called under the bucket lock, and the entry is deleted in the same
-		// critical section: each slot comes back once.
-		slots = append(slots, e.slot)
-		c.size.Add(-1)
-		return true, false
-	})
-	c.invalidations.Add(uint64(len(slots)))
-	c.release(slots...)
+	for i := range c.t.shards {
+		sh := &c.t.shards[i]
+		sh.mu.Lock()
+		n := sh.clear()
+		sh.mu.Unlock()
+		c.size.Add(-int64(n))
+		c.invalidations.Add(uint64(n))
+	}
+}
+
+// all yields every live entry with its key hash, shard by shard; entries
+// stored or deleted meanwhile may or may not be seen.
+func (c *linkCache) all() iter.Seq2[uint64, cacheEntry] {
+	return func(yield func(uint64, cacheEntry) bool) {
+		for i := range c.t.shards {
+			a := c.t.shards[i].arr.Load()
+			for j := range a.slots {
+				if e, h, _, ok, _ := a.slots[j].read(); ok && !yield(h, e) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // stats returns the cache's counters.

@@ -82,7 +82,7 @@ func access(c *linkCache, k testKey) {
 
 // cached reports whether k is in the cache, without recording an access.
 func cached(c *linkCache, k testKey) bool {
-	e, ok := c.m.Load(k.h)
+	e, _, ok := c.t.load(k.h)
 	return ok && e.is(k.svc.ns, k.svc.name, k.uid)
 }
 
@@ -96,38 +96,49 @@ func countCached(c *linkCache, ks []testKey) int {
 	return n
 }
 
-// checkSlots checks the slot accounting of a cache at rest: every entry owns
-// a distinct slot below MaxEntries registered under its hash, len counts the
-// entries, and every other slot handed out is on the free list.
+// checkSlots checks the table of a cache at rest: each shard's counts match
+// its slots, every live entry is found by a lookup of its hash (no probe run
+// is broken) and sits in its hash's shard, no hash is held twice, and len
+// counts the entries, at most MaxEntries.
 func checkSlots(t *testing.T, c *linkCache) {
 	t.Helper()
-	owned := map[uint32]bool{}
+	seen := map[uint64]bool{}
 	n := 0
-	c.m.Range(func(h uint64, e cacheEntry) bool {
-		n++
-		if e.slot >= c.max || owned[e.slot] {
-			t.Errorf("entry %x holds slot %d, out of range or shared", h, e.slot)
-		} else if k := c.chunks[e.slot>>cacheChunkShift].Load().keys[e.slot&cacheChunkMask]; k != h {
-			t.Errorf("slot %d is registered for %x, held by %x", e.slot, k, h)
+	for i := range c.t.shards {
+		sh := &c.t.shards[i]
+		sh.mu.Lock()
+		a := sh.arr.Load()
+		live, used := 0, 0
+		for j := range a.slots {
+			switch slotState(a.slots[j].ver.Load()) {
+			case slotLive:
+				live++
+				used++
+				h := a.slots[j].h.Load()
+				if seen[h] {
+					t.Errorf("hash %x is held twice", h)
+				}
+				seen[h] = true
+				if c.t.shard(h) != sh {
+					t.Errorf("hash %x sits in shard %d", h, i)
+				}
+				if _, s, ok := c.t.load(h); !ok || s != &a.slots[j] {
+					t.Errorf("hash %x is not found where it sits", h)
+				}
+			case slotDead:
+				used++
+			case slotBusy:
+				t.Errorf("slot %d of shard %d is busy at rest", j, i)
+			}
 		}
-		owned[e.slot] = true
-		return true
-	})
+		if live != sh.live || used != sh.used || 4*used > 3*len(a.slots) {
+			t.Errorf("shard %d: %d live and %d used of %d slots, counted %d and %d", i, live, used, len(a.slots), sh.live, sh.used)
+		}
+		sh.mu.Unlock()
+		n += live
+	}
 	if n != c.len() || n > int(c.max) {
 		t.Errorf("%d entries, len() %d, MaxEntries %d", n, c.len(), c.max)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	free := 0
-	for s := c.free; s != cacheNoSlot; s = uint32(c.chunks[s>>cacheChunkShift].Load().keys[s&cacheChunkMask]) {
-		if owned[s] {
-			t.Fatalf("slot %d is both free and held", s)
-		}
-		owned[s] = true
-		free++
-	}
-	if free != c.nfree || n+free != int(c.next) {
-		t.Errorf("%d entries + %d free slots (nfree %d), %d handed out", n, free, c.nfree, c.next)
 	}
 }
 
@@ -795,3 +806,123 @@ func BenchmarkCacheGet(b *testing.B) {
 }
 
 var benchSink atomic.Int64
+
+// TestCacheTableConsistentReads races lock-free readers against writers
+// that replace, delete, grow and clear the table, with several keys forced
+// onto each hash and both inline and long uids: a hit must always return a
+// pod that was stored for the very key looked up (pods encode their key),
+// never a mix of two entries or another key's pod.
+func TestCacheTableConsistentReads(t *testing.T) {
+	const (
+		nkeys   = 96
+		nhashes = 24 // four keys per hash
+	)
+	c := newTestCache(t, CacheConfig{MaxEntries: 16})
+	svcs := []*service{testService("ns", "room"), testService("ns", "chat")}
+	type key struct {
+		svc *service
+		uid string
+		h   uint64
+	}
+	ks := make([]key, nkeys)
+	for i := range ks {
+		uid := "u" + strconv.Itoa(i)
+		if i%3 == 0 {
+			uid += strings.Repeat("-long", 8) // past the inline bytes
+		}
+		ks[i] = key{svcs[i%2], uid, uint64(i%nhashes) * 0x9E3779B97F4A7C15}
+	}
+	ops := 200000
+	if raceEnabled || testing.Short() {
+		ops = 30000
+	}
+	var done atomic.Bool
+	var bad, hits atomic.Int64
+	var writers, readers sync.WaitGroup
+	for w := range 2 {
+		writers.Go(func() {
+			for i := 0; !done.Load(); i++ {
+				j := rand.IntN(nkeys)
+				k := ks[j]
+				switch r := rand.IntN(100); {
+				case r < 70:
+					c.set(k.h, k.svc, k.uid, j*1000+i%1000)
+				case r < 85:
+					c.put(k.h, k.svc, k.uid, j*1000+i%1000, c.token(k.h))
+				case r < 95:
+					c.remove(k.h, k.svc.ns, k.svc.name, k.uid)
+				case r < 99:
+					c.invalidate(k.h)
+				default:
+					if w == 0 && i%50 == 0 {
+						c.invalidateAll()
+					}
+				}
+			}
+		})
+	}
+	for range 3 {
+		readers.Go(func() {
+			for range ops {
+				j := rand.IntN(nkeys)
+				k := ks[j]
+				pod, svc, ok := c.get(k.h, k.svc.ns, k.svc.name, k.uid)
+				if !ok {
+					continue
+				}
+				hits.Add(1)
+				if pod/1000 != j || svc != k.svc {
+					if bad.Add(1) <= 5 {
+						t.Errorf("key %d (%q): got pod %d of service %q", j, k.uid, pod, svc.name)
+					}
+				}
+			}
+		})
+	}
+	readers.Wait()
+	done.Store(true)
+	writers.Wait()
+	if hits.Load() == 0 {
+		t.Fatal("no reader ever hit")
+	}
+	t.Logf("%d hits, %d wrong; %+v", hits.Load(), bad.Load(), c.stats())
+	checkSlots(t, c)
+}
+
+// TestCacheTableGrowsUnderReads: readers keep finding every stored key
+// while writers add keys, so that every shard is rebuilt several times
+// under them; a key stored before a reader looks must be found.
+func TestCacheTableGrowsUnderReads(t *testing.T) {
+	const n = 20000
+	c := newTestCache(t, CacheConfig{MaxEntries: 4 * n})
+	svc := testService("ns", "room")
+	ks := newKeys(svc, "user-", n)
+	var stored atomic.Int64 // ks[:stored] are in the cache
+	var readers sync.WaitGroup
+	var missed atomic.Int64
+	for range 2 {
+		readers.Go(func() {
+			for stored.Load() < n {
+				m := stored.Load()
+				if m == 0 {
+					continue
+				}
+				j := rand.IntN(int(m))
+				if pod, ok := lookup(c, ks[j]); !ok || pod != j {
+					if missed.Add(1) <= 5 {
+						t.Errorf("key %d stored before the lookup: got %d, %v", j, pod, ok)
+					}
+				}
+			}
+		})
+	}
+	for j, k := range ks {
+		c.set(k.h, svc, k.uid, j)
+		stored.Store(int64(j + 1))
+	}
+	readers.Wait()
+	if got := c.len(); got != n {
+		t.Fatalf("len = %d, want %d", got, n)
+	}
+	checkSlots(t, c)
+}

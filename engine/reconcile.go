@@ -2,12 +2,10 @@ package engine
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/puzpuzpuz/xsync/v4"
 
@@ -306,7 +304,7 @@ func (c *Client) revalidate() {
 	// Entries stored at or before the loss, per service. The cache's
 	// stored time is its expiry less the TTL.
 	todo := map[*service][]item{}
-	for h, e := range c.cache.m.All() {
+	for h, e := range c.cache.all() {
 		if e.expiry()-c.cache.ttl > lost {
 			continue
 		}
@@ -361,19 +359,17 @@ func (e *cacheEntry) key() string {
 	if e.long == nil {
 		return string(e.uid[:uint8(e.expLen)])
 	}
-	// The long uid is the entry's private, immutable copy.
-	return unsafe.String(e.long, int(binary.LittleEndian.Uint64(e.uid[:8])))
+	return e.long.uid // the entry's private, immutable copy
 }
 
 // dropIf deletes the entry of (sv, uid) if it still holds pod, and reports
 // whether it did. It does not affect tokens.
 func (c *linkCache) dropIf(h uint64, sv *service, uid string, pod int) bool {
-	slot, ok := c.deleteIf(h, func(e cacheEntry) bool {
+	ok := c.deleteIf(h, func(e cacheEntry) bool {
 		return e.svc == sv && e.is(sv.ns, sv.name, uid) && int(e.pod) == pod
 	})
 	if ok {
 		c.invalidations.Add(1)
-		c.release(slot)
 	}
 	return ok
 }
