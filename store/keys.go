@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Limits and sentinels of the wire format (SPEC §2–3).
@@ -97,35 +98,73 @@ func writeUIDKey(b *strings.Builder, ns, uid, svc string) {
 	b.WriteString(svc)
 }
 
-// linkKeys builds the LinkKey of every uid into one allocation: the keys are
-// slices of a single string.
+// linkKeys builds the LinkKey of every uid into one buffer: the keys are
+// strings over slices of it. The prefix sf:{<ns>:lk: and suffix }<svc> are
+// shared by every key, so each key costs two copies of them and one of its
+// uid; a uid that needs escaping (rare) takes the slow path.
 func linkKeys(ns string, uids []string, svc string) []string {
-	n := 0
-	for _, uid := range uids {
-		n += uidKeyLen(ns, uid, svc)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	ends := make([]int, len(uids))
-	for i, uid := range uids {
-		writeUIDKey(&b, ns, uid, svc)
-		ends[i] = b.Len()
-	}
-	all := b.String()
 	keys := make([]string, len(uids))
-	start := 0
-	for i, end := range ends {
-		keys[i] = all[start:end]
-		start = end
-	}
+	appendLinkKeys(keys, ns, uids, svc)
 	return keys
 }
+
+// appendLinkKeys sets keys[i] to the LinkKey of uids[i]; len(keys) must be
+// len(uids). One sizing pass counts the bytes to escape, so the buffer is
+// allocated once at its exact size and the keys can point into it.
+func appendLinkKeys(keys []string, ns string, uids []string, svc string) {
+	fixed := len(keyPrefix) + len(ns) + len(linkInfix) + 1 + len(svc)
+	n, special := fixed*len(uids), 0
+	for _, uid := range uids {
+		n += len(uid)
+		special += countEscaped(uid)
+	}
+	buf := make([]byte, n+special*(escapeWidth-1))
+	// The shared prefix sf:{<ns>:lk: and suffix }<svc>, written once.
+	pos := copy(buf, keyPrefix)
+	pos += copy(buf[pos:], ns)
+	pos += copy(buf[pos:], linkInfix)
+	prefix := buf[:pos:pos]
+	suffix := make([]byte, 0, 1+len(svc))
+	suffix = append(append(suffix, '}'), svc...)
+	pos = 0
+	for i, uid := range uids {
+		start := pos
+		pos += copy(buf[pos:], prefix)
+		if special == 0 || countEscaped(uid) == 0 {
+			pos += copy(buf[pos:], uid)
+		} else {
+			pos = len(appendEscapedUID(buf[:pos], uid))
+		}
+		pos += copy(buf[pos:], suffix)
+		keys[i] = unsafe.String(&buf[start], pos-start)
+	}
+}
+
+// appendEscapedUID appends uid with '{', '}' and '%' escaped (SPEC §3.1).
+func appendEscapedUID(buf []byte, uid string) []byte {
+	for i := 0; i < len(uid); i++ {
+		c := uid[i]
+		if !escaped[c] {
+			buf = append(buf, c)
+			continue
+		}
+		buf = append(buf, '%', upperHexDigits[c>>4], upperHexDigits[c&0xF])
+	}
+	return buf
+}
+
+// escaped marks the bytes of escapedBytes.
+var escaped = func() (t [256]bool) {
+	for i := 0; i < len(escapedBytes); i++ {
+		t[escapedBytes[i]] = true
+	}
+	return t
+}()
 
 func countEscaped(uid string) int {
 	n := 0
 	for i := 0; i < len(uid); i++ {
-		switch uid[i] {
-		case '{', '}', '%':
+		if escaped[uid[i]] {
 			n++
 		}
 	}
