@@ -68,11 +68,12 @@ func (r *Redis) batchStandalone(ctx context.Context, ns string, uids []string, s
 	fail := make([]error, chunks)
 	do := func(c int) {
 		lo, hi := c*batchChunk, min((c+1)*batchChunk, len(uids))
-		keys := linkKeys(ns, uids[lo:hi], svc)
+		s := chunkPool.Get().(*chunkKeys)
+		keys := s.build(ns, uids[lo:hi], svc)
 		vals, err := r.client.Do(ctx, r.client.B().Mget().Key(keys...).Build()).ToArray()
 		if err != nil {
 			fail[c] = classify(op, keys[0], err)
-			return
+			return // the keys may still be queued to be written: not reused
 		}
 		if len(vals) != len(keys) {
 			fail[c] = unexpected(op, "MGET answered "+strconv.Itoa(len(vals))+" values for "+strconv.Itoa(len(keys))+" keys")
@@ -85,6 +86,9 @@ func (r *Redis) batchStandalone(ctx context.Context, ns string, uids []string, s
 				p = NoPod
 			}
 			pods[lo+k] = int32(p)
+		}
+		if bad[c] == nil { // the errors name keys in s
+			chunkPool.Put(s)
 		}
 	}
 	if chunks == 1 {
@@ -102,6 +106,28 @@ func (r *Redis) batchStandalone(ctx context.Context, ns string, uids []string, s
 		}
 	}
 	return slices.Concat(bad...), nil
+}
+
+// chunkKeys is the memory a chunk's keys are built in. It is reused from
+// chunkPool once the chunk's MGET was answered and none of its keys went
+// into an error: rueidis is done with the command then and nothing else
+// holds the keys. A batch of 10,000 uids would otherwise allocate about
+// 460 KB of keys per call, garbage the moment the replies are in.
+type chunkKeys struct {
+	buf  []byte
+	keys []string
+}
+
+var chunkPool = sync.Pool{New: func() any { return new(chunkKeys) }}
+
+// build returns the LinkKeys of uids, in s's memory.
+func (s *chunkKeys) build(ns string, uids []string, svc string) []string {
+	if cap(s.keys) < len(uids) {
+		s.keys = make([]string, len(uids), max(len(uids), batchChunk))
+	}
+	s.keys = s.keys[:len(uids)]
+	s.buf = buildLinkKeys(s.buf, s.keys, ns, uids, svc)
+	return s.keys
 }
 
 // batchCluster groups the keys per hash slot (one MGET cannot span slots) and

@@ -99,45 +99,53 @@ func writeUIDKey(b *strings.Builder, ns, uid, svc string) {
 }
 
 // linkKeys builds the LinkKey of every uid into one buffer: the keys are
-// strings over slices of it. The prefix sf:{<ns>:lk: and suffix }<svc> are
-// shared by every key, so each key costs two copies of them and one of its
-// uid; a uid that needs escaping (rare) takes the slow path.
+// strings over slices of it.
 func linkKeys(ns string, uids []string, svc string) []string {
 	keys := make([]string, len(uids))
-	appendLinkKeys(keys, ns, uids, svc)
+	buildLinkKeys(nil, keys, ns, uids, svc)
 	return keys
 }
 
-// appendLinkKeys sets keys[i] to the LinkKey of uids[i]; len(keys) must be
-// len(uids). One sizing pass counts the bytes to escape, so the buffer is
-// allocated once at its exact size and the keys can point into it.
-func appendLinkKeys(keys []string, ns string, uids []string, svc string) {
+// buildLinkKeys sets keys[i] to the LinkKey of uids[i] (len(keys) must be
+// len(uids)), writing them into buf when it is large enough, else into a new
+// buffer, and returns the buffer used. The shared prefix sf:{<ns>:lk: and
+// suffix }<svc> are copied whole and each key is an unsafe.String over its
+// bytes, so a reused buf must hold no key still in use: the caller owns it.
+// One sizing pass counts the bytes to escape, so the buffer is exactly sized.
+func buildLinkKeys(buf []byte, keys []string, ns string, uids []string, svc string) []byte {
 	fixed := len(keyPrefix) + len(ns) + len(linkInfix) + 1 + len(svc)
 	n, special := fixed*len(uids), 0
 	for _, uid := range uids {
 		n += len(uid)
 		special += countEscaped(uid)
 	}
-	buf := make([]byte, n+special*(escapeWidth-1))
-	// The shared prefix sf:{<ns>:lk: and suffix }<svc>, written once.
-	pos := copy(buf, keyPrefix)
-	pos += copy(buf[pos:], ns)
-	pos += copy(buf[pos:], linkInfix)
-	prefix := buf[:pos:pos]
-	suffix := make([]byte, 0, 1+len(svc))
-	suffix = append(append(suffix, '}'), svc...)
-	pos = 0
+	n += special * (escapeWidth - 1)
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	// The prefix is written for the first key and copied from there.
+	pos := 0
 	for i, uid := range uids {
 		start := pos
-		pos += copy(buf[pos:], prefix)
+		if i == 0 {
+			pos += copy(buf[pos:], keyPrefix)
+			pos += copy(buf[pos:], ns)
+			pos += copy(buf[pos:], linkInfix)
+		} else {
+			pos += copy(buf[pos:], buf[:len(keyPrefix)+len(ns)+len(linkInfix)])
+		}
 		if special == 0 || countEscaped(uid) == 0 {
 			pos += copy(buf[pos:], uid)
 		} else {
 			pos = len(appendEscapedUID(buf[:pos], uid))
 		}
-		pos += copy(buf[pos:], suffix)
+		buf[pos] = '}'
+		pos++
+		pos += copy(buf[pos:], svc)
 		keys[i] = unsafe.String(&buf[start], pos-start)
 	}
+	return buf
 }
 
 // appendEscapedUID appends uid with '{', '}' and '%' escaped (SPEC §3.1).
