@@ -213,6 +213,12 @@ func TestCorruptValues(t *testing.T) {
 				if want := map[int][]string{2: {"good"}}; !maps.EqualFunc(groups, want, slices.Equal) {
 					t.Fatalf("batch = %v, want %v beside the error", groups, want)
 				}
+				// The error keeps naming its key after later batches build
+				// theirs (batches reuse the memory of keys nobody holds).
+				for range 3 {
+					_, _ = e.s.BatchGetLinkedPod(e.ctx, e.ns, []string{"gold", "bat"}, svc)
+				}
+				wantCorrupt("BatchGetLinkedPod, after later batches", err)
 
 				// The forced write repairs the key.
 				prev, err := e.s.SetLinkedPod(e.ctx, e.ns, "bad", svc, 4, store.Persistent)

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Limits and sentinels of the wire format (SPEC §2–3).
@@ -97,35 +98,81 @@ func writeUIDKey(b *strings.Builder, ns, uid, svc string) {
 	b.WriteString(svc)
 }
 
-// linkKeys builds the LinkKey of every uid into one allocation: the keys are
-// slices of a single string.
+// linkKeys builds the LinkKey of every uid into one buffer: the keys are
+// strings over slices of it.
 func linkKeys(ns string, uids []string, svc string) []string {
-	n := 0
-	for _, uid := range uids {
-		n += uidKeyLen(ns, uid, svc)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	ends := make([]int, len(uids))
-	for i, uid := range uids {
-		writeUIDKey(&b, ns, uid, svc)
-		ends[i] = b.Len()
-	}
-	all := b.String()
 	keys := make([]string, len(uids))
-	start := 0
-	for i, end := range ends {
-		keys[i] = all[start:end]
-		start = end
-	}
+	buildLinkKeys(nil, keys, ns, uids, svc)
 	return keys
 }
+
+// buildLinkKeys sets keys[i] to the LinkKey of uids[i] (len(keys) must be
+// len(uids)), writing them into buf when it is large enough, else into a new
+// buffer, and returns the buffer used. The shared prefix sf:{<ns>:lk: and
+// suffix }<svc> are copied whole and each key is an unsafe.String over its
+// bytes, so a reused buf must hold no key still in use: the caller owns it.
+// One sizing pass counts the bytes to escape, so the buffer is exactly sized.
+func buildLinkKeys(buf []byte, keys []string, ns string, uids []string, svc string) []byte {
+	fixed := len(keyPrefix) + len(ns) + len(linkInfix) + 1 + len(svc)
+	n, special := fixed*len(uids), 0
+	for _, uid := range uids {
+		n += len(uid)
+		special += countEscaped(uid)
+	}
+	n += special * (escapeWidth - 1)
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	// The prefix is written for the first key and copied from there.
+	pos := 0
+	for i, uid := range uids {
+		start := pos
+		if i == 0 {
+			pos += copy(buf[pos:], keyPrefix)
+			pos += copy(buf[pos:], ns)
+			pos += copy(buf[pos:], linkInfix)
+		} else {
+			pos += copy(buf[pos:], buf[:len(keyPrefix)+len(ns)+len(linkInfix)])
+		}
+		if special == 0 || countEscaped(uid) == 0 {
+			pos += copy(buf[pos:], uid)
+		} else {
+			pos = len(appendEscapedUID(buf[:pos], uid))
+		}
+		buf[pos] = '}'
+		pos++
+		pos += copy(buf[pos:], svc)
+		keys[i] = unsafe.String(&buf[start], pos-start)
+	}
+	return buf
+}
+
+// appendEscapedUID appends uid with '{', '}' and '%' escaped (SPEC §3.1).
+func appendEscapedUID(buf []byte, uid string) []byte {
+	for i := 0; i < len(uid); i++ {
+		c := uid[i]
+		if !escaped[c] {
+			buf = append(buf, c)
+			continue
+		}
+		buf = append(buf, '%', upperHexDigits[c>>4], upperHexDigits[c&0xF])
+	}
+	return buf
+}
+
+// escaped marks the bytes of escapedBytes.
+var escaped = func() (t [256]bool) {
+	for i := 0; i < len(escapedBytes); i++ {
+		t[escapedBytes[i]] = true
+	}
+	return t
+}()
 
 func countEscaped(uid string) int {
 	n := 0
 	for i := 0; i < len(uid); i++ {
-		switch uid[i] {
-		case '{', '}', '%':
+		if escaped[uid[i]] {
 			n++
 		}
 	}
