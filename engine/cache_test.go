@@ -926,3 +926,26 @@ func TestCacheTableGrowsUnderReads(t *testing.T) {
 	}
 	checkSlots(t, c)
 }
+
+// TestCacheTableReclaimsTombstones: once every entry is deleted, in any
+// order, no slot is left a tombstone, so a shard is not rebuilt for
+// deletions alone.
+func TestCacheTableReclaimsTombstones(t *testing.T) {
+	c := newTestCache(t, CacheConfig{MaxEntries: 5000})
+	svc := testService("ns", "room")
+	ks := newKeys(svc, "u", 3000)
+	for round := range 3 {
+		for i, k := range ks {
+			fill(t, c, k, i)
+		}
+		for _, i := range rand.Perm(len(ks)) {
+			c.invalidate(ks[i].h)
+		}
+		checkSlots(t, c)
+		for i := range c.t.shards {
+			if sh := &c.t.shards[i]; sh.used != 0 || sh.live != 0 {
+				t.Fatalf("round %d: shard %d has %d used slots, %d live, after every entry was deleted", round, i, sh.used, sh.live)
+			}
+		}
+	}
+}

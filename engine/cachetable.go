@@ -334,11 +334,31 @@ func (sh *tshard) rebuild(n int) *tarray {
 	return a
 }
 
-// remove turns the live slot s of the shard into a tombstone. The caller
-// holds the mutex.
+// remove turns the live slot s of the shard's current array into a
+// tombstone. The caller holds the mutex.
 func (sh *tshard) remove(s *tslot) {
 	s.kill()
 	sh.live--
+	// A tombstone followed by a never-used slot is in the way of no probe:
+	// it and the tombstones before it become never-used again, so that
+	// deletions do not pile up tombstones until the next rebuild.
+	a := sh.arr.Load()
+	i := int((uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(&a.slots[0]))) / unsafe.Sizeof(tslot{}))
+	if slotState(a.slots[a.next(i)].ver.Load()) != slotEmpty {
+		return
+	}
+	for n := 0; n < len(a.slots); n++ {
+		d := &a.slots[i]
+		v := d.ver.Load()
+		if slotState(v) != slotDead {
+			return
+		}
+		d.ver.Store(slotVer(v, slotEmpty, 0))
+		sh.used--
+		if i--; i < 0 {
+			i = len(a.slots) - 1
+		}
+	}
 }
 
 // clear drops every entry of the shard and returns how many there were. The
