@@ -11,9 +11,12 @@ import (
 // The link cache's table: open addressing over 64-byte slots, one cache line
 // each, split into shards by the top bits of the key hash. A slot holds the
 // whole entry and its eviction metadata, so a hit reads one line of the
-// table, where a map of pointers to entries reads the bucket and then the
-// entry (measured: a lookup among a million entries cost 0.6–1.1 µs through
-// xsync.Map plus a metadata table, against 0.2 µs for one line).
+// table, where a map of pointers to entries (xsync.Map, which the cache used
+// before) reads the bucket, then the entry, and the metadata lived in a third
+// line. Measured by BenchmarkComputeLinkedPodHit, the two builds run one
+// after the other: uniform keys 489–555 ns a hit before, 311–332 ns with this
+// table (a read-only Go map keyed by the joined key: 534–564 ns); Zipf(1.1)
+// keys 196–216 ns before, 128–143 ns now.
 //
 // Readers take no lock. Each slot carries a version word: writers, who hold
 // their shard's mutex, mark it busy, write the fields and publish the new
