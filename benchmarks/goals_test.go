@@ -25,6 +25,14 @@ import (
 // least disturbed run) on both sides of a speed ratio; hit ratios, which
 // only vary with the implementation's own randomness, by their median;
 // allocations by their worst.
+//
+// The brief check (make bench-check, in CI) runs each row for 100 ms, and
+// there a same-run speed ratio still moves a lot: the cache-hit ratio that
+// make bench measured at 1.32× came out at 0.90× in one brief check of the
+// same commit. $STICKYROUTE_BENCH_SLACK (a fraction; scripts/bench.sh sets
+// 0.2 for the check, 0 for make bench) lets a speed goal missed by less than
+// that pass the check, reported as a miss within the allowance: the check
+// still fails a regression beyond the noise, and make bench judges exactly.
 
 // envOutput names the file of go test -bench output TestGoals judges;
 // envGoalsMD, when set, names the file it writes its goal table to.
@@ -32,6 +40,7 @@ const (
 	envOutput  = "STICKYROUTE_BENCH_OUTPUT"
 	envGoalsMD = "STICKYROUTE_BENCH_GOALS"
 	envStrict  = "STICKYROUTE_BENCH_STRICT"
+	envSlack   = "STICKYROUTE_BENCH_SLACK"
 )
 
 // goalKind says how a goal compares ours with the peers.
@@ -159,6 +168,8 @@ type verdict struct {
 	goal
 	ok         bool // the goal is met
 	aboveFloor bool // a known miss still at its floor or above
+	inSlack    bool // a speed goal missed by less than the check's allowance
+	slack      float64
 	ours       float64
 	peer       string  // the best peer row
 	peerVal    float64 // its value
@@ -212,10 +223,21 @@ func (r results) judge(g goal) verdict {
 	return v
 }
 
+// allow lets a speed goal (a ratio) missed by less than the fraction slack
+// of its target pass the check (see envSlack).
+func (v *verdict) allow(slack float64) {
+	if v.ok || v.err != "" || slack <= 0 || v.kind != faster && v.kind != atLeast {
+		return
+	}
+	v.slack = slack
+	v.inSlack = v.got >= v.x*(1-slack)
+}
+
 // fails reports whether v fails the check: a miss, unless it is a known one
-// still above its floor and strict is off.
+// still above its floor, or a speed miss within the allowance, and strict is
+// off.
 func (v verdict) fails(strict bool) bool {
-	return !v.ok && (strict || !v.aboveFloor)
+	return !v.ok && (strict || !v.aboveFloor && !v.inSlack)
 }
 
 // String is the verdict as one line of the report.
@@ -224,6 +246,8 @@ func (v verdict) String() string {
 	switch {
 	case v.aboveFloor && !v.ok:
 		status = "MISS (known, above its floor)"
+	case v.inSlack && !v.ok:
+		status = fmt.Sprintf("MISS (within the check's %.0f%% noise allowance)", 100*v.slack)
 	case !v.ok:
 		status = "MISS"
 	}
@@ -260,6 +284,8 @@ func markdown(vs []verdict) string {
 		switch {
 		case !v.ok && v.aboveFloor:
 			met = "**NO** (known, above floor: " + v.known + ")"
+		case !v.ok && v.inSlack:
+			met = "**NO** (within the check's noise allowance)"
 		case !v.ok:
 			met = "**NO**"
 		}
@@ -298,10 +324,17 @@ func TestGoals(t *testing.T) {
 		t.Fatal("no goals registered")
 	}
 	strict := os.Getenv(envStrict) == "1"
+	var slack float64
+	if e := os.Getenv(envSlack); e != "" {
+		if slack, err = strconv.ParseFloat(e, 64); err != nil || slack < 0 || slack >= 1 {
+			t.Fatalf("%s=%q: want a fraction in [0, 1)", envSlack, e)
+		}
+	}
 	var vs []verdict
 	missed, failed := 0, 0
 	for _, g := range goals {
 		v := res.judge(g)
+		v.allow(slack)
 		vs = append(vs, v)
 		t.Log(v)
 		if !v.ok {
@@ -387,6 +420,25 @@ PASS
 	pts := res.judge(pointsWithin("3pt known", 3, "hit%", "X/impl=ours", "X/impl=a").knownMiss(4.5, "why"))
 	if pts.ok || pts.fails(false) {
 		t.Errorf("known miss at -4.25 points with floor -4.5: ok %v fails %v", pts.ok, pts.fails(false))
+	}
+	// Within the check's allowance a speed miss passes; beyond it, or when
+	// strict, it fails. Points goals have no allowance.
+	for _, c := range []struct {
+		g     goal
+		slack float64
+		fails bool
+	}{
+		{fasterThan("2.3x", 2.3, "X/impl=ours", "X/impl=a"), 0.1, false}, // 2.1 ≥ 2.07
+		{fasterThan("2.4x", 2.4, "X/impl=ours", "X/impl=a"), 0.1, true},  // 2.1 < 2.16
+		{fasterThan("2.3x", 2.3, "X/impl=ours", "X/impl=a"), 0, true},    // no allowance
+		{ratioAtLeast("ratio", 2.7, "peer/ours", "Z"), 0.1, false},       // 2.5 ≥ 2.43
+		{pointsWithin("3pt", 3, "hit%", "X/impl=ours", "X/impl=a"), 0.5, true},
+	} {
+		v := res.judge(c.g)
+		v.allow(c.slack)
+		if v.ok || v.fails(false) != c.fails || !v.fails(true) {
+			t.Errorf("%s with allowance %v: ok %v, fails %v (strict %v), want fails %v", c.g.what, c.slack, v.ok, v.fails(false), v.fails(true), c.fails)
+		}
 	}
 	if _, err := parseResults(strings.NewReader("BenchmarkY-2 10 5 ns/op 3\n")); err == nil {
 		t.Error("a line with a value and no unit parsed")

@@ -13,12 +13,15 @@
 # speed rows. A speed row is judged by its best repetition (another process
 # on the machine can only slow a run down), so more repetitions make the
 # check less sensitive to a busy machine, never more lenient to a slow change.
+# BENCH_SLACK (check only, default 0.2) is the fraction by which a speed goal
+# may be missed in the brief check before it fails it (benchmarks/goals_test.go
+# says why); make bench judges every goal exactly.
 set -euo pipefail
 cd "$(dirname "$0")/../benchmarks"
 mode=${1:-check}
 case $mode in
-check) count=${BENCH_COUNT:-5} time=${BENCH_TIME:-100ms} ratio_count=1 ;;
-full) count=${BENCH_COUNT:-8} time=${BENCH_TIME:-500ms} ratio_count=3 ;;
+check) count=${BENCH_COUNT:-5} time=${BENCH_TIME:-100ms} ratio_count=1 slack=${BENCH_SLACK:-0.2} ;;
+full) count=${BENCH_COUNT:-8} time=${BENCH_TIME:-500ms} ratio_count=3 slack=0 ;;
 *) echo "usage: $0 check|full" >&2; exit 2 ;;
 esac
 BENCHSTAT=${BENCHSTAT:-golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da}
@@ -38,7 +41,8 @@ go test -run '^$' -bench '^BenchmarkEndToEnd$' -benchtime 1x -count 1 . | tee -a
 
 echo "bench: goals"
 rc=0
-STICKYROUTE_BENCH_OUTPUT=$out STICKYROUTE_BENCH_GOALS=$goals go test -count=1 -run '^TestGoals$' -v . || rc=$?
+STICKYROUTE_BENCH_OUTPUT=$out STICKYROUTE_BENCH_GOALS=$goals STICKYROUTE_BENCH_SLACK=$slack \
+  go test -count=1 -run '^TestGoals$' -v . || rc=$?
 
 if [ "$mode" = full ]; then
   stat() { go run "$BENCHSTAT" -filter ".name:$1" -col /impl "$out"; }
