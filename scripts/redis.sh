@@ -55,11 +55,17 @@ port_free() {
   ! (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
 }
 
-# pick_port: a free port whose cluster bus port (+10000) is free too.
+# pick_port: a free port whose cluster bus port (+10000) is free too. Both
+# lie below the kernel's ephemeral range when there is room, so that no
+# outgoing connection of the tests can hold one of them when its server binds.
 pick_port() {
-  local p tries=0
+  local p tries=0 eph=32768 base=20000 span=25000
+  read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  if [ $((eph - 10001)) -gt 11000 ]; then
+    base=10000 span=$((eph - 10001 - 10000))
+  fi
   while [ $tries -lt 200 ]; do
-    p=$((20000 + RANDOM % 25000))
+    p=$((base + RANDOM % span))
     tries=$((tries + 1))
     grep -qx "$p" "$DIR/ports" 2>/dev/null && continue
     if port_free "$p" && port_free $((p + 10000)); then
@@ -71,9 +77,11 @@ pick_port() {
   die "no free port found after $tries tries"
 }
 
-# start NAME PORT [extra redis-server args...]
+# start NAME PORT [extra redis-server args...]: starts a server and waits
+# until it answers PING. It fails (status 1) when the server exits because
+# its port was taken after pick_port looked; it dies on any other failure.
 start() {
-  local name=$1 port=$2
+  local name=$1 port=$2 i
   shift 2
   mkdir -p "$DIR/$name"
   local args=(--bind "$HOST" --port "$port" --protected-mode no
@@ -85,7 +93,40 @@ start() {
   redis-server "${args[@]}" >/dev/null || die "redis-server $name on port $port did not start (see $DIR/$name/redis.log)"
   # A started process is recorded at once, so "down" can stop it even if we fail below.
   echo "$name $port" >>"$DIR/started"
-  wait_until "$name answers PING" redis-cli -h "$HOST" -p "$port" ping
+  local pid answering
+  for i in $(seq 1 300); do
+    if grep -qs 'Address already in use' "$DIR/$name/redis.log"; then
+      return 1
+    fi
+    # Ours answers, not another server that took the port meanwhile.
+    pid=$(cat "$DIR/$name/redis.pid" 2>/dev/null || true)
+    answering=$(redis-cli -h "$HOST" -p "$port" info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p')
+    if [ -n "$pid" ] && [ "$answering" = "$pid" ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "timed out waiting until $name answers PING (see $DIR/$name/redis.log)"
+}
+
+# start_free PREFIX [extra redis-server args...]: starts a server on a port
+# pick_port picks, trying another port when that one was taken meanwhile,
+# and prints the port. The server is named PREFIX, or PREFIX-PORT for a
+# cluster node ("cluster", "ha").
+start_free() {
+  local prefix=$1 p name try
+  shift
+  for try in 1 2 3 4 5; do
+    p=$(pick_port) || exit 1
+    name=$prefix
+    [ "$prefix" = standalone ] || name="$prefix-$p"
+    if start "$name" "$p" "$@"; then
+      echo "$p"
+      return 0
+    fi
+    log "$name: port $p was taken before the server bound it; trying another port"
+  done
+  die "no server of $prefix could bind a port in $try tries"
 }
 
 # wait_until WHAT CMD...: polls CMD (output must not be empty or an error) for up to 30 s.
@@ -132,13 +173,11 @@ up() {
   : >"$DIR/ports"
 
   local standalone masters=() addrs=() p i
-  standalone=$(pick_port)
-  start standalone "$standalone"
+  standalone=$(start_free standalone) || exit 1
 
   for i in $(seq 1 $CLUSTER_MASTERS); do
-    p=$(pick_port)
-    start "cluster-$p" "$p" --cluster-enabled yes --cluster-config-file nodes.conf \
-      --cluster-node-timeout 2000
+    p=$(start_free cluster --cluster-enabled yes --cluster-config-file nodes.conf \
+      --cluster-node-timeout 2000) || exit 1
     masters+=("$p")
     addrs+=("$HOST:$p")
   done
@@ -148,10 +187,9 @@ up() {
 
   local ha=() haaddrs=()
   for i in $(seq 1 $HA_NODES); do
-    p=$(pick_port)
-    start "ha-$p" "$p" --cluster-enabled yes --cluster-config-file nodes.conf \
+    p=$(start_free ha --cluster-enabled yes --cluster-config-file nodes.conf \
       --cluster-node-timeout 1000 --cluster-replica-validity-factor 0 \
-      --repl-diskless-sync yes --repl-diskless-sync-delay 0
+      --repl-diskless-sync yes --repl-diskless-sync-delay 0) || exit 1
     ha+=("$p")
     haaddrs+=("$HOST:$p")
   done
