@@ -394,7 +394,10 @@ func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user ui
 		}
 		return
 	case err != nil:
-		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case p.gone.Load():
+			s.fail("pod_down") // the pod crashed while claiming: its connections were cut
+		case ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded):
 			s.failErr(err)
 		}
 		return
@@ -460,7 +463,10 @@ func (s *sim) reap(ctx context.Context) {
 					return // the run ended: not a failure of the release
 				}
 				s.rec[opRelease].record(time.Since(start), err != nil, !start.Before(s.measureFrom))
-				if err != nil {
+				switch {
+				case err != nil && p.gone.Load():
+					s.fail("pod_down") // the pod crashed while releasing: its connections were cut
+				case err != nil:
 					s.failErr(err)
 				}
 			}()
