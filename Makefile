@@ -17,7 +17,7 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 test: lint ## lint, start Redis (standalone + 3-master cluster), run go test -race ./..., the allocation tests without -race, fuzz each target briefly, bench-check, stop Redis; then the contrib modules and the demo
-	$(REDIS) run bash -c '$(GO) test -race -count=1 ./... && $(GO) test -count=1 -run "Allocs" ./... && scripts/fuzz.sh $(TEST_FUZZTIME) && scripts/bench.sh check'
+	$(REDIS) run bash -c '$(GO) test -race -count=1 ./... && $(GO) test -count=1 -run "Allocs|MemoryPerEntry" ./... && scripts/fuzz.sh $(TEST_FUZZTIME) && scripts/bench.sh check'
 	$(MAKE) --no-print-directory test-contrib
 
 race: ## run the tests COUNT times under the race detector, against the real servers
