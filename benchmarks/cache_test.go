@@ -130,7 +130,10 @@ func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // hitImpl is one implementation of the lookup of user u; buf is the
 // caller's scratch buffer. fill builds it with every user cached and returns
-// the lookup and a release of what it holds, called when the rows are done.
+// the lookup and a release of what it holds: the rows run one implementation
+// at a time, so that the heap holds one cache of a million users, not five
+// (testing forces a garbage collection before every row, and its cost grows
+// with the live heap).
 type hitImpl struct {
 	name string
 	fill func(b *testing.B) (get func(buf []byte, u int32) (pod int, ok bool), release func())
@@ -233,32 +236,17 @@ func has(rc *ristretto.Cache[string, int32], key string) bool {
 
 // BenchmarkCacheHit times a cache hit of each implementation on the same
 // key streams, from one goroutine and from GOMAXPROCS; a miss fails the row.
-//
-// Every implementation is filled first and the rows of one stream and mode
-// run back to back, one implementation after the other: the goal compares
-// rows taken seconds apart, not minutes, so a slow spell of this shared
-// machine (the same row measured 115 and 140 ns/op minutes apart) lands on
-// ours and the peers alike. The price is a live heap holding all five caches,
-// which the collection testing forces before every row must mark.
 func BenchmarkCacheHit(b *testing.B) {
 	streams := map[string][]int32{
 		"zipf0.9": zipfStream(0.9, hitUsers, hitStream, 1),
 		"zipf1.1": zipfStream(1.1, hitUsers, hitStream, 2),
 	}
-	gets := make([]func([]byte, int32) (int, bool), len(hitImpls))
-	for i, im := range hitImpls {
+	for _, im := range hitImpls {
 		get, release := im.fill(b)
-		defer release()
-		gets[i] = get
-	}
-	for _, get := range gets {
 		warmUp(b, get, streams)
-	}
-	for _, s := range hitStreams {
-		seq := streams[s]
-		for _, mode := range []string{"single", "parallel"} {
-			for i, im := range hitImpls {
-				get := gets[i]
+		for _, s := range hitStreams {
+			seq := streams[s]
+			for _, mode := range []string{"single", "parallel"} {
 				b.Run(fmt.Sprintf("stream=%s/mode=%s/impl=%s", s, mode, im.name), func(b *testing.B) {
 					b.ReportAllocs()
 					if mode == "single" {
@@ -291,6 +279,7 @@ func BenchmarkCacheHit(b *testing.B) {
 				})
 			}
 		}
+		release()
 	}
 }
 
