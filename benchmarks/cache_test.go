@@ -3,7 +3,9 @@ package benchmarks
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"testing"
@@ -38,9 +40,14 @@ import (
 // so they have no hit-ratio rows; impl=unbounded is the ceiling (only first
 // accesses miss).
 //
+// BenchmarkCacheVersus rows: stream=<zipf0.9|zipf1.1>/mode=<single|parallel>,
+// the same hits with every implementation in memory, timed in alternating
+// slices: <peer>/ours and fastest/ours.
+//
 // Goals (the issue's), judged by TestGoals on the same run:
 //   - a cache hit at least as fast as the fastest peer, on every stream, single
-//     and parallel, with 0 allocs;
+//     and parallel (fastest/ours of BenchmarkCacheVersus, median of its runs,
+//     at least 1), with 0 allocs (BenchmarkCacheHit's rows of ours);
 //   - the adaptive policy (the default) within 5 points of otter's hit ratio
 //     on every stream at both sizes.
 
@@ -70,12 +77,8 @@ var _ = addGoals(func() []goal {
 	for _, s := range hitStreams {
 		for _, mode := range []string{"single", "parallel"} {
 			row := func(impl string) string { return "CacheHit/stream=" + s + "/mode=" + mode + "/impl=" + impl }
-			peers := make([]string, len(hitPeers))
-			for i, p := range hitPeers {
-				peers[i] = row(p)
-			}
 			gs = append(gs,
-				fasterThan("cache hit vs fastest peer, "+s+", "+mode, 1, row("ours"), peers...),
+				ratioAtLeast("cache hit vs fastest peer, "+s+", "+mode, 1, "fastest/ours", "CacheVersus/stream="+s+"/mode="+mode),
 				noAllocs("cache hit allocations, "+s+", "+mode, row("ours")))
 		}
 	}
@@ -281,6 +284,102 @@ func BenchmarkCacheHit(b *testing.B) {
 		}
 		release()
 	}
+}
+
+// versusSlice is how many lookups each implementation makes per turn in
+// BenchmarkCacheVersus (per goroutine in parallel mode): a few milliseconds.
+const versusSlice = 1 << 16
+
+// BenchmarkCacheVersus times the same hits as BenchmarkCacheHit with every
+// implementation filled at once and timed in alternating slices of
+// versusSlice lookups, the first of each iteration rotating: it reports each
+// one's time per lookup as <impl>-ns/op, each peer's time over ours as
+// <peer>/ours, and fastest/ours, the smallest of those, which the cache-hit
+// goal is judged on (its median over the runs; above 1: ours is faster
+// than every peer). Rows: stream=<zipf0.9|zipf1.1>/mode=<single|parallel>.
+//
+// Why slices: BenchmarkCacheHit's rows of one implementation run minutes
+// after another's, and this shared machine's speed moves that much in
+// minutes. In two make bench runs of the same hour, ours measured 66.75 and
+// 120.4 ns/op at best on rows where ristretto's best was 59.11 and 109.4,
+// while a brief check in between had ours at 107.7 and ristretto at 152.2
+// on the latter. Slices a few milliseconds apart see the same machine.
+func BenchmarkCacheVersus(b *testing.B) {
+	streams := map[string][]int32{
+		"zipf0.9": zipfStream(0.9, hitUsers, hitStream, 1),
+		"zipf1.1": zipfStream(1.1, hitUsers, hitStream, 2),
+	}
+	gets := make([]func([]byte, int32) (int, bool), len(hitImpls))
+	for i, im := range hitImpls {
+		get, release := im.fill(b)
+		defer release()
+		warmUp(b, get, streams)
+		gets[i] = get
+	}
+	procs := runtime.GOMAXPROCS(0)
+	for _, s := range hitStreams {
+		seq := streams[s]
+		for _, mode := range []string{"single", "parallel"} {
+			b.Run("stream="+s+"/mode="+mode, func(b *testing.B) {
+				// slice times one turn of get, from where this iteration's
+				// turns start in the stream.
+				slice := func(get func([]byte, int32) (int, bool), from int) time.Duration {
+					if mode == "single" {
+						t0 := time.Now()
+						hitRun(b, get, seq, from, versusSlice)
+						return time.Since(t0)
+					}
+					var wg sync.WaitGroup
+					t0 := time.Now()
+					for p := range procs {
+						wg.Go(func() { hitRun(b, get, seq, from+p*hitStream/procs, versusSlice) })
+					}
+					wg.Wait()
+					return time.Since(t0)
+				}
+				spent := make([]time.Duration, len(hitImpls))
+				for i := 0; b.Loop(); i++ {
+					from := rand.IntN(hitStream)
+					for k := range hitImpls {
+						j := (k + i) % len(hitImpls)
+						spent[j] += slice(gets[j], from)
+					}
+				}
+				lookups := float64(b.N) * versusSlice
+				if mode == "parallel" {
+					lookups *= float64(procs)
+				}
+				fastest := math.Inf(1)
+				for j, im := range hitImpls {
+					b.ReportMetric(float64(spent[j].Nanoseconds())/lookups, im.name+"-ns/op")
+					if j > 0 {
+						r := float64(spent[j]) / float64(spent[0])
+						b.ReportMetric(r, im.name+"/ours")
+						fastest = min(fastest, r)
+					}
+				}
+				b.ReportMetric(fastest, "fastest/ours")
+				b.ReportMetric(float64(spent[0].Nanoseconds())/lookups, "ns/op")
+			})
+		}
+	}
+}
+
+// hitRun looks up n users of seq through get from position from on (cycling),
+// failing b on a miss.
+func hitRun(b *testing.B, get func([]byte, int32) (int, bool), seq []int32, from, n int) {
+	buf := make([]byte, 0, 64)
+	sum := 0
+	for i := from; i < from+n; i++ {
+		u := seq[i&(hitStream-1)]
+		pod, ok := get(buf[:0], u)
+		if !ok {
+			b.Errorf("user %d missed", u)
+			return
+		}
+		sum += pod
+	}
+	sink(sum)
 }
 
 // hitWarmUp is how many lookups of each stream run untimed after a fill.
