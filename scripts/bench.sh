@@ -88,7 +88,7 @@ if [ "$mode" = full ]; then
     echo "slices of 65,536 lookups (per goroutine in parallel mode); <peer>/ours is the peer's time over"
     echo "ours (above 1: ours is faster), fastest/ours the smallest of them."
     echo
-    echo '```'; go run "$BENCHSTAT" -filter ".name:CacheVersus" "$out"; echo '```'
+    echo '```'; go run "$BENCHSTAT" -filter ".name:CacheVersus" "alternating slices=$out"; echo '```'
     echo
     echo "## Link cache: hit ratio (hit%; 200,000 keys, 1,000,000 accesses, cache of 1% or 10% of the keys)"
     echo
