@@ -69,7 +69,6 @@ var (
 		name    string
 		entries int
 	}{{"1pct", ratioKeys / 100}, {"10pct", ratioKeys / 10}}
-	hitPeers = []string{"syncmap", "otter", "ristretto", "gocache"}
 )
 
 var _ = addGoals(func() []goal {
