@@ -8,6 +8,7 @@ package redisproc
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -73,15 +74,50 @@ func New(t testing.TB, extra ...string) *Server {
 	return s
 }
 
-// freePort returns a loopback port nothing listens on.
+// freePort returns a loopback port nothing listens on, picked at random below
+// the kernel's ephemeral range (as scripts/redis.sh does) when there is room.
+// A port from that range can be taken by any outgoing connection of the
+// tests between this check and the server's bind, or while a test has the
+// server down before it starts it again on the same port.
 func freePort(t testing.TB) int {
 	t.Helper()
+	lo, hi := portFloor, ephemeralLow()
+	for tries := 0; hi-lo >= 1000 && tries < 200; tries++ {
+		p := lo + rand.IntN(hi-lo)
+		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
+			ln.Close()
+			return p
+		}
+	}
+	// No room below the range, or nothing free there: let the kernel pick.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// portFloor is the lowest port freePort picks, above the well-known and
+// most registered services' ports.
+const portFloor = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 32768
+// (Linux's default) when it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
 
 // Restart starts the server again (or the first time) with its port,
