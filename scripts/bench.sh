@@ -84,11 +84,11 @@ if [ "$mode" = full ]; then
     echo
     echo '```'; stat CacheHit; echo '```'
     echo
-    echo "The cache-hit goal's rows: every implementation filled at once and timed in alternating"
-    echo "slices of 65,536 lookups (per goroutine in parallel mode); <peer>/ours is the peer's time over"
-    echo "ours (above 1: ours is faster), fastest/ours the smallest of them."
+    echo "The cache-hit goal's rows: every implementation filled at once and timed in alternating turns"
+    echo "of 131,072 untimed then 131,072 timed lookups (per goroutine in parallel mode); <peer>/ours is"
+    echo "the peer's time over ours (above 1: ours is faster), fastest/ours the smallest of them."
     echo
-    echo '```'; go run "$BENCHSTAT" -filter ".name:CacheVersus" "alternating slices=$out"; echo '```'
+    echo '```'; go run "$BENCHSTAT" -filter ".name:CacheVersus" "alternating turns=$out"; echo '```'
     echo
     echo "## Link cache: hit ratio (hit%; 200,000 keys, 1,000,000 accesses, cache of 1% or 10% of the keys)"
     echo
