@@ -42,7 +42,7 @@ import (
 //
 // BenchmarkCacheVersus rows: stream=<zipf0.9|zipf1.1>/mode=<single|parallel>,
 // the same hits with every implementation in memory, timed in alternating
-// slices: <peer>/ours and fastest/ours.
+// turns: <peer>/ours and fastest/ours.
 //
 // Goals (the issue's), judged by TestGoals on the same run:
 //   - a cache hit at least as fast as the fastest peer, on every stream, single
@@ -312,8 +312,7 @@ const versusSlice = 1 << 17
 // rows in the same run (go-cache on zipf1.1 single: 191.9 against 135.9
 // ns/op), and ours from 17% faster to 28% slower: that cold start favours
 // whoever touches fewer cache lines per lookup, which is not what the rows
-// compare. The untimed half
-// brings each implementation's hot keys back first.
+// compare. The untimed half brings each implementation's hot keys back first.
 func BenchmarkCacheVersus(b *testing.B) {
 	streams := map[string][]int32{
 		"zipf0.9": zipfStream(0.9, hitUsers, hitStream, 1),
@@ -331,8 +330,9 @@ func BenchmarkCacheVersus(b *testing.B) {
 		seq := streams[s]
 		for _, mode := range []string{"single", "parallel"} {
 			b.Run("stream="+s+"/mode="+mode, func(b *testing.B) {
-				// slice times one turn of get, from where this iteration's
-				// turns start in the stream.
+				// run times versusSlice lookups through get (from each
+				// goroutine in parallel mode) from position from of the
+				// stream; slice is one turn: run untimed, then timed further on.
 				run := func(get func([]byte, int32) (int, bool), from int) time.Duration {
 					if mode == "single" {
 						t0 := time.Now()

@@ -223,9 +223,9 @@ func ignoreNil(err error) error {
 // 4.5–5.9 ms after a 5 ms sleep and 4.6–4.9 ms after 5 ms of spinning;
 // alternated call by call with the go-redis batch it came out 2.49–2.88×
 // faster than go-redis (four benchmark runs), and 3.29–3.79× in turns of 10
-// calls (two runs; all on 2026-11-27). That fixed cost of the switch says nothing about either
-// client and weighs most on the fastest; the warm-up call pays it, untimed,
-// for every implementation alike.
+// calls (two runs; all on 2026-11-27). That fixed cost of the switch says
+// nothing about either client and weighs most on the fastest; the warm-up
+// call pays it, untimed, for every implementation alike.
 func interleaved(b *testing.B, impls []namedCall, run int) {
 	b.Helper()
 	allocs := make([]float64, len(impls))
