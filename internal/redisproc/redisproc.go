@@ -78,12 +78,18 @@ func New(t testing.TB, extra ...string) *Server {
 // the kernel's ephemeral range (as scripts/redis.sh does) when there is room.
 // A port from that range can be taken by any outgoing connection of the
 // tests between this check and the server's bind, or while a test has the
-// server down before it starts it again on the same port.
+// server down before it starts it again on the same port. Ports
+// scripts/redis.sh picked for its servers (and their cluster bus ports) are
+// left alone even while free: a failover test may have that node down.
 func freePort(t testing.TB) int {
 	t.Helper()
 	lo, hi := portFloor, ephemeralLow()
+	taken := scriptPorts()
 	for tries := 0; hi-lo >= 1000 && tries < 200; tries++ {
 		p := lo + rand.IntN(hi-lo)
+		if taken[p] || taken[p-clusterBusOffset] {
+			continue
+		}
 		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
 			ln.Close()
 			return p
@@ -96,6 +102,30 @@ func freePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// clusterBusOffset is how far above its port a cluster node listens for the
+// cluster bus.
+const clusterBusOffset = 10000
+
+// scriptPorts returns the ports scripts/redis.sh picked, from the list it
+// keeps in its directory (one port a line), or none when it did not run.
+func scriptPorts() map[int]bool {
+	ports := map[int]bool{}
+	dir := os.Getenv(EnvHADir)
+	if dir == "" {
+		return ports
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "ports"))
+	if err != nil {
+		return ports
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if p, err := strconv.Atoi(f); err == nil {
+			ports[p] = true
+		}
+	}
+	return ports
 }
 
 // portFloor is the lowest port freePort picks, above the well-known and

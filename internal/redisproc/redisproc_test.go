@@ -2,6 +2,8 @@ package redisproc
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -20,5 +22,40 @@ func TestFreePortBelowEphemeralRange(t *testing.T) {
 			t.Fatalf("port %d is not free: %v", p, err)
 		}
 		ln.Close()
+	}
+}
+
+// TestFreePortLeavesScriptPorts: a port scripts/redis.sh listed, or its
+// cluster bus port, is never picked, even while nothing listens on it.
+func TestFreePortLeavesScriptPorts(t *testing.T) {
+	eph := ephemeralLow()
+	if eph-portFloor < 1000 {
+		t.Skipf("no room below the ephemeral range (%d)", eph)
+	}
+	// List 2,000 ports: without the check, about one pick in six would be
+	// one of them or one of their bus ports, so 50 picks all but surely
+	// catch it.
+	dir := t.TempDir()
+	const listed = 2000
+	var list []byte
+	for p := portFloor; p < portFloor+listed; p++ {
+		list = strconv.AppendInt(list, int64(p), 10)
+		list = append(list, '\n')
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ports"), list, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EnvHADir, dir)
+	for range 50 {
+		p := freePort(t)
+		if p < portFloor || p >= eph {
+			t.Fatalf("port %d outside [%d, %d)", p, portFloor, eph)
+		}
+		if p < portFloor+listed {
+			t.Fatalf("port %d is listed", p)
+		}
+		if b := p - clusterBusOffset; b >= portFloor && b < portFloor+listed {
+			t.Fatalf("port %d is the bus port of listed port %d", p, b)
+		}
 	}
 }
