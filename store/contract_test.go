@@ -188,6 +188,42 @@ var contract = []struct {
 		}
 	}},
 
+	{"SetLinkedPodIfAbsent/temporary_drops_a_leftover_directory_entry", func(e *env) {
+		// A persistent link whose K1 was evicted (maxmemory) leaves K2[svc]
+		// behind; the temporary link written in its place is not in K2.
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
+		e.must(err)
+		_, err = e.s.SetLinkedPod(e.ctx, e.ns, "u1", "other", 5, store.Persistent)
+		e.must(err)
+		e.must(e.raw(e.b.Client.B().Del().Key(store.LinkKey(e.ns, "u1", svc)).Build()).Error())
+		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 6, 45)
+		e.must(err)
+		if got != 6 {
+			e.t.Fatalf("actual = %d, want 6", got)
+		}
+		if d := e.dir("u1"); len(d) != 1 || d["other"] != "5" {
+			e.t.Fatalf("K2 = %v, want only the other service's entry", d)
+		}
+	}},
+	{"SetLinkedPodIfAbsent/temporary_over_a_directory_of_the_wrong_type_writes_nothing", func(e *env) {
+		e.set(store.DirKey(e.ns, "u1"), "not a hash")
+		_, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 6, 45)
+		if err == nil {
+			e.t.Fatal("no error over a K2 of the wrong type")
+		}
+		if _, ok := e.get("u1", svc); ok {
+			e.t.Fatal("K1 written although the call failed")
+		}
+	}},
+	{"SetLinkedPodIfAbsent/after_script_flush", func(e *env) {
+		e.b.FlushScripts(e.t)
+		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 2, 45)
+		e.must(err)
+		if got != 2 {
+			e.t.Fatalf("actual = %d, want 2", got)
+		}
+	}},
+
 	// --- ReplaceLinkedPod ---
 	{"ReplaceLinkedPod/replaces_when_expected", func(e *env) {
 		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, 60)

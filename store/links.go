@@ -91,34 +91,27 @@ func (r *Redis) TrySetLinkedPod(ctx context.Context, ns, uid, svc string, pod, t
 
 // SetLinkedPodIfAbsent links uid to pod only when no link exists, and returns
 // the pod linked afterwards: pod, or the one linked earlier. It never refreshes
-// an existing link's TTL. A corrupted existing value is a *CorruptError and
-// nothing is written.
+// an existing link's TTL. A temporary write also removes a leftover entry of
+// svc in the uid's directory (left by a persistent link whose K1 was evicted).
+// A corrupted existing value is a *CorruptError and nothing is written.
 func (r *Redis) SetLinkedPodIfAbsent(ctx context.Context, ns, uid, svc string, pod, ttl int) (actual int, err error) {
 	const op = "SetLinkedPodIfAbsent"
 	keys, err := linkCall(ns, uid, svc, pod, ttl)
 	if err != nil {
 		return NoPod, err
 	}
-	var old rueidis.RedisMessage
-	if ttl == Persistent {
-		arr, err := r.run(ctx, op, scriptIfAbsent, keys, []string{svc, strconv.Itoa(pod)})
-		if err != nil {
-			return NoPod, err
-		}
-		if len(arr) != 2 {
-			return NoPod, unexpected(op, "reply is not {status, current}")
-		}
-		old = arr[1]
-	} else {
-		// A temporary link needs no script: SET NX GET answers the value that
-		// was there (and writes nothing) or nil (and writes ours).
-		cmd := r.client.B().Set().Key(keys[0]).Value(strconv.Itoa(pod)).Nx().Get().ExSeconds(int64(ttl)).Build()
-		res := r.client.Do(ctx, cmd)
-		if old, err = res.ToMessage(); err != nil && !rueidis.IsRedisNil(err) {
-			return NoPod, classify(op, keys[0], err)
-		}
+	if ttl != Persistent {
+		p, err := r.place(ctx, op, keys, svc, pod, ttl, false)
+		return p.Link.Pod, err
 	}
-	cur, err := podValue(keys[0], &old)
+	arr, err := r.run(ctx, op, scriptIfAbsent, keys, []string{svc, strconv.Itoa(pod)})
+	if err != nil {
+		return NoPod, err
+	}
+	if len(arr) != 2 {
+		return NoPod, unexpected(op, "reply is not {status, current}")
+	}
+	cur, err := podValue(keys[0], &arr[1])
 	if err != nil || cur == NoPod {
 		if err != nil {
 			return NoPod, err
@@ -126,6 +119,43 @@ func (r *Redis) SetLinkedPodIfAbsent(ctx context.Context, ns, uid, svc string, p
 		return pod, nil
 	}
 	return cur, nil
+}
+
+// place runs the place script (a temporary SetLinkedPodIfAbsent that reads
+// the link back). track asks Redis, in the same round trip, to report later
+// changes of the link to the Tracker.
+func (r *Redis) place(ctx context.Context, op string, keys []string, svc string, pod, ttl int, track bool) (Placement, error) {
+	fail := Placement{Link: TrackedLink{Pod: NoPod}}
+	args := []string{svc, strconv.Itoa(pod), strconv.Itoa(ttl)}
+	var arr []rueidis.RedisMessage
+	var err error
+	var tracked bool
+	if track {
+		arr, tracked, err = r.runTracked(ctx, op, scriptPlace, keys, args)
+	} else {
+		arr, err = r.run(ctx, op, scriptPlace, keys, args)
+	}
+	if err != nil {
+		return fail, err
+	}
+	if _, err := status(op, keys[0], arr); err != nil {
+		return fail, err
+	}
+	if len(arr) != 3 {
+		return fail, unexpected(op, "reply is not {status, previous, pttl}")
+	}
+	cur, err := podValue(keys[0], &arr[1])
+	if err != nil {
+		return fail, err
+	}
+	pttl, err := arr[2].AsInt64()
+	if err != nil {
+		return fail, unexpected(op, "pttl is not an integer")
+	}
+	if cur == NoPod {
+		return Placement{Link: TrackedLink{Pod: pod}, Placed: true, Tracked: tracked}, nil
+	}
+	return Placement{Link: TrackedLink{Pod: cur, Persistent: pttl == -1}, Tracked: tracked}, nil
 }
 
 // ReplaceLinkedPod is a compare-and-set: it links uid to pod only while the

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha1"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -130,6 +132,9 @@ var scriptFiles embed.FS
 type script struct {
 	name string
 	lua  *rueidis.Lua
+	// body and sha are the script's text and its SHA-1, for the calls that
+	// send the script inside a pipeline of their own (runTracked).
+	body, sha string
 }
 
 func loadScript(name string, readOnly, withPrelude bool) script {
@@ -137,10 +142,14 @@ func loadScript(name string, readOnly, withPrelude bool) script {
 	if withPrelude {
 		body = mustRead("scripts/prelude.lua") + body
 	}
+	sum := sha1.Sum([]byte(body))
+	s := script{name: name, body: body, sha: hex.EncodeToString(sum[:])}
 	if readOnly {
-		return script{name: name, lua: rueidis.NewLuaScriptReadOnly(body)}
+		s.lua = rueidis.NewLuaScriptReadOnly(body)
+	} else {
+		s.lua = rueidis.NewLuaScript(body)
 	}
-	return script{name: name, lua: rueidis.NewLuaScript(body)}
+	return s
 }
 
 func mustRead(path string) string {
@@ -155,6 +164,7 @@ var (
 	scriptSet        = loadScript("set", false, true)
 	scriptTrySet     = loadScript("tryset", false, true)
 	scriptIfAbsent   = loadScript("ifabsent", false, true)
+	scriptPlace      = loadScript("place", false, true)
 	scriptReplace    = loadScript("replace", false, true)
 	scriptGetPersist = loadScript("getpersist", true, true)
 	scriptRemove     = loadScript("remove", false, true)
@@ -169,7 +179,35 @@ var (
 // run executes s with keys and args and returns its reply as an array.
 // op and keys[0] name the operation and its key in errors.
 func (r *Redis) run(ctx context.Context, op string, s script, keys, args []string) ([]rueidis.RedisMessage, error) {
-	res := s.lua.Exec(ctx, r.client, keys, args)
+	return scriptReply(op, s, keys, s.lua.Exec(ctx, r.client, keys, args))
+}
+
+// runTracked is run with the script preceded, in the same round trip and on
+// the same connection, by CLIENT CACHING YES: Redis then tracks for this
+// client the keys the script reads (Redis 7 tracks the reads of a script on
+// behalf of its caller), and reports their later changes to the Tracker.
+// tracked is false when Redis refused to track (the script's outcome stands).
+// Without a tracker it is run.
+func (r *Redis) runTracked(ctx context.Context, op string, s script, keys, args []string) (arr []rueidis.RedisMessage, tracked bool, err error) {
+	if r.tracker == nil {
+		arr, err = r.run(ctx, op, s, keys, args)
+		return arr, false, err
+	}
+	b := r.client.B()
+	n := int64(len(keys))
+	res := r.client.DoMulti(ctx, b.ClientCaching().Yes().Build(),
+		b.Evalsha().Sha1(s.sha).Numkeys(n).Key(keys...).Arg(args...).Build())
+	if e, ok := rueidis.IsRedisErr(res[1].Error()); ok && e.IsNoScript() {
+		// Flushed scripts (SCRIPT FLUSH, a restart): send the body this once.
+		res = r.client.DoMulti(ctx, b.ClientCaching().Yes().Build(),
+			b.Eval().Script(s.body).Numkeys(n).Key(keys...).Arg(args...).Build())
+	}
+	arr, err = scriptReply(op, s, keys, res[1])
+	return arr, err == nil && res[0].Error() == nil, err
+}
+
+// scriptReply reads the reply of script s as an array.
+func scriptReply(op string, s script, keys []string, res rueidis.RedisResult) ([]rueidis.RedisMessage, error) {
 	if err := res.Error(); err != nil {
 		return nil, classify(op, keys[0], err)
 	}

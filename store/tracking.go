@@ -192,6 +192,43 @@ func (r *Redis) GetLinkedPodTracked(ctx context.Context, ns, uid, svc string, tt
 	return TrackedLink{Pod: pod, Persistent: pod != NoPod && ms == -1}, nil
 }
 
+// Placement is the answer of SetLinkedPodIfAbsentTracked.
+type Placement struct {
+	// Link is the link afterwards: the caller's pod when Placed, else the
+	// link that was there.
+	Link TrackedLink
+	// Placed is true when no link existed and the caller's pod was written.
+	Placed bool
+	// Tracked is true when Redis tracks the link for this client from now on,
+	// so that its next change by any process reaches the Tracker. Always
+	// false on a store without a tracker.
+	Tracked bool
+}
+
+// SetLinkedPodIfAbsentTracked is SetLinkedPodIfAbsent for a temporary link
+// (ttl > 0 seconds) that also answers like GetLinkedPodTracked, in one round
+// trip: it links uid to pod unless a link exists, and returns the link
+// afterwards, with whether it is persistent. The link is read after the
+// write, with tracking: a client that caches the answer hears of the next
+// change of the link made by anyone, and not of its own write. It is how a
+// client places a new user and reads an existing one at once.
+//
+// On Redis Cluster, a call redirected by MOVED or ASK (while a slot
+// migrates) reaches the new node without its CLIENT CACHING YES; the answer
+// is right, but Tracked may be true without Redis tracking the link, which
+// then lives by the caller's cache TTL.
+func (r *Redis) SetLinkedPodIfAbsentTracked(ctx context.Context, ns, uid, svc string, pod, ttl int) (Placement, error) {
+	const op = "SetLinkedPodIfAbsentTracked"
+	if ttl == Persistent {
+		return Placement{Link: TrackedLink{Pod: NoPod}}, invalid("ttl", "-1: a tracked placement is temporary")
+	}
+	keys, err := linkCall(ns, uid, svc, pod, ttl)
+	if err != nil {
+		return Placement{Link: TrackedLink{Pod: NoPod}}, err
+	}
+	return r.place(ctx, op, keys, svc, pod, ttl, true)
+}
+
 // LinkedPodsTracked reads the links of uids to svc in one pipelined round,
 // with tracking, and returns their pods in input order (NoPod when missing or
 // corrupt). Corrupt values are *CorruptError values joined in err beside the

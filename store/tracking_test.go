@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -103,5 +104,76 @@ func TestTrackingEmbeddedHasNone(t *testing.T) {
 	got, err := s.GetLinkedPodTracked(ctx, "n", "u", "s", time.Minute)
 	if err != nil || got != (store.TrackedLink{Pod: 0, Persistent: true}) {
 		t.Fatalf("= (%+v, %v)", got, err)
+	}
+}
+
+// TestPlaceTracked: SetLinkedPodIfAbsentTracked places a new user and reads
+// an existing one in one call; Redis then tracks the link for the caller, who
+// hears of the next change made by another client, and not of its own write.
+func TestPlaceTracked(t *testing.T) {
+	for _, name := range redistest.Real {
+		t.Run(name, func(t *testing.T) {
+			addrs := redistest.Addrs(t, name)
+			ctx := redistest.Ctx(t)
+			reader, err := store.Dial(store.DialConfig{Addrs: addrs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reader.Close()
+			writer := store.New(redistest.Open(t, name).Client)
+			var mu sync.Mutex
+			seen := map[string]int{}
+			defer reader.Tracker().Subscribe(func(keys []string) {
+				mu.Lock()
+				for _, k := range keys {
+					seen[k]++
+				}
+				mu.Unlock()
+			})()
+			count := func(k string) int {
+				mu.Lock()
+				defer mu.Unlock()
+				return seen[k]
+			}
+			ns := redistest.Namespace(t)
+
+			// A new user: placed, tracked; another client's move is heard once.
+			got, err := reader.SetLinkedPodIfAbsentTracked(ctx, ns, "new", "room", 2, 30)
+			if err != nil || got != (store.Placement{Link: store.TrackedLink{Pod: 2}, Placed: true, Tracked: true}) {
+				t.Fatalf("placing a new user = (%+v, %v)", got, err)
+			}
+			key := store.LinkKey(ns, "new", "room")
+			if _, err := writer.SetLinkedPod(ctx, ns, "new", "room", 4, store.Persistent); err != nil {
+				t.Fatal(err)
+			}
+			redistest.Poll(t, 5*time.Second, "the move of "+key+" is reported", func() bool { return count(key) > 0 })
+			// Our own write came first on the connection: had it been reported,
+			// it would have been counted before the move.
+			if n := count(key); n != 1 {
+				t.Fatalf("%s reported %d times, want once (the other client's move only)", key, n)
+			}
+
+			// An existing persistent link: found, nothing written, tracked.
+			got, err = reader.SetLinkedPodIfAbsentTracked(ctx, ns, "new", "room", 1, 30)
+			if err != nil || got != (store.Placement{Link: store.TrackedLink{Pod: 4, Persistent: true}, Tracked: true}) {
+				t.Fatalf("an existing persistent link = (%+v, %v)", got, err)
+			}
+			if _, err := writer.RemoveLinkedPod(ctx, ns, "new", "room", store.Persistent); err != nil {
+				t.Fatal(err)
+			}
+			redistest.Poll(t, 5*time.Second, "the removal of "+key+" is reported", func() bool { return count(key) == 2 })
+
+			// An existing temporary link: found as temporary.
+			if _, err := writer.SetLinkedPod(ctx, ns, "temp", "room", 0, 30); err != nil {
+				t.Fatal(err)
+			}
+			got, err = reader.SetLinkedPodIfAbsentTracked(ctx, ns, "temp", "room", 3, 30)
+			if err != nil || got != (store.Placement{Link: store.TrackedLink{Pod: 0}, Tracked: true}) {
+				t.Fatalf("an existing temporary link = (%+v, %v)", got, err)
+			}
+			if _, err := reader.SetLinkedPodIfAbsentTracked(ctx, ns, "x", "room", 3, store.Persistent); !errors.Is(err, store.ErrInvalidArgument) {
+				t.Fatalf("a persistent tracked placement: %v, want an invalid argument", err)
+			}
+		})
 	}
 }
