@@ -70,6 +70,21 @@ type Config struct {
 	// Maglev, the next table slot, so spills stay consistent). Must be ≥ 1;
 	// 1.25 is typical. It costs a sum over the processor stripes per pick.
 	LoadCap float64
+	// Band, when its Min or Ratio is set, keeps every pick near the least
+	// loaded eligible pod: no pod whose load exceeds the least load by more
+	// than max(Band.Min, Band.Ratio × least load) is picked; the pick goes to
+	// the least loaded pod instead. A pod's load here is as for LoadCap, with
+	// the in-flight picks weighed by SetPickWeight. Setting it counts picks
+	// as Shared does. It costs a scan of the eligible pods per pick.
+	Band Band
+	// Shared counts the picks in flight of each pod over every processor, in
+	// one counter per pod, and has P2C and LeastConn compare those counts
+	// instead of the caller's processor's (see P2C). A shared counter is
+	// written by every core, which makes parallel picks slower; but the
+	// processors no longer each fill the least loaded pod on their own,
+	// which matters when a pick stands for long-lived work (a user placed on
+	// a pod for its session) rather than for a request.
+	Shared bool
 	// SlowStart is the window over which a pod added later, re-admitted after
 	// an ejection or marked healthy again ramps from a tenth of its share to all
 	// of it, in ten steps. Zero disables slow start.
@@ -79,6 +94,22 @@ type Config struct {
 	// DecayTime is how long a pod must go without a response-time sample for
 	// its average to count half in LeastTime; it keeps decaying after. Zero means 10s.
 	DecayTime time.Duration
+}
+
+// Band is the load band of Config.Band. The zero value is off.
+type Band struct {
+	// Min is the smallest width of the band, in load units (≥ 0).
+	Min int64
+	// Ratio widens the band in proportion to the least load (≥ 0).
+	Ratio float64
+}
+
+// on reports whether the band is set.
+func (b Band) on() bool { return b.Min != 0 || b.Ratio != 0 }
+
+// width returns the band's width above a least load of least.
+func (b Band) width(least int64) int64 {
+	return max(b.Min, int64(b.Ratio*float64(least)))
 }
 
 // Ejection configures passive health checking: consecutive failures reported
@@ -108,6 +139,9 @@ func (c *Config) validate() error {
 	}
 	if c.LoadCap != 0 && (c.LoadCap < 1 || math.IsNaN(c.LoadCap) || math.IsInf(c.LoadCap, 0)) {
 		return fmt.Errorf("lb: LoadCap %v is neither 0 (off) nor ≥ 1", c.LoadCap)
+	}
+	if c.Band.Min < 0 || c.Band.Ratio < 0 || math.IsNaN(c.Band.Ratio) || math.IsInf(c.Band.Ratio, 0) {
+		return fmt.Errorf("lb: Band %+v has a negative or non-finite part", c.Band)
 	}
 	if c.SlowStart < 0 {
 		return fmt.Errorf("lb: SlowStart %v is negative", c.SlowStart)
@@ -165,9 +199,15 @@ type Balancer struct {
 	// LeastTime and the load cap read with one load per pod. Done always counts
 	// in the cell, and undoes the global count when there is one.
 	local, global bool
-	epoch         time.Time
-	tau           int64
-	cfg           Config
+	// shared: P2C and LeastConn read the global in-flight counts (Config.Shared).
+	shared bool
+	band   Band
+	// weight is how many load units a pick in flight stands for in the
+	// global comparisons (SetPickWeight); 1 unless set.
+	weight atomic.Int64
+	epoch  time.Time
+	tau    int64
+	cfg    Config
 
 	// mu guards the fields below and serializes snapshot publication. It is
 	// never taken by a pick; Done takes it only when a pod reaches its
@@ -221,7 +261,9 @@ func New(cfg Config) (*Balancer, error) {
 		mask:     n - 1,
 		loadCap:  cfg.LoadCap,
 		local:    !cfg.Strategy.global(),
-		global:   cfg.LoadCap != 0 || cfg.Strategy.global(),
+		global:   cfg.LoadCap != 0 || cfg.Strategy.global() || cfg.Shared || cfg.Band.on(),
+		shared:   cfg.Shared || cfg.Band.on(),
+		band:     cfg.Band,
 		epoch:    time.Now(),
 		tau:      int64(cfg.DecayTime),
 		cfg:      cfg,
@@ -229,6 +271,7 @@ func New(cfg Config) (*Balancer, error) {
 		states:   map[int]*podState{},
 		blocks:   make([][]*block, n),
 	}
+	b.weight.Store(1)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, p := range cfg.Pods {
@@ -267,6 +310,9 @@ func (b *Balancer) pick(h uint64, keyed bool) (PickResult, error) {
 	if b.loadCap != 0 {
 		i = b.underCap(s, i, h, keyed)
 	}
+	if b.band.on() {
+		i = b.inBand(s, i)
+	}
 	c := s.cells[sid][i]
 	if b.local {
 		c.picks.Add(1)
@@ -280,25 +326,27 @@ func (b *Balancer) pick(h uint64, keyed bool) (PickResult, error) {
 // underCap returns i if its pod stays within the load cap after this pick,
 // else the first pod in the strategy's spill order that does.
 //
-// A pod's load here is its published load plus its in-flight picks and its
-// reported connections, on both sides of the comparison; the mean
-// is over the eligible pods only. The least loaded eligible pod always fits
-// (its load + 1 ≤ ceil(mean + 1/n) ≤ the limit), so a spill finds a pod unless
-// the counters moved under us, in which case the strategy's pick stands.
+// A pod's load here is its published load plus its in-flight picks (times
+// the pick weight) and its reported connections, on both sides of the
+// comparison; the mean is over the eligible pods only. With a pick weight of
+// 1 the least loaded eligible pod always fits (its load + 1 ≤ ceil(mean +
+// 1/n) ≤ the limit), so a spill finds a pod unless the counters moved under
+// us, in which case the strategy's pick stands.
 func (b *Balancer) underCap(s *snapshot, i int, h uint64, keyed bool) int {
 	n := len(s.cands)
 	total := s.loadSum
+	w := b.weight.Load()
 	for k := range s.cands {
-		total += s.cands[k].inflight.Load() + s.cands[k].conns.Load()
+		total += w*s.cands[k].inflight.Load() + s.cands[k].conns.Load()
 	}
-	limit := int64(math.Ceil(b.loadCap * float64(total+1) / float64(n)))
-	if fits(s, i, limit) {
+	limit := int64(math.Ceil(b.loadCap * float64(total+w) / float64(n)))
+	if fits(s, i, limit, w) {
 		return i
 	}
 	if p, ok := b.strategy.(prober); ok && keyed && s.table != nil {
 		// Spill along the key's probe sequence, so it stays consistent.
 		for k := 1; k < len(s.table); k++ {
-			if j := p.probeAt(s, h, k); fits(s, j, limit) {
+			if j := p.probeAt(s, h, k); fits(s, j, limit, w) {
 				return j
 			}
 		}
@@ -307,17 +355,53 @@ func (b *Balancer) underCap(s *snapshot, i int, h uint64, keyed bool) int {
 	start := slices.Index(s.eligible, int32(i))
 	for k := 1; k < n; k++ {
 		j := int(s.eligible[(start+k)%n])
-		if fits(s, j, limit) {
+		if fits(s, j, limit, w) {
 			return j
 		}
 	}
 	return i
 }
 
+// inBand returns i if its pod is within the band above the least loaded
+// eligible pod, else the least loaded pod (ties go to the first after a
+// random start, so equal pods share the spill).
+func (b *Balancer) inBand(s *snapshot, i int) int {
+	cs := s.cands
+	n := len(cs)
+	w := b.weight.Load()
+	start := int(uint64(xruntime.Rand32()) * uint64(n) >> 32)
+	least, leastAt, mine := int64(math.MaxInt64), -1, int64(-1)
+	for k := range n {
+		c := &cs[(start+k)%n]
+		l := c.load + w*c.inflight.Load()
+		if s.conns {
+			l += c.conns.Load()
+		}
+		if l < least {
+			least, leastAt = l, int(c.i)
+		}
+		if int(c.i) == i {
+			mine = l
+		}
+	}
+	if leastAt < 0 || mine <= least+b.band.width(least) {
+		return i
+	}
+	return leastAt
+}
+
+// SetPickWeight sets how many load units one pick in flight stands for when
+// picks are counted over every processor (LoadCap, Band, Shared, LeastTime):
+// the balancer compares published load + n × in-flight picks. It starts at
+// 1. A process that is one of n similar ones placing work on the same pods
+// with the same view sets n, so that its own picks stand for the fleet's
+// until the published loads include them. n below 1 counts as 1.
+func (b *Balancer) SetPickWeight(n int64) { b.weight.Store(max(n, 1)) }
+
 // fits reports whether entry j may take one more pick under limit.
-func fits(s *snapshot, j int, limit int64) bool {
+func fits(s *snapshot, j int, limit, w int64) bool {
 	e := &s.entries[j]
-	return e.ok && e.load+e.state.inflight.Load()+e.state.conns.Load()+1 <= limit
+	return e.ok && e.load+w*(e.state.inflight.Load()+1)+e.state.conns.Load() <= limit
 }
 
 // Add makes pod a member with the given weight (0 means 1), or updates the

@@ -302,6 +302,8 @@ func TestConfigErrors(t *testing.T) {
 		{lb.Config{LoadCap: 0.5}, "LoadCap"},
 		{lb.Config{LoadCap: math.NaN()}, "LoadCap"},
 		{lb.Config{SlowStart: -1}, "SlowStart"},
+		{lb.Config{Band: lb.Band{Min: -1}}, "Band"},
+		{lb.Config{Band: lb.Band{Ratio: math.Inf(1)}}, "Band"},
 		{lb.Config{Ejection: lb.Ejection{MaxFraction: 1.5}}, "MaxFraction"},
 		{lb.Config{Ejection: lb.Ejection{Base: 10, Max: 5}}, "Ejection.Max"},
 		{lb.Config{Ejection: lb.Ejection{Jitter: 1}}, "Jitter"},

@@ -12,7 +12,8 @@ import (
 // samples (it counts half after Config.DecayTime idle), so a pod that was slow
 // once is tried again. A pod without samples counts as 1µs. Ties go to the
 // first pod after a random starting point; a pod that slow-starts is skipped
-// with probability 1 - its share.
+// with probability 1 - its share. The in-flight picks are weighed by
+// SetPickWeight.
 type LeastTime struct{}
 
 func (LeastTime) tableFollowsHealth() bool { return false }
@@ -34,6 +35,7 @@ func (LeastTime) pick(b *Balancer, s *snapshot, _ int, _ uint64, _ bool) int {
 		return -1
 	}
 	now := b.now()
+	pw := b.weight.Load()
 	start := int(uint64(xruntime.Rand32()) * uint64(n) >> 32)
 	best, bestScore, bestWeight := -1, 0.0, 1.0
 	for _, part := range [2][]cand{cs[start:], cs[:start]} {
@@ -43,7 +45,7 @@ func (LeastTime) pick(b *Balancer, s *snapshot, _ int, _ uint64, _ bool) int {
 				continue
 			}
 			t := max(c.state.decayedEWMA(now, b.tau), unknownTime)
-			sc, w := float64(t)*float64(c.inflight.Load()+c.conns.Load()+1), float64(c.weight)
+			sc, w := float64(t)*float64(pw*c.inflight.Load()+c.conns.Load()+1), float64(c.weight)
 			if best < 0 || sc*bestWeight < bestScore*w {
 				best, bestScore, bestWeight = int(c.i), sc, w
 			}

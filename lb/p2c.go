@@ -13,6 +13,11 @@ import "github.com/stickyroute/stickyroute/internal/xruntime"
 // only memory its own core owns; each processor balances its own picks, and
 // the sum of balanced streams is balanced. A pod that slow-starts wins its
 // comparisons only in proportion to its current share.
+//
+// With Config.Shared (or a Band) it compares the in-flight picks over every
+// processor instead, weighed by SetPickWeight: each processor filling the
+// least loaded pod on its own would overfill it when picks stand for
+// long-lived work.
 type P2C struct{}
 
 func (P2C) tableFollowsHealth() bool { return false }
@@ -24,7 +29,7 @@ func (P2C) String() string { return "p2c" }
 
 func (P2C) build(*snapshot) []uint16 { return nil }
 
-func (P2C) pick(_ *Balancer, s *snapshot, sid int, _ uint64, _ bool) int {
+func (P2C) pick(b *Balancer, s *snapshot, sid int, _ uint64, _ bool) int {
 	cs := s.cands
 	n := uint32(len(cs))
 	switch n {
@@ -41,9 +46,14 @@ func (P2C) pick(_ *Balancer, s *snapshot, sid int, _ uint64, _ bool) int {
 		j++
 	}
 	x, y := &cs[i], &cs[j]
-	cc := s.candCells[sid]
-	sx := x.load + cc[i].inflight()
-	sy := y.load + cc[j].inflight()
+	var sx, sy int64
+	if b.shared {
+		w := b.weight.Load()
+		sx, sy = x.load+w*x.inflight.Load(), y.load+w*y.inflight.Load()
+	} else {
+		cc := s.candCells[sid]
+		sx, sy = x.load+cc[i].inflight(), y.load+cc[j].inflight()
+	}
 	// sy/wy < sx/wx without division.
 	if sy*int64(x.weight) < sx*int64(y.weight) {
 		x, y = y, x
