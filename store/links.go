@@ -135,6 +135,11 @@ func (r *Redis) place(ctx context.Context, op string, keys []string, svc string,
 	} else {
 		arr, err = r.run(ctx, op, scriptPlace, keys, args)
 	}
+	if e, ok := rueidis.IsRedisErr(errors.Unwrap(err)); ok && e.IsTryAgain() {
+		// K1 and K2 sit on two nodes while their slot migrates: place with
+		// K1 alone (a leftover K2 entry stays; readers check K1).
+		return r.placeK1(ctx, op, keys[0], pod, ttl, track)
+	}
 	if err != nil {
 		return fail, err
 	}
@@ -152,6 +157,61 @@ func (r *Redis) place(ctx context.Context, op string, keys []string, svc string,
 	if err != nil {
 		return fail, unexpected(op, "pttl is not an integer")
 	}
+	if cur == NoPod {
+		return Placement{Link: TrackedLink{Pod: pod}, Placed: true, Tracked: tracked}, nil
+	}
+	return Placement{Link: TrackedLink{Pod: cur, Persistent: pttl == -1}, Tracked: tracked}, nil
+}
+
+// placeK1 is place with commands on K1 only, for a slot in migration:
+// SET NX GET, then the PTTL that reads the link back (after CLIENT CACHING
+// YES when track), in one round trip; inside MULTI/EXEC on a cluster, so that
+// a redirection moves them together.
+func (r *Redis) placeK1(ctx context.Context, op, key string, pod, ttl int, track bool) (Placement, error) {
+	fail := Placement{Link: TrackedLink{Pod: NoPod}}
+	b := r.client.B()
+	track = track && r.tracker != nil
+	cmds := rueidis.Commands{b.Set().Key(key).Value(strconv.Itoa(pod)).Nx().Get().ExSeconds(int64(ttl)).Build()}
+	if track {
+		cmds = append(cmds, b.ClientCaching().Yes().Build())
+	}
+	cmds = append(cmds, b.Pttl().Key(key).Build())
+	var replies []rueidis.RedisResult
+	if r.cluster {
+		res := r.client.DoMulti(ctx, append(append(rueidis.Commands{b.Multi().Build()}, cmds...), b.Exec().Build())...)
+		exec, err := res[len(res)-1].ToArray()
+		if err != nil {
+			// Aborted: a queued command's reply says why.
+			for _, x := range res[1 : len(res)-1] {
+				if x.Error() != nil {
+					err = x.Error()
+					break
+				}
+			}
+			return fail, classify(op, key, err)
+		}
+		for _, m := range exec {
+			replies = append(replies, rueidis.NewResult(m, nil))
+		}
+	} else {
+		replies = r.client.DoMulti(ctx, cmds...)
+	}
+	if len(replies) != len(cmds) {
+		return fail, unexpected(op, "placement replies missing")
+	}
+	old, err := replies[0].ToMessage()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return fail, classify(op, key, err)
+	}
+	cur, err := podValue(key, &old)
+	if err != nil {
+		return fail, err
+	}
+	pttl, err := replies[len(replies)-1].AsInt64()
+	if err != nil {
+		return fail, classify(op, key, err)
+	}
+	tracked := track && replies[1].Error() == nil
 	if cur == NoPod {
 		return Placement{Link: TrackedLink{Pod: pod}, Placed: true, Tracked: tracked}, nil
 	}

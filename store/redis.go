@@ -18,6 +18,9 @@ import (
 type Redis struct {
 	client  rueidis.Client
 	cluster bool
+	// caching is CLIENT CACHING YES, built once (pinned, so the client
+	// library never recycles it) for every tracked script call.
+	caching rueidis.Completed
 	// tracker receives the invalidations of tracked reads; nil when none.
 	tracker *Tracker
 	// closeFn releases what Dial built; nil for a store made by New.
@@ -33,7 +36,8 @@ type Redis struct {
 // ClientOption.OnInvalidations = t.OnInvalidations of a Tracker t and pass
 // WithTracker(t); Dial does both.
 func New(client rueidis.Client, opts ...Option) *Redis {
-	r := &Redis{client: client, cluster: client.Mode() == rueidis.ClientModeCluster}
+	r := &Redis{client: client, cluster: client.Mode() == rueidis.ClientModeCluster,
+		caching: client.B().ClientCaching().Yes().Build().Pin()}
 	for _, o := range opts {
 		o(r)
 	}
@@ -186,24 +190,51 @@ func (r *Redis) run(ctx context.Context, op string, s script, keys, args []strin
 // the same connection, by CLIENT CACHING YES: Redis then tracks for this
 // client the keys the script reads (Redis 7 tracks the reads of a script on
 // behalf of its caller), and reports their later changes to the Tracker.
-// tracked is false when Redis refused to track (the script's outcome stands).
-// Without a tracker it is run.
+// On a cluster both go inside MULTI/EXEC, which the client library redirects
+// as one block (MOVED, ASK), so the script never runs on another node
+// without its CLIENT CACHING YES. tracked is false when Redis refused to
+// track (the script's outcome stands). Without a tracker it is run.
 func (r *Redis) runTracked(ctx context.Context, op string, s script, keys, args []string) (arr []rueidis.RedisMessage, tracked bool, err error) {
 	if r.tracker == nil {
 		arr, err = r.run(ctx, op, s, keys, args)
 		return arr, false, err
 	}
+	caching, res := r.trackedOnce(ctx, s, keys, args, false)
+	if e, ok := rueidis.IsRedisErr(res.Error()); ok && e.IsNoScript() {
+		// Flushed scripts (SCRIPT FLUSH, a restart): send the body.
+		caching, res = r.trackedOnce(ctx, s, keys, args, true)
+	}
+	arr, err = scriptReply(op, s, keys, res)
+	return arr, err == nil && caching == nil, err
+}
+
+// trackedOnce sends CLIENT CACHING YES and the script (its body when body,
+// else EVALSHA) in one round trip, and returns the error of CLIENT CACHING
+// and the script's result.
+func (r *Redis) trackedOnce(ctx context.Context, s script, keys, args []string, body bool) (caching error, res rueidis.RedisResult) {
 	b := r.client.B()
 	n := int64(len(keys))
-	res := r.client.DoMulti(ctx, b.ClientCaching().Yes().Build(),
-		b.Evalsha().Sha1(s.sha).Numkeys(n).Key(keys...).Arg(args...).Build())
-	if e, ok := rueidis.IsRedisErr(res[1].Error()); ok && e.IsNoScript() {
-		// Flushed scripts (SCRIPT FLUSH, a restart): send the body this once.
-		res = r.client.DoMulti(ctx, b.ClientCaching().Yes().Build(),
-			b.Eval().Script(s.body).Numkeys(n).Key(keys...).Arg(args...).Build())
+	run := b.Evalsha().Sha1(s.sha).Numkeys(n).Key(keys...).Arg(args...).Build()
+	if body {
+		run = b.Eval().Script(s.body).Numkeys(n).Key(keys...).Arg(args...).Build()
 	}
-	arr, err = scriptReply(op, s, keys, res[1])
-	return arr, err == nil && res[0].Error() == nil, err
+	if !r.cluster {
+		out := r.client.DoMulti(ctx, r.caching, run)
+		return out[0].Error(), out[1]
+	}
+	out := r.client.DoMulti(ctx, b.Multi().Build(), r.caching, run, b.Exec().Build())
+	exec, err := out[3].ToArray()
+	if err != nil {
+		// Aborted (EXECABORT): the script's own reply says why.
+		if out[2].Error() != nil {
+			return nil, out[2]
+		}
+		return nil, out[3]
+	}
+	if len(exec) != 2 {
+		return nil, rueidis.NewErrorResult(fmt.Errorf("%w: EXEC answered %d replies, want 2", ErrUnexpectedReply, len(exec)))
+	}
+	return exec[0].Error(), rueidis.NewResult(exec[1], nil)
 }
 
 // scriptReply reads the reply of script s as an array.
