@@ -275,6 +275,19 @@ func (c *linkCache) get(h uint64, ns, name, uid string) (pod int, svc *service, 
 	return int(e.pod), e.svc, true
 }
 
+// peek is get without counting a hit or a miss nor recording the access: a
+// second look by a call that already counted its miss.
+func (c *linkCache) peek(h uint64, ns, name, uid string) (pod int, svc *service, ok bool) {
+	e, _, found := c.t.load(h)
+	if !found || !e.is(ns, name, uid) {
+		return -1, nil, false
+	}
+	if now := c.clk.Millis(); now >= e.expiry() && !e.svc.view.servesStale(e.expiry(), now) {
+		return -1, nil, false
+	}
+	return int(e.pod), e.svc, true
+}
+
 // touch records an access at now to the metadata word w, whose value the
 // caller loaded as old. The word is written only when it changes: the access
 // time at most once per clock tick, the frequency counter with a probability

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,12 +50,54 @@ type Client struct {
 	deg clientDegraded
 }
 
-// call is one cache miss in progress; its waiters read pod and err after done.
+// call is one cache miss in progress, which other callers for the same key
+// wait for.
 type call struct {
 	ns, svc, uid string
-	done         chan struct{}
-	pod          int
-	err          error
+	// mu guards the fields below. wake is made by the first waiter only:
+	// most misses have none, and a channel is the largest part of a call.
+	mu   sync.Mutex
+	done bool
+	wake chan struct{}
+	pod  int
+	err  error
+}
+
+// errLeaderPanicked is what the callers waiting for a call get when that
+// call panicked (in an Observer, say): the panic is the leader's own.
+var errLeaderPanicked = errors.New("engine: the call this one waited for panicked")
+
+// wait returns the call's answer once it is done, or ctx's error first.
+func (cl *call) wait(ctx context.Context) (int, error) {
+	cl.mu.Lock()
+	if cl.done {
+		defer cl.mu.Unlock()
+		return cl.pod, cl.err
+	}
+	if cl.wake == nil {
+		cl.wake = make(chan struct{})
+	}
+	wake := cl.wake
+	cl.mu.Unlock()
+	select {
+	case <-wake:
+		cl.mu.Lock()
+		defer cl.mu.Unlock()
+		return cl.pod, cl.err
+	case <-ctx.Done():
+		return NoPod, ctx.Err()
+	}
+}
+
+// finish sets the call's answer and wakes its waiters.
+func (cl *call) finish(pod int, err error) {
+	cl.mu.Lock()
+	cl.pod, cl.err, cl.done = pod, err, true
+	wake := cl.wake
+	cl.mu.Unlock()
+	if wake != nil {
+		close(wake)
+	}
 }
 
 // NewClient returns a client over cfg.Store, or an error naming a bad setting.
@@ -107,7 +150,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if _, err := lb.New(lb.Config{Strategy: cfg.Strategy}); err != nil {
 		return nil, err
 	}
-	if cfg.Degraded, err = cfg.Degraded.withDefaults(); err != nil {
+	if cfg.Degraded, err = cfg.Degraded.withDefaults(cfg.Refresh); err != nil {
 		return nil, err
 	}
 
@@ -122,19 +165,20 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		strategy: cfg.Strategy.String(),
 	}
 	cl.cache = newLinkCache(cfg.Cache, cl.clk)
-	newBal := func() (*lb.Balancer, error) {
+	bal := lb.Config{Strategy: cfg.Strategy,
 		// Passive ejection is the business of request routing, not of
 		// placement: placements report no outcome.
-		return lb.New(lb.Config{Strategy: cfg.Strategy, Ejection: lb.Ejection{Failures: -1}})
+		Ejection: lb.Ejection{Failures: -1},
+		// Placements are long-lived: counted per pod over every processor,
+		// so that the processors do not each fill the least loaded pod.
+		Shared: true,
 	}
-	band := func(least int64) int64 {
-		if cfg.LoadBandMin < 0 || least < 0 {
-			return -1
-		}
-		return max(cfg.LoadBandMin, int64(cfg.LoadBandRatio*float64(least)))
+	if cfg.LoadBandMin >= 0 {
+		bal.Band = lb.Band{Min: cfg.LoadBandMin, Ratio: cfg.LoadBandRatio}
 	}
+	newBal := func() (*lb.Balancer, error) { return lb.New(bal) }
 	cl.initDegraded(cfg.Degraded)
-	cl.states = newStates(cfg.Store, cfg.Timing, cl.clk, newBal, band, cl.obs, &cl.deg.policy)
+	cl.states = newStates(cfg.Store, cfg.Timing, cfg.Degraded.DetectAfter, cl.clk, newBal, cl.obs, &cl.deg.policy)
 	if tr := cfg.Store.Tracker(); tr != nil {
 		if cl.obs.o != nil {
 			cl.writes = xsync.NewMap[uint64, int64]()
@@ -207,7 +251,7 @@ func (c *Client) CacheStats() CacheStats { return c.cache.stats() }
 func (c *Client) ComputeLinkedPod(ctx context.Context, ns, uid, svc string) (int, error) {
 	h := keyHash(c.serviceHash(ns, svc), uid)
 	pod, sv, ok := c.cache.get(h, ns, svc, uid)
-	if ok && sv.view.snap.Load().routable(pod, c.clk.Millis()) {
+	if ok && sv.view.routable(pod, c.clk.Millis()) {
 		if c.hits {
 			c.observeHit(ctx, ns, svc, pod)
 		}
@@ -251,36 +295,52 @@ func (c *Client) computeSlow(ctx context.Context, h uint64, ns, uid, svc string,
 	if c.closed.Load() {
 		return NoPod, ErrClosed
 	}
-	mine := &call{ns: ns, svc: svc, uid: uid, done: make(chan struct{})}
+	mine := &call{ns: ns, svc: svc, uid: uid}
 	if other, loaded := c.flight.LoadOrStore(h, mine); loaded {
 		if other.ns == ns && other.svc == svc && other.uid == uid {
-			select {
-			case <-other.done:
-				return other.pod, other.err
-			case <-ctx.Done():
-				return NoPod, ctx.Err()
-			}
+			return other.wait(ctx)
 		}
 		// Another key with the same hash is in flight: do this one alone.
 		return c.compute(ctx, h, ns, uid, svc, op)
 	}
-	mine.pod, mine.err = c.compute(ctx, h, ns, uid, svc, op)
-	close(mine.done)
-	c.flight.Compute(h, func(cur *call, loaded bool) (*call, xsync.ComputeOp) {
-		if loaded && cur == mine {
-			return nil, xsync.DeleteOp
-		}
-		return cur, xsync.CancelOp
-	})
-	return mine.pod, mine.err
+	// Deferred, so that a panic below (an Observer's, a nil context's)
+	// leaves no entry behind for later callers to wait on forever.
+	pod, err := NoPod, errLeaderPanicked
+	defer func() {
+		mine.finish(pod, err)
+		c.flight.Compute(h, func(cur *call, loaded bool) (*call, xsync.ComputeOp) {
+			if loaded && cur == mine {
+				return nil, xsync.DeleteOp
+			}
+			return cur, xsync.CancelOp
+		})
+	}()
+	if p, sv, ok := c.cache.peek(h, ns, svc, uid); ok && sv.view.routable(p, c.clk.Millis()) {
+		// The call that just left the flight cached the answer: a caller
+		// that missed the cache before it was filled finds it now.
+		pod, err = p, nil
+	} else {
+		pod, err = c.compute(ctx, h, ns, uid, svc, op)
+	}
+	return pod, err
 }
 
 // compute does the Redis part of ComputeLinkedPod, and fills op's Link and
 // Placed.
+//
+// One round trip both reads an existing user's link and places a new user:
+// the pod a new user would get is picked first, and the store links it only
+// if no link exists (SetLinkedPodIfAbsentTracked), answering the link
+// afterwards either way, with Redis tracking it for this client. So a placed
+// user is cached at once, coherently, and a storm of new users costs one
+// round trip each.
 func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string, op *Op) (int, error) {
-	sv, err := c.states.service(ctx, ns, svc)
-	if err != nil {
-		return NoPod, err
+	var err error
+	sv := c.last.Load()
+	if sv == nil || sv.ns != ns || sv.name != svc {
+		if sv, err = c.states.service(ctx, ns, svc); err != nil {
+			return NoPod, err
+		}
 	}
 	if err := store.ValidateUID("uid", uid); err != nil {
 		return NoPod, err
@@ -290,73 +350,93 @@ func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string, op 
 	if pod, err, ok := c.degradedAnswer(h, sv, uid); ok {
 		return pod, err
 	}
-	// A few rounds at most: each one either answers or loses a race that
-	// another client won, and the next round reads the winner's link.
+	// Untracked reads are trusted up to the cache TTL only where nothing is
+	// tracked (the embedded Redis).
+	trusted := c.store.Tracker() == nil
+	// A few rounds at most: each one answers, or finds the pod it placed
+	// the user on gone meanwhile and moves the user in the next.
 	for range 3 {
 		tok := c.cache.token(h)
-		rctx, rt := c.obs.rt(ctx, rtGetTracked, ns, svc, 1)
-		link, err := c.store.GetLinkedPodTracked(rctx, ns, uid, svc, c.cfg.Cache.TTL)
-		c.obs.end(rctx, rt, err)
-		if err != nil {
-			return c.storeFailed(ctx, err, h, sv, uid, NoPod)
+		t, terr := c.tentative(h, sv, uid)
+		var p store.Placement
+		if terr == nil {
+			rctx, rt := c.obs.rt(ctx, rtPlace, ns, svc, 1)
+			p, err = c.store.SetLinkedPodIfAbsentTracked(rctx, ns, uid, svc, t.pod, c.tempTTL)
+			c.obs.end(rctx, rt, err)
+		} else {
+			// No accepting pod: an existing user may still be served.
+			rctx, rt := c.obs.rt(ctx, rtGetTracked, ns, svc, 1)
+			p.Link, err = c.store.GetLinkedPodTracked(rctx, ns, uid, svc, c.cfg.Cache.TTL)
+			c.obs.end(rctx, rt, err)
+			p.Tracked = !trusted
 		}
-		op.Link = linkKind(link.Pod, link.Persistent)
+		if err != nil {
+			tried := NoPod
+			if terr == nil {
+				t.release()
+				tried = t.pod // a write whose outcome is unknown tried it
+			}
+			return c.storeFailed(ctx, err, h, sv, uid, tried)
+		}
 		now := c.clk.Millis()
-		snap := v.snap.Load()
+		cacheable := p.Tracked || trusted
+		if p.Placed {
+			c.commit(ctx, v, t, now)
+			c.placed(ctx, v, t.pod, t.pod, NoPod, true)
+			op.Link, op.Placed = LinkTemporary, true
+			c.linked(h, sv, uid, t.pod)
+			if v.routable(t.pod, now) {
+				if cacheable {
+					c.cache.put(h, sv, uid, t.pod, tok)
+				}
+				return t.pod, nil
+			}
+			continue // the pod went away meanwhile: the next round moves the user
+		}
+		if terr == nil {
+			t.release() // an existing user: nothing placed
+		}
+		link := p.Link
+		op.Link = linkKind(link.Pod, link.Persistent)
 		switch {
-		case link.Pod != NoPod && snap.routable(link.Pod, now):
+		case link.Pod == NoPod:
+			return NoPod, ErrNoAvailablePod
+		case v.routable(link.Pod, now):
 			// Existing users stay, even on a DenyNewCall pod.
 			c.linked(h, sv, uid, link.Pod)
-			c.cache.put(h, sv, uid, link.Pod, tok)
+			if cacheable {
+				c.cache.put(h, sv, uid, link.Pod, tok)
+			}
 			return link.Pod, nil
-
-		case link.Pod == NoPod:
-			pod, err := c.newPlacement(ctx, h, sv, uid, now)
-			if err != nil {
-				return NoPod, err
-			}
-			rctx, rt := c.obs.rt(ctx, rtIfAbsentTemp, ns, svc, 1)
-			c.wrote(h)
-			actual, err := c.store.SetLinkedPodIfAbsent(rctx, ns, uid, svc, pod, c.tempTTL)
-			c.obs.end(rctx, rt, err)
-			if err != nil {
-				return c.storeFailed(ctx, err, h, sv, uid, pod)
-			}
-			c.placed(ctx, v, pod, actual, NoPod, actual == pod)
-			op.Link, op.Placed = LinkTemporary, actual == pod
-			c.linked(h, sv, uid, actual)
-			if v.snap.Load().routable(actual, c.clk.Millis()) {
-				// Not cached here: this client's own write ended the tracking
-				// of the key, and the next call reads it again with tracking.
-				return actual, nil
-			}
-
 		case link.Persistent && !c.cfg.RelinkPersistent:
 			return NoPod, &PodNotRoutableError{Pod: link.Pod}
-
-		default:
-			// Linked to a pod that is gone: move the link, unless another
-			// client moved it first.
-			pod, err := c.place(ctx, v, now)
-			if err != nil {
-				return NoPod, err
-			}
-			rctx, rt := c.obs.rt(ctx, rtReplace, ns, svc, 1)
-			c.wrote(h)
-			replaced, actual, err := c.store.ReplaceLinkedPod(rctx, ns, uid, svc, link.Pod, pod, c.tempTTL)
-			c.obs.end(rctx, rt, err)
-			if err != nil {
-				return NoPod, err
-			}
-			if replaced {
-				c.placed(ctx, v, pod, actual, link.Pod, true)
-				op.Link, op.Placed = LinkTemporary, true
-				return actual, nil
-			}
-			c.placed(ctx, v, pod, actual, NoPod, false)
-			if v.snap.Load().routable(actual, c.clk.Millis()) {
-				return actual, nil
-			}
+		}
+		// Linked to a pod that is gone: move the link, unless another client
+		// moved it first.
+		t, err = c.tentative(h, sv, uid)
+		if err != nil {
+			return NoPod, err
+		}
+		rctx, rt := c.obs.rt(ctx, rtReplace, ns, svc, 1)
+		c.wrote(h)
+		replaced, actual, err := c.store.ReplaceLinkedPod(rctx, ns, uid, svc, link.Pod, t.pod, c.tempTTL)
+		c.obs.end(rctx, rt, err)
+		if err != nil {
+			t.release()
+			return NoPod, err
+		}
+		if replaced {
+			// Not cached: this write ended the tracking of the key, and the
+			// next call reads it again with tracking.
+			c.commit(ctx, v, t, c.clk.Millis())
+			c.placed(ctx, v, t.pod, actual, link.Pod, true)
+			op.Link, op.Placed = LinkTemporary, true
+			return actual, nil
+		}
+		t.release()
+		c.placed(ctx, v, t.pod, actual, NoPod, false)
+		if v.routable(actual, c.clk.Millis()) {
+			return actual, nil
 		}
 	}
 	return NoPod, ErrNoAvailablePod
@@ -373,18 +453,59 @@ func linkKind(pod int, persistent bool) LinkKind {
 	return LinkTemporary
 }
 
-// place picks an accepting pod of v for a new user, and reports the pick.
-func (c *Client) place(ctx context.Context, v *view, now int64) (int, error) {
-	if c.obs.o == nil {
-		return v.place(now)
+// tentative is the pod a new user would get, held until the store says
+// whether the user was new: the pod of a pending placement of the degraded
+// mode, or a pick of the strategy, counted in the pod's corrected load until
+// commit keeps it or release gives it back.
+type tentative struct {
+	pod int
+	r   lb.PickResult // Done is nil for a pending placement
+	// took is how long the pick took, reported with NotePicked (only
+	// measured with an observer).
+	took time.Duration
+}
+
+// release gives back a pick that placed nobody.
+func (t *tentative) release() {
+	if t.r.Done != nil {
+		t.r.Done(lb.DoneInfo{})
+		t.r.Done = nil
 	}
-	start := time.Now()
-	pod, err := v.place(now)
-	if err == nil {
+}
+
+// tentative returns the pod a new user of sv would get now.
+func (c *Client) tentative(h uint64, sv *service, uid string) (tentative, error) {
+	if pod, ok := c.pendingPod(h, sv, uid); ok {
+		// The user keeps the pod it was given during the outage.
+		return tentative{pod: pod}, nil
+	}
+	var start time.Time
+	if c.obs.o != nil {
+		start = time.Now()
+	}
+	r, err := sv.view.pick(c.clk.Millis())
+	if err != nil {
+		return tentative{pod: NoPod}, err
+	}
+	t := tentative{pod: r.Pod, r: r}
+	if c.obs.o != nil {
+		t.took = time.Since(start)
+	}
+	return t, nil
+}
+
+// commit keeps the pick of t: the user was placed (or moved) there at now.
+// A new user's placement is reported (NotePicked, NotePlaced); a move is
+// reported by the caller.
+func (c *Client) commit(ctx context.Context, v *view, t tentative, now int64) {
+	if t.r.Done == nil {
+		return // a pending placement, counted when it was made
+	}
+	c.states.commit(v, t.r, now)
+	if c.obs.o != nil {
 		c.obs.note(ctx, Note{Kind: NotePicked, Namespace: v.svc.ns, Service: v.svc.name,
-			Pod: pod, Strategy: c.strategy, Duration: time.Since(start)})
+			Pod: t.pod, Strategy: c.strategy, Duration: t.took})
 	}
-	return pod, err
 }
 
 // placed reports a write that tried to link a user to want: won says it

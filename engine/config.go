@@ -105,13 +105,17 @@ type ClientConfig struct {
 	TempLinkTTL time.Duration
 	// Cache configures the link cache.
 	Cache CacheConfig
-	// Strategy places new users among the accepting pods. Nil means lb.P2C{},
-	// corrected by this client's placements since the last refresh.
+	// Strategy places new users among the accepting pods. Nil means lb.P2C{}.
+	// Every strategy that weighs loads (P2C, LeastConn, LeastTime) sees the
+	// corrected loads: a pod's published load plus the users this client
+	// placed there since, each counted as many times as the client estimates
+	// there are clients placing like it (see engine/placement.go).
 	Strategy lb.Strategy
 	// LoadBand keeps pods loaded above the least loaded accepting pod by more
 	// than the band out of placement: band = max(LoadBandMin, LoadBandRatio ×
-	// least load). Zero values mean LoadBandMin 10 and LoadBandRatio 0.25; a
-	// negative LoadBandMin disables the band.
+	// least load), judged at every placement on the corrected loads. Zero
+	// values mean LoadBandMin 10 and LoadBandRatio 0.25; a negative
+	// LoadBandMin disables the band.
 	LoadBandMin   int64
 	LoadBandRatio float64
 	// RelinkPersistent lets ComputeLinkedPod move a user whose persistent link
@@ -147,6 +151,14 @@ type ServerConfig struct {
 	// long enough for every client to see the change and finish its requests.
 	// Zero means Refresh + MaxRequest; it must be at least that.
 	Drain time.Duration
+	// LoadInterval is the least time between two publishes of a changed
+	// load: SetLoadState publishes at once unless the pod published less
+	// than LoadInterval ago, and then publishes the latest load at the end
+	// of the interval, once for any number of calls. So an application may
+	// set its load on every user it gains or loses, and the clients placing
+	// users in a storm see it within tens of milliseconds. Zero means
+	// Heartbeat/20, at least 10ms; it must not exceed Heartbeat.
+	LoadInterval time.Duration
 	// Load and Routing are the state published by the first heartbeat. Zero
 	// Routing means store.Ready.
 	Load    int64

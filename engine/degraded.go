@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -38,9 +39,15 @@ func (p DegradedPlacement) String() string {
 	return "unknown"
 }
 
-// DegradedConfig says how a Client behaves while the store is unreachable:
-// from the moment two state refreshes of a service in a row fail with an
-// error matching store.ErrUnavailable until one succeeds again.
+// DegradedConfig says how a Client behaves while the store is unreachable,
+// from the moment a refresh of a service's pod states finds it so until one
+// succeeds again. Unreachable is not slow: a refresh waits up to DetectAfter
+// for Redis to answer, and Redis is unreachable when it does not answer in
+// that time, or when two refreshes in a row fail without waiting for it
+// (connection refused, reset or closed, or Redis answering that it cannot
+// serve: LOADING, CLUSTERDOWN, MASTERDOWN, ...). A Redis that answers late
+// is waited on, by the refreshes and by every call within its own context,
+// and never puts the client in degraded mode.
 //
 // Meanwhile the client keeps serving what it knew: a user whose link is
 // cached keeps being routed to that pod as long as the pod was routable at
@@ -68,6 +75,11 @@ type DegradedConfig struct {
 	// MaxPending bounds the HashPlacement placements waiting for their link
 	// to be written; beyond it a new user fails fast. Zero means 65,536.
 	MaxPending int
+	// DetectAfter is how long a refresh waits for Redis to answer before
+	// Redis counts as unreachable; during an outage, a refresh answered
+	// within it ends the outage. Zero means 3s, or 2 × Timing.Refresh when
+	// that is longer; it must be at least 2 × Timing.Refresh.
+	DetectAfter time.Duration
 }
 
 // DegradedStats counts what a Client did about outages since NewClient.
@@ -100,8 +112,19 @@ type DegradedStats struct {
 var errStoreDown = &store.UnavailableError{Op: "ComputeLinkedPod",
 	Err: errors.New("engine: redis was unreachable at the latest state refresh (degraded mode)")}
 
-// withDefaults fills and checks a DegradedConfig.
-func (d DegradedConfig) withDefaults() (DegradedConfig, error) {
+// defaultDetectAfter is DegradedConfig.DetectAfter's default, unless 2 ×
+// Refresh is longer.
+const defaultDetectAfter = 3 * time.Second
+
+// withDefaults fills and checks a DegradedConfig for a client refreshing
+// every refresh.
+func (d DegradedConfig) withDefaults(refresh time.Duration) (DegradedConfig, error) {
+	switch {
+	case d.DetectAfter == 0:
+		d.DetectAfter = max(defaultDetectAfter, 2*refresh)
+	case d.DetectAfter < 2*refresh:
+		return d, fmt.Errorf("engine: ClientConfig.Degraded.DetectAfter %v is below 2 × Timing.Refresh (%v)", d.DetectAfter, 2*refresh)
+	}
 	if d.MaxStaleness == 0 {
 		d.MaxStaleness = 30 * time.Second
 	}
@@ -160,9 +183,11 @@ type viewDegraded struct {
 	fails int
 }
 
-// outageAfter is how many refreshes in a row must find the store
-// unreachable before the client declares an outage: one slow refresh on a
-// loaded host is not one.
+// outageAfter is how many refreshes in a row must fail without waiting
+// (a refused or dropped connection, Redis saying it cannot serve) before
+// the client declares an outage: one dropped connection, which the Redis
+// client redials at once, is not one. A refresh that waited the whole
+// detection window in vain declares it alone.
 const outageAfter = 2
 
 // down reports whether the service's store was unreachable at the latest refresh.
@@ -179,14 +204,20 @@ func (v *view) servesStale(exp, now int64) bool {
 	return o != nil && exp > o.since && now < o.until
 }
 
-// loaded is the refresher's report of one load of v.
-func (s *States) loaded(v *view, err error) {
-	if err == nil || s.deg == nil || !errors.Is(err, store.ErrUnavailable) {
+// loaded is the refresher's report of one load of v. waited says the
+// refresh's own deadline (the detection window, or a period during an
+// outage) ran out.
+func (s *States) loaded(v *view, err error, waited bool) {
+	if !unreachable(err, waited) || s.deg == nil {
 		return
 	}
 	v.loadMu.Lock()
 	defer v.loadMu.Unlock()
 	v.deg.fails++
+	if waited {
+		// No answer for the whole window: unreachable now.
+		v.deg.fails = max(v.deg.fails, outageAfter)
+	}
 	good := v.deg.lastGood.Load()
 	if good == 0 || v.deg.outage.Load() != nil || v.deg.fails < outageAfter {
 		return // nothing known yet, the outage is already recorded, or not yet one
@@ -215,6 +246,17 @@ func (s *States) loaded(v *view, err error) {
 		}
 	}
 	v.snap.Store(&ext)
+}
+
+// unreachable reports whether a refresh that failed with err says the store
+// is unreachable: the store's own unavailability, but not a deadline unless
+// the refresh waited out its whole window (waited): a slow answer is not an
+// outage. A cancelled context (Close) is neither.
+func unreachable(err error, waited bool) bool {
+	if err == nil || !errors.Is(err, store.ErrUnavailable) {
+		return false
+	}
+	return waited || !errors.Is(err, context.DeadlineExceeded)
 }
 
 // carry runs inside a successful load of v, with v.loadMu held, before snap

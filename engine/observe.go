@@ -49,9 +49,13 @@ const (
 	// check of the pods). Name is "refresh".
 	OpRefresh
 	// OpHeartbeat is one heartbeat round of a Server: publishing the pod's
-	// state and, on the writer pod, the workload state. Name is "heartbeat";
-	// Pod is the server's pod.
+	// state. Name is "heartbeat"; Pod is the server's pod.
 	OpHeartbeat
+	// OpWorkload is one workload round of a Server, every heartbeat period
+	// apart from the publishes: reading the service's pod states and, on
+	// the writer pod, writing the workload state. Name is "workload"; Pod
+	// is the server's pod.
+	OpWorkload
 )
 
 // String returns the kind's name.
@@ -65,6 +69,8 @@ func (k OpKind) String() string {
 		return "refresh"
 	case OpHeartbeat:
 		return "heartbeat"
+	case OpWorkload:
+		return "workload"
 	}
 	return "unknown"
 }
@@ -287,12 +293,14 @@ func (x observer) note(ctx context.Context, n Note) {
 type roundTrip struct{ name, command, script string }
 
 // The store calls the engine makes. Scripts run by EVALSHA (EVALSHA_RO when
-// read-only); SetLinkedPodIfAbsent with a TTL is a SET NX GET EX.
+// read-only); SetLinkedPodIfAbsentTracked sends CLIENT CACHING YES before
+// its EVALSHA, in the same round trip.
 var (
 	rtGetTracked   = roundTrip{"GetLinkedPodTracked", "GET", ""}
 	rtGet          = roundTrip{"GetLinkedPod", "GET", ""}
 	rtBatchTracked = roundTrip{"LinkedPodsTracked", "GET", ""}
-	rtIfAbsentTemp = roundTrip{"SetLinkedPodIfAbsent", "SET", ""}
+	rtIfAbsentTemp = roundTrip{"SetLinkedPodIfAbsent", "EVALSHA", "place"}
+	rtPlace        = roundTrip{"SetLinkedPodIfAbsentTracked", "EVALSHA", "place"}
 	rtReplace      = roundTrip{"ReplaceLinkedPod", "EVALSHA", "replace"}
 	rtLinkService  = roundTrip{"GetLinkService", "HGETALL", ""}
 	rtSet          = roundTrip{"SetLinkedPod", "EVALSHA", "set"}

@@ -144,6 +144,9 @@ func (c *Client) storeFailed(ctx context.Context, err error, h uint64, sv *servi
 
 // pendingPod returns the pod of a pending placement of the user.
 func (c *Client) pendingPod(h uint64, sv *service, uid string) (int, bool) {
+	if c.deg.npending.Load() == 0 {
+		return NoPod, false
+	}
 	if p, ok := c.deg.pending.Load(h); ok && p.sv == sv && p.uid == uid {
 		return p.pod, true
 	}
@@ -165,26 +168,19 @@ func (c *Client) placeByHash(h uint64, sv *service, uid string, pod int) (int, e
 		c.deg.failedFast.Add(1)
 		return NoPod, errStoreDown
 	}
+	// Counted before it is stored: pendingPod skips the map while the
+	// count is 0.
+	c.deg.npending.Add(1)
 	if _, loaded := c.deg.pending.LoadOrStore(h, pendingLink{sv: sv, uid: uid, pod: pod, at: now}); loaded {
 		// A hash collision with another pending user: no room to remember
 		// this one, so no answer to give.
+		c.deg.npending.Add(-1)
 		c.deg.failedFast.Add(1)
 		return NoPod, errStoreDown
 	}
-	c.deg.npending.Add(1)
 	c.deg.placed.Add(1)
 	c.cache.set(h, sv, uid, pod)
 	return pod, nil
-}
-
-// newPlacement picks the pod for a user without a link, the store being
-// reachable: the pod of a pending placement when there is one (so the user
-// keeps the pod it was given during the outage), else the strategy's pick.
-func (c *Client) newPlacement(ctx context.Context, h uint64, sv *service, uid string, now int64) (int, error) {
-	if pod, ok := c.pendingPod(h, sv, uid); ok {
-		return pod, nil
-	}
-	return c.place(ctx, sv.view, now)
 }
 
 // linked tells the pending placement of the user, if any, that the user's

@@ -46,6 +46,14 @@ type Server struct {
 	timing      Timing
 	drain       time.Duration
 	workloadTTL int // seconds
+	// loadEvery is ServerConfig.LoadInterval.
+	loadEvery time.Duration
+	// loadPublished is when SetLoadState's latest publish began (Unix ns);
+	// soon asks the heartbeat loop for a publish at the end of the load
+	// interval. Heartbeats do not count: a load set right after one is
+	// published at once.
+	loadPublished atomic.Int64
+	soon          chan struct{}
 
 	// load and routing are the pod's state in memory: read without a lock,
 	// written by the setters (routing only under mu, see below).
@@ -91,9 +99,12 @@ type ServerStats struct {
 	// Heartbeats counts the periodic state publishes that succeeded.
 	Heartbeats uint64
 	// HeartbeatFailures counts the heartbeat rounds that failed: the state
-	// publish or, on the pod that writes it, the workload state read or
-	// write. A failed round is retried after a quarter of the heartbeat
-	// period. Rounds cut short by Stop are not counted.
+	// publishes, the workload rounds (reading the states and, on the pod
+	// that writes it, writing the workload state; every heartbeat period
+	// too, apart from the publishes), and the publishes of a load
+	// SetLoadState deferred to the end of ServerConfig.LoadInterval. A
+	// failed round is retried after a quarter of the heartbeat period.
+	// Rounds cut short by Stop are not counted.
 	HeartbeatFailures uint64
 	// LastError is the error of the latest failed round; nil again once a
 	// round succeeds, so a non-nil value means the pod is failing right now.
@@ -142,6 +153,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Load < 0 {
 		return nil, fmt.Errorf("engine: ServerConfig.Load %d is negative", cfg.Load)
 	}
+	switch {
+	case cfg.LoadInterval < 0 || cfg.LoadInterval > timing.Heartbeat:
+		return nil, fmt.Errorf("engine: ServerConfig.LoadInterval %v is outside 0..Heartbeat (%v)", cfg.LoadInterval, timing.Heartbeat)
+	case cfg.LoadInterval == 0:
+		cfg.LoadInterval = max(timing.Heartbeat/20, 10*time.Millisecond)
+	}
 	switch cfg.Routing {
 	case RoutingUnknown:
 		cfg.Routing = Ready
@@ -164,6 +181,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		drain:       cfg.Drain,
 		workloadTTL: int(min(max(ttl, 1), store.MaxTTL)),
 		pub:         make(chan struct{}, 1),
+		loadEvery:   cfg.LoadInterval,
+		soon:        make(chan struct{}, 1),
 		obs:         observer{cfg.Observer},
 	}
 	s.load.Store(cfg.Load)
@@ -172,9 +191,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 }
 
 // SetLoadState sets the pod's load (≥ 0; lower is better, in the
-// application's unit) and publishes it at once. Before Start it is only kept
-// in memory, and Start publishes it. After Stop it returns ErrClosed. The load
-// stays set when the publish fails; the next heartbeat publishes it again.
+// application's unit) and publishes it at once, or, when the pod published
+// less than ServerConfig.LoadInterval ago, at the end of that interval
+// (returning nil without waiting; many calls within an interval make one
+// publish of the latest load). Before Start it is only kept in memory, and
+// Start publishes it. After Stop it returns ErrClosed. The load stays set
+// when the publish fails; the next heartbeat publishes it again.
 func (s *Server) SetLoadState(ctx context.Context, load int64) error {
 	if load < 0 {
 		return &store.InvalidArgumentError{Arg: "load", Reason: strconv.FormatInt(load, 10) + " is negative"}
@@ -191,6 +213,14 @@ func (s *Server) SetLoadState(ctx context.Context, load int64) error {
 	case closed:
 		return ErrClosed
 	}
+	if time.Since(time.Unix(0, s.loadPublished.Load())) < s.loadEvery {
+		select {
+		case s.soon <- struct{}{}:
+		default: // a publish is due already; it will carry this load
+		}
+		return nil
+	}
+	s.loadPublished.Store(time.Now().UnixNano())
 	return s.publish(ctx)
 }
 
@@ -476,15 +506,23 @@ func (s *Server) publish(ctx context.Context) error {
 	return err
 }
 
-// loop runs the heartbeats until ctx ends, then closes done.
+// loop runs the heartbeats and the workload duty until ctx ends, then
+// closes done. The two run apart, so that a slow Redis delays the state
+// publishes by one round trip at most, never by the workload's two.
 func (s *Server) loop(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.workloadLoop(ctx) })
 	t := time.NewTimer(s.timing.Heartbeat)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.soon:
+			s.publishSoon(ctx)
+			continue
 		case <-t.C:
 		}
 		began := time.Now()
@@ -498,19 +536,51 @@ func (s *Server) loop(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
-// beat runs one heartbeat round: publish the pod's state, then the workload
-// state if this pod writes it. It reports whether the round succeeded.
+// publishSoon publishes the load SetLoadState set, at the end of the load
+// interval that began with its previous publish.
+func (s *Server) publishSoon(ctx context.Context) {
+	at := time.Unix(0, s.loadPublished.Load()).Add(s.loadEvery)
+	if wait := time.Until(at); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	s.loadPublished.Store(time.Now().UnixNano())
+	rctx, cancel := context.WithTimeout(ctx, s.roundTimeout())
+	defer cancel()
+	if err := s.publish(rctx); err != nil && ctx.Err() == nil {
+		s.failures.Add(1)
+		s.setLastErr(err)
+	}
+}
+
+// roundTimeout bounds each heartbeat publish and workload round: long
+// enough for a slow Redis to answer (a deadline cut short also drops the
+// Redis client's connection when it is idle), short enough that a pod whose
+// publishes hang is retried before it goes stale. Staleness ≥ 3 × Heartbeat,
+// so it is at least 2 × Heartbeat.
+func (s *Server) roundTimeout() time.Duration { return s.timing.Staleness - s.timing.Heartbeat }
+
+// beat runs one heartbeat: publish the pod's state. It reports whether the
+// publish succeeded.
 func (s *Server) beat(ctx context.Context) bool {
-	// No round outlives its period: a hung Redis costs one failed round,
-	// not a stuck loop.
-	rctx, cancel := context.WithTimeout(ctx, s.timing.Heartbeat)
+	rctx, cancel := context.WithTimeout(ctx, s.roundTimeout())
 	defer cancel()
 	rctx, op := s.obs.begin(rctx, Op{Kind: OpHeartbeat, Name: "heartbeat", Namespace: s.ns, Service: s.svc, Pod: s.pod})
 	err := s.publish(rctx)
 	if err == nil {
 		s.heartbeats.Add(1)
-		err = s.writeWorkload(rctx)
 	}
+	return s.roundEnded(ctx, rctx, op, err)
+}
+
+// roundEnded ends a heartbeat or workload round with err, counting a
+// failure, and reports whether the round succeeded.
+func (s *Server) roundEnded(ctx, rctx context.Context, op *Op, err error) bool {
 	if err == nil {
 		s.obs.end(rctx, op, nil)
 		s.setLastErr(nil)
@@ -525,6 +595,28 @@ func (s *Server) beat(ctx context.Context) bool {
 	s.failures.Add(1)
 	s.setLastErr(err)
 	return false
+}
+
+// workloadLoop runs writeWorkload every heartbeat period until ctx ends.
+func (s *Server) workloadLoop(ctx context.Context) {
+	t := time.NewTimer(s.timing.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		began := time.Now()
+		// Each of its round trips gets roundTimeout (writeWorkload).
+		rctx, op := s.obs.begin(ctx, Op{Kind: OpWorkload, Name: "workload", Namespace: s.ns, Service: s.svc, Pod: s.pod})
+		ok := s.roundEnded(ctx, rctx, op, s.writeWorkload(rctx))
+		if ok {
+			t.Reset(max(s.timing.Heartbeat-time.Since(began), 0))
+		} else {
+			t.Reset(s.timing.Heartbeat / 4)
+		}
+	}
 }
 
 func (s *Server) setLastErr(err error) {
@@ -543,7 +635,9 @@ func (s *Server) setLastErr(err error) {
 // staleness window but no longer heartbeats, and waiting for it to go stale
 // would let K4 expire meanwhile.
 func (s *Server) writeWorkload(ctx context.Context) error {
-	rctx, rt := s.obs.rt(ctx, rtGetState, s.ns, s.svc, 1)
+	tctx, cancel := context.WithTimeout(ctx, s.roundTimeout())
+	defer cancel()
+	rctx, rt := s.obs.rt(tctx, rtGetState, s.ns, s.svc, 1)
 	st, err := s.st.GetServiceState(rctx, s.ns, s.svc)
 	s.obs.end(rctx, rt, err)
 	if err != nil {
@@ -573,7 +667,9 @@ func (s *Server) writeWorkload(ctx context.Context) error {
 	if writer != s.pod {
 		return nil
 	}
-	rctx, rt = s.obs.rt(ctx, rtSetWorkload, s.ns, s.svc, 1)
+	tctx, cancel = context.WithTimeout(ctx, s.roundTimeout())
+	defer cancel()
+	rctx, rt = s.obs.rt(tctx, rtSetWorkload, s.ns, s.svc, 1)
 	_, err = s.st.SetWorkloadState(rctx, s.ns, s.svc, accepting, alive, s.workloadTTL)
 	s.obs.end(rctx, rt, err)
 	if err != nil {

@@ -74,6 +74,31 @@ func (p *podSnapshot) accepting(pod int, now int64) bool {
 	return pod >= 0 && pod < len(p.flags) && p.flags[pod]&flagAccepting != 0 && now <= p.aliveUntil[pod]
 }
 
+// routable reports whether a linked user may be sent to pod at local time
+// now: per the latest snapshot or, while a refresh is waiting for Redis, per
+// what that snapshot said when the refresh began. A slow Redis then does not
+// age the pods out while the client waits for their news (a refresh that
+// waits out the detection window declares an outage, which keeps them
+// longer; see DegradedConfig). The second check runs only on a miss.
+func (v *view) routable(pod int, now int64) bool {
+	p := v.snap.Load()
+	if p.routable(pod, now) {
+		return true
+	}
+	since := v.waiting.Load()
+	return since != 0 && p.routable(pod, since)
+}
+
+// accepting is routable for a new user.
+func (v *view) accepting(pod int, now int64) bool {
+	p := v.snap.Load()
+	if p.accepting(pod, now) {
+		return true
+	}
+	since := v.waiting.Load()
+	return since != 0 && p.accepting(pod, since)
+}
+
 // view is the pod-state view of one service: a snapshot swapped whole at
 // every refresh, and the balancer that places new users there.
 type view struct {
@@ -81,14 +106,15 @@ type view struct {
 	snap atomic.Pointer[podSnapshot]
 	// deg is the view's outage state (degraded.go).
 	deg viewDegraded
+	// waiting is when the refresher's refresh in progress began (local
+	// ms), 0 when none is: see routable.
+	waiting atomic.Int64
 	// loadMu serializes loads (the refresher's and on-demand ones).
 	loadMu sync.Mutex
+	// bal places new users; its picks in flight are the placements of
+	// placed (placement.go).
 	bal    *lb.Balancer
-	// placedMu guards placed: the placements made since the last refresh, kept
-	// in flight in the balancer so they weigh on the next picks until the
-	// pods' published loads include them.
-	placedMu sync.Mutex
-	placed   []lb.PickResult
+	placed ledger
 }
 
 // EventKind says what changed about a pod.
@@ -146,7 +172,6 @@ type States struct {
 	timing Timing
 	clk    *clock.Coarse
 	newBal func() (*lb.Balancer, error)
-	band   func(least int64) int64
 	obs    observer
 	// deg is the client's degraded-mode policy (degraded.go).
 	deg *degradedPolicy
@@ -159,11 +184,22 @@ type States struct {
 	subsMu sync.Mutex // guards subs
 	subs   []*subscriber
 
-	// kick wakes the refresher early, to load a service seen for the first time.
+	// kick wakes the refresher early, to load a service seen for the first
+	// time or after a call found the store failing.
 	kick chan struct{}
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	// early receives the views that placed earlyAfter users since their
+	// last refresh (placement.go); earlyEvery is the least time between two
+	// refreshes of a view it asks for, weightDecay the time constant of the
+	// fleet estimate, in ms.
+	early       chan *view
+	earlyEvery  int64
+	weightDecay int64
+	// detect is how long a refresh waits for Redis before Redis counts as
+	// unreachable (DegradedConfig.DetectAfter).
+	detect time.Duration
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
 }
 
 // subscriber delivers events to one callback from its own goroutine, so a
@@ -180,19 +216,24 @@ type subscriber struct {
 // maxQueued bounds a subscriber's backlog; older events are dropped first.
 const maxQueued = 4096
 
-func newStates(st *store.Redis, t Timing, clk *clock.Coarse, newBal func() (*lb.Balancer, error), band func(int64) int64, obs observer, deg *degradedPolicy) *States {
+func newStates(st *store.Redis, t Timing, detect time.Duration, clk *clock.Coarse, newBal func() (*lb.Balancer, error), obs observer, deg *degradedPolicy) *States {
 	s := &States{
-		store: st, timing: t, clk: clk, newBal: newBal, band: band, obs: obs, deg: deg,
-		services: xsync.NewMap[[2]string, *service](),
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
+		store: st, timing: t, clk: clk, newBal: newBal, obs: obs, deg: deg,
+		services:    xsync.NewMap[[2]string, *service](),
+		kick:        make(chan struct{}, 1),
+		early:       make(chan *view, 16),
+		earlyEvery:  max(t.Refresh.Milliseconds()/10, 5),
+		weightDecay: max(4*t.Refresh.Milliseconds(), 1),
+		detect:      detect,
+		stop:        make(chan struct{}),
 	}
 	s.wg.Add(1)
 	go s.refresher()
 	return s
 }
 
-// refresher reloads every known service each refresh period.
+// refresher reloads every known service each refresh period, and a view
+// on its own when it asks for an early refresh.
 func (s *States) refresher() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.timing.Refresh)
@@ -201,22 +242,41 @@ func (s *States) refresher() {
 		select {
 		case <-s.stop:
 			return
+		case v := <-s.early:
+			s.refresh(v)
+			continue
 		case <-t.C:
 		case <-s.kick:
 		}
-		var svcs []*service
+		var wg sync.WaitGroup
 		for _, sv := range s.services.All() {
-			svcs = append(svcs, sv)
+			// In parallel: an unreachable Redis costs one detection window,
+			// not one per service.
+			wg.Go(func() { s.refresh(sv.view) })
 		}
-		for _, sv := range svcs {
-			ctx, cancel := context.WithTimeout(context.Background(), s.timing.Refresh)
-			// A failed refresh keeps the last snapshot: pods age out of it by
-			// their aliveUntil, so a Redis outage cannot keep a dead pod
-			// routable beyond the degraded mode's MaxStaleness.
-			s.loaded(sv.view, s.load(ctx, sv.view))
-			cancel()
-		}
+		wg.Wait()
 	}
+}
+
+// refresh loads v's pod states for the refresher and reports the outcome
+// to the degraded mode. A refresh waits for Redis up to the detection
+// window: a slow Redis is waited on, and only one that does not answer
+// within the window (or refuses or drops the connection) is unreachable.
+// During an outage too: a Redis that answers within the window is
+// reachable again, however slow; and a refresh waiting on a Redis that
+// comes back gets its answer as soon as it does.
+func (s *States) refresh(v *view) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.detect)
+	defer cancel()
+	if v.snap.Load() != nil {
+		v.waiting.Store(s.clk.Millis())
+		defer v.waiting.Store(0)
+	}
+	// A failed refresh keeps the last snapshot: pods age out of it by their
+	// aliveUntil, so a Redis outage cannot keep a dead pod routable beyond
+	// the degraded mode's MaxStaleness.
+	err := s.load(ctx, v)
+	s.loaded(v, err, ctx.Err() != nil)
 }
 
 // register returns the interned service of (ns, name), creating it (without
@@ -300,7 +360,6 @@ func (s *States) reload(ctx context.Context, v *view, op *Op) error {
 	snap.flags = make([]uint8, maxPod+1)
 	snap.aliveUntil = make([]int64, maxPod+1)
 	var accepting []lb.Pod
-	least := int64(-1)
 	for _, p := range st.Pods {
 		ps := PodState{Pod: p.Pod, Load: int64(p.Load), Routing: p.Routing, Updated: p.Updated}
 		age := st.Now - p.Updated
@@ -315,53 +374,19 @@ func (s *States) reload(ctx context.Context, v *view, op *Op) error {
 		if ps.Accepting {
 			snap.flags[p.Pod] |= flagAccepting
 			accepting = append(accepting, lb.Pod{Index: p.Pod, Load: ps.Load})
-			if least < 0 || ps.Load < least {
-				least = ps.Load
-			}
 		}
 	}
 	accepting = s.carry(v, snap, accepting, local)
-	// The load band: pods far above the least loaded take no new users.
-	if band := s.band(least); band >= 0 {
-		accepting = slices.DeleteFunc(accepting, func(p lb.Pod) bool { return p.Load > least+band })
-	}
-	old := v.snap.Swap(snap)
-	v.placedMu.Lock()
-	placed := v.placed
-	v.placed = nil
-	v.placedMu.Unlock()
-	// The published loads now include this client's earlier placements (or
-	// will by the next heartbeat): stop counting them locally.
-	for _, r := range placed {
-		r.Done(lb.DoneInfo{})
-	}
+	old := v.snap.Load()
 	if err := v.bal.Update(accepting); err != nil {
 		return err
 	}
+	// The placements the new states include stop counting; the load band
+	// is the balancer's, judged at every pick on the corrected loads.
+	s.settle(v, old, snap, local)
+	v.snap.Store(snap)
 	s.notify(old, snap)
 	return nil
-}
-
-// place picks an accepting pod for a new user and counts the placement
-// locally until the next refresh.
-func (v *view) place(now int64) (int, error) {
-	snap := v.snap.Load()
-	for {
-		r, err := v.bal.Pick()
-		if err != nil {
-			return NoPod, ErrNoAvailablePod
-		}
-		if snap == nil || snap.accepting(r.Pod, now) {
-			v.placedMu.Lock()
-			v.placed = append(v.placed, r)
-			v.placedMu.Unlock()
-			return r.Pod, nil
-		}
-		// The pod stopped heartbeating since the last refresh: take it out of
-		// the balancer until a refresh sees it alive again.
-		r.Done(lb.DoneInfo{})
-		v.bal.Remove(r.Pod)
-	}
 }
 
 // NoPod is the pod index meaning "no pod". Pod 0 is a normal pod.
@@ -489,16 +514,16 @@ func (s *States) Snapshot(ctx context.Context, ns, svc string) (ServiceSnapshot,
 	return sv.view.snap.Load().ServiceSnapshot, nil
 }
 
-// current returns the snapshot of a service, or nil while it has none yet:
-// a service seen for the first time is registered and the refresher is woken
-// to load it, so the caller never waits for Redis.
-func (s *States) current(ns, svc string) *podSnapshot {
+// current returns the view of a service, or nil while it has no snapshot
+// yet: a service seen for the first time is registered and the refresher is
+// woken to load it, so the caller never waits for Redis.
+func (s *States) current(ns, svc string) *view {
 	sv, err := s.register(ns, svc)
 	if err != nil {
 		return nil
 	}
-	if p := sv.view.snap.Load(); p != nil {
-		return p
+	if sv.view.snap.Load() != nil {
+		return sv.view
 	}
 	select {
 	case s.kick <- struct{}{}:
@@ -511,15 +536,15 @@ func (s *States) current(ns, svc string) *podSnapshot {
 // reads the current snapshot and never blocks; a service not seen before
 // answers false while it loads in the background.
 func (s *States) IsPodRoutable(ns, svc string, pod int) bool {
-	p := s.current(ns, svc)
-	return p != nil && p.routable(pod, s.clk.Millis())
+	v := s.current(ns, svc)
+	return v != nil && v.routable(pod, s.clk.Millis())
 }
 
 // IsPodAvailable reports whether a new user may be placed on pod now, like
 // IsPodRoutable.
 func (s *States) IsPodAvailable(ns, svc string, pod int) bool {
-	p := s.current(ns, svc)
-	return p != nil && p.accepting(pod, s.clk.Millis())
+	v := s.current(ns, svc)
+	return v != nil && v.accepting(pod, s.clk.Millis())
 }
 
 // AlivePods returns the pods of a service alive now, in index order.
@@ -556,27 +581,19 @@ func (s *States) GetServiceBestPod(ctx context.Context, ns, svc string) (int, er
 	if err != nil {
 		return NoPod, err
 	}
-	return sv.view.place(s.clk.Millis())
+	return s.place(sv.view, s.clk.Millis())
 }
 
-// GetPodLoadScore returns the load pod published, plus the placements this
-// client made there since the last refresh.
+// GetPodLoadScore returns the corrected load of pod: the load it published,
+// plus the placements this client made there since, each weighed by the
+// client's estimate of the fleet's placements per own one (see ClientConfig.Strategy).
 func (s *States) GetPodLoadScore(ctx context.Context, ns, svc string, pod int) (int64, error) {
 	sv, err := s.service(ctx, ns, svc)
 	if err != nil {
 		return 0, err
 	}
-	for _, p := range sv.view.snap.Load().Pods {
-		if p.Pod != pod {
-			continue
-		}
-		score := p.Load
-		for _, ps := range sv.view.bal.Stats().Pods {
-			if ps.Pod == pod {
-				score += ps.InFlight
-			}
-		}
-		return score, nil
+	if load, ok := sv.view.correctedLoad(sv.view.snap.Load(), pod); ok {
+		return load, nil
 	}
 	return 0, errors.New("engine: pod " + strconv.Itoa(pod) + " of " + ns + "/" + svc + " has no state")
 }

@@ -154,7 +154,7 @@ func (m *Metrics) End(_ context.Context, op *engine.Op) {
 		}
 	case engine.OpRoundTrip:
 		m.op(m.rts, "store_requests", opKey{"", "", op.Name, outcome}).record(op.Duration)
-	case engine.OpRefresh, engine.OpHeartbeat:
+	case engine.OpRefresh, engine.OpHeartbeat, engine.OpWorkload:
 		m.op(m.checks, "health_checks", opKey{op.Namespace, op.Service, op.Kind.String(), outcome}).record(op.Duration)
 		if op.Kind == engine.OpHeartbeat && isFailure(outcome) && outcome != OutcomeCanceled {
 			m.service(op.Namespace, op.Service).hbFailures.Inc()

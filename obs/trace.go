@@ -127,7 +127,7 @@ func (t *Tracer) Begin(ctx context.Context, op *engine.Op) context.Context {
 		if op.Script != "" {
 			name += " " + op.Script
 		}
-	case engine.OpRefresh, engine.OpHeartbeat:
+	case engine.OpRefresh, engine.OpHeartbeat, engine.OpWorkload:
 		if !t.background {
 			// Hide it, and its round trips, from an enclosing operation.
 			return context.WithValue(ctx, spanKey{t}, nil)
