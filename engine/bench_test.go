@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -368,5 +369,102 @@ func TestRoutableCheckAllocs(t *testing.T) {
 	allocs := testing.AllocsPerRun(10000, func() { ok = c.States().IsPodRoutable("ns", svc, 3) })
 	if !ok || allocs != 0 {
 		t.Fatalf("IsPodRoutable = %v with %v allocs, want true with 0", ok, allocs)
+	}
+}
+
+// BenchmarkPlacement50 places new users from 50 goroutines through the
+// engine (ComputeLinkedPod: a pick, one round trip, the placement counted and
+// cached) and, in alternating rounds at the same concurrency on the same
+// server, links new users with the store's own SetLinkedPodIfAbsent (the
+// Redis work a placement cannot avoid). engine/store is the throughput
+// ratio; the storm issue's goals are ≥ 0.8 on the real standalone server and
+// ≥ 0.5 on the embedded one.
+func BenchmarkPlacement50(b *testing.B) {
+	const workers, rounds = 50, 8
+	for _, backend := range []string{redistest.Standalone, redistest.Embedded} {
+		b.Run(backend, func(b *testing.B) {
+			var st *store.Redis
+			if backend == redistest.Embedded {
+				st = store.New(redistest.Open(b, backend).Client)
+			} else {
+				var err error
+				if st, err = store.Dial(store.DialConfig{Addrs: redistest.Addrs(b, backend)}); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(st.Close)
+			}
+			ns := redistest.Namespace(b)
+			ctx := benchCtx(b)
+			// The pods heartbeat (default timing), so the client refreshes
+			// as it would in a storm: every second, and early every 16
+			// placements (at most every 100 ms).
+			pods := store.New(redistest.Open(b, backend).Client)
+			for p := range benchPods {
+				s, err := engine.NewServer(engine.ServerConfig{Store: pods, Namespace: ns, Service: svc, Pod: p})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Start(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() {
+					sctx, cancel := context.WithCancel(context.Background())
+					cancel() // no drain
+					_ = s.Stop(sctx)
+				})
+			}
+			// Short-lived links: Redis forgets their tracking when they
+			// expire (its tracking table is bounded, 1M keys by default,
+			// and evicting from a full one invalidates links at random).
+			c, err := engine.NewClient(engine.ClientConfig{Store: st, TempLinkTTL: time.Minute})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(c.Close)
+			var seq atomic.Int64 // every call links a user never seen before
+			// run does n calls of fn spread over the workers; it returns the wall time.
+			run := func(n int, fn func(uid string) error) time.Duration {
+				var next atomic.Int64
+				var failed atomic.Value
+				var wg sync.WaitGroup
+				start := time.Now()
+				for range workers {
+					wg.Go(func() {
+						for next.Add(1) <= int64(n) {
+							if err := fn("p" + strconv.FormatInt(seq.Add(1), 36)); err != nil {
+								failed.CompareAndSwap(nil, err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				if err, ok := failed.Load().(error); ok {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			engineOp := func(uid string) error {
+				_, err := c.ComputeLinkedPod(ctx, ns, uid, svc)
+				return err
+			}
+			storeOp := func(uid string) error {
+				_, err := st.SetLinkedPodIfAbsent(ctx, ns, uid, svc, 1, 60)
+				return err
+			}
+			per := max(b.N/rounds, workers)
+			run(workers, engineOp) // both warm: the script loaded, the service read
+			run(workers, storeOp)
+			b.ResetTimer()
+			var engineNs, storeNs time.Duration
+			for range rounds {
+				storeNs += run(per, storeOp)
+				engineNs += run(per, engineOp)
+			}
+			calls := float64(per * rounds)
+			b.ReportMetric(calls/engineNs.Seconds(), "engine-ops/s")
+			b.ReportMetric(calls/storeNs.Seconds(), "store-ops/s")
+			b.ReportMetric(float64(storeNs)/float64(engineNs), "engine/store")
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -216,17 +217,37 @@ func TestClientConfigErrors(t *testing.T) {
 	}
 }
 
-// TestLoadBand: pods far above the least loaded take no new users.
+// TestLoadBand: pods far above the least loaded take no new users; the band
+// is judged at every placement on the corrected loads (published + placed
+// since), so a pod leaves it when the others have caught up.
 func TestLoadBand(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
 		sc := newScenario(t, b)
 		sc.publish(0, 100, store.Ready) // band: max(10, 0.25 × 100) = 25 above 100
 		sc.publish(1, 120, store.Ready)
-		sc.publish(2, 126, store.Ready) // out of the band
+		sc.publish(2, 126, store.Ready) // out of the band until pod 0 has one more
+		seen := map[int]int{}
 		for i := range 40 {
-			if pod := sc.compute("band" + strings.Repeat("x", i%5) + string(rune('a'+i))); pod == 2 {
-				t.Fatalf("new user placed on pod 2, above the band")
+			var loads [3]int64
+			for p := range loads {
+				l, err := sc.c.States().GetPodLoadScore(sc.ctx, sc.ns, svc, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				loads[p] = l
 			}
+			least := min(loads[0], loads[1], loads[2])
+			pod := sc.compute("band" + strconv.Itoa(i))
+			if band := max(10, least/4); loads[pod] > least+band {
+				t.Fatalf("user %d placed on pod %d at corrected load %d, above the band %d over %d (%v)", i, pod, loads[pod], band, least, loads)
+			}
+			if i == 0 && pod == 2 {
+				t.Fatal("the first user placed on pod 2, above the band")
+			}
+			seen[pod]++
+		}
+		if seen[2] == 0 {
+			t.Fatalf("placements %v: pod 2 never re-entered the band", seen)
 		}
 	})
 }

@@ -19,8 +19,11 @@ func heartbeat(t *testing.T, st *store.Redis, ns string, pods ...int) {
 	t.Helper()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// One context for every beat, registered before the cleanup that stops
+	// them: cleanups run last-registered first, so the beats stop before
+	// their context is cancelled.
+	ctx := redistest.Ctx(t)
 	beat := func() {
-		ctx := redistest.Ctx(t)
 		for _, p := range pods {
 			if _, err := st.SetServiceState(ctx, ns, svc, p, 0, store.Ready); err != nil {
 				t.Errorf("heartbeat of pod %d: %v", p, err)

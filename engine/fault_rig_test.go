@@ -25,9 +25,13 @@ import (
 // links lost.
 
 // faultTiming: pods stale 600 ms after their last heartbeat; clients refresh
-// every 100 ms (a refresh times out after 100 ms too, so an unreachable
-// Redis is noticed within about 200 ms).
+// every 100 ms; a refresh waits faultDetect for Redis before calling it
+// unreachable (a refused connection is noticed at the second refresh).
 var faultTiming = engine.Timing{Heartbeat: 200 * time.Millisecond, Staleness: 600 * time.Millisecond, Refresh: 100 * time.Millisecond}
+
+// faultDetect is the rig's detection window: five refresh periods, so that a
+// refresh slowed by a busy machine is not taken for an outage.
+const faultDetect = 5 * 100 * time.Millisecond
 
 // callDeadline is every traffic call's context deadline.
 const callDeadline = 300 * time.Millisecond
@@ -50,6 +54,8 @@ type rig struct {
 	client *engine.Client
 	pods   []*engine.Server
 	timing engine.Timing
+	// detect is the client's detection window (DegradedConfig.DetectAfter).
+	detect time.Duration
 	// deadline is every traffic call's context deadline.
 	deadline time.Duration
 }
@@ -64,16 +70,22 @@ type rigConfig struct {
 	cacheTTL time.Duration
 	// configure adjusts the client's rueidis options.
 	configure func(*rueidis.ClientOption)
-	// timing and deadline override faultTiming and callDeadline when set.
+	// timing and deadline override faultTiming and callDeadline when set;
+	// detect overrides faultDetect (with timing set, it defaults to the
+	// engine's default).
 	timing   engine.Timing
 	deadline time.Duration
+	detect   time.Duration
 }
 
 func newRig(t *testing.T, cfg rigConfig) *rig {
 	t.Helper()
-	r := &rig{t: t, ns: redistest.Namespace(t), addr: cfg.clientAddr, timing: cfg.timing, deadline: cfg.deadline}
+	r := &rig{t: t, ns: redistest.Namespace(t), addr: cfg.clientAddr, timing: cfg.timing, deadline: cfg.deadline, detect: cfg.detect}
 	if r.timing == (engine.Timing{}) {
 		r.timing = faultTiming
+		if r.detect == 0 {
+			r.detect = faultDetect
+		}
 	}
 	if r.deadline == 0 {
 		r.deadline = callDeadline
@@ -98,13 +110,16 @@ func newRig(t *testing.T, cfg rigConfig) *rig {
 	c, err := engine.NewClient(engine.ClientConfig{
 		Store: r.st, Timing: r.timing, TempLinkTTL: time.Minute,
 		Cache:    engine.CacheConfig{TTL: cfg.cacheTTL},
-		Degraded: engine.DegradedConfig{Placement: cfg.placement, MaxStaleness: cfg.maxStale},
+		Degraded: engine.DegradedConfig{Placement: cfg.placement, MaxStaleness: cfg.maxStale, DetectAfter: r.detect},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	r.client = c
+	if r.detect == 0 {
+		r.detect = max(3*time.Second, 2*r.timing.Refresh) // the engine's default
+	}
 	return r
 }
 
@@ -327,6 +342,9 @@ type outcome struct {
 	maxTook                 time.Duration
 	linksChecked, linksLost int
 	lostByRedis             int
+	// detected is how long after the fault the client declared an outage;
+	// negative for a fault that is not an outage.
+	detected time.Duration
 }
 
 // errKind names an error for the table.
@@ -350,7 +368,7 @@ func errKind(err error) string {
 // and after it, and checks that no call overran its deadline.
 func (tr *traffic) summarize(name string, from, lifted time.Time) outcome {
 	tr.r.t.Helper()
-	o := outcome{fault: name, errKinds: map[string]int{}}
+	o := outcome{fault: name, errKinds: map[string]int{}, detected: -1}
 	for _, c := range tr.calls(from, time.Now().Add(time.Hour)) {
 		o.maxTook = max(o.maxTook, c.took)
 		if c.took > tr.r.deadline+deadlineSlack {
@@ -424,8 +442,12 @@ func (tr *traffic) checkLinks(o *outcome, redisLost time.Time) {
 // report logs the row in the table's format.
 func (o outcome) report(t *testing.T) {
 	t.Helper()
-	t.Logf("FAULT-TABLE | %s | calls during fault %d, errors during %d (cached users %d), errors after lift %d, kinds %v | recovery %v | max call %v | links checked %d, lost %d, lost by Redis itself %d |",
-		o.fault, o.callsDuring, o.errsDuring, o.warmErrsDuring, o.errsAfter, o.errKinds,
+	detected := "no outage"
+	if o.detected >= 0 {
+		detected = "outage detected after " + o.detected.Round(time.Millisecond).String()
+	}
+	t.Logf("FAULT-TABLE | %s | calls during fault %d, errors during %d (cached users %d), errors after lift %d, kinds %v | %s | recovery %v | max call %v | links checked %d, lost %d, lost by Redis itself %d |",
+		o.fault, o.callsDuring, o.errsDuring, o.warmErrsDuring, o.errsAfter, o.errKinds, detected,
 		o.recovery.Round(time.Millisecond), o.maxTook.Round(time.Millisecond), o.linksChecked, o.linksLost, o.lostByRedis)
 }
 

@@ -30,6 +30,9 @@ type fault struct {
 	lift func(t *testing.T, f *faultWorld)
 	// calls is how many calls run under the fault before it is lifted.
 	calls int
+	// slow: Redis answers, late; no call may fail for Redis being
+	// unavailable, and the client must never enter degraded mode.
+	slow bool
 	// timing and deadline override the rig's.
 	timing   engine.Timing
 	deadline time.Duration
@@ -56,8 +59,21 @@ func runFault(t *testing.T, f fault, placement engine.DegradedPlacement) outcome
 		t.Fatalf("%d errors before the fault, first %v", errCount(cs), firstErr(cs))
 	}
 
+	before := r.client.DegradedStats()
 	faultAt := time.Now()
 	f.inject(t, w, tr)
+	detected := time.Duration(-1)
+	if f.outage {
+		redistest.Poll(t, f.detect(r)+20*time.Second, "the outage detected", func() bool {
+			return r.client.DegradedStats().Outages > before.Outages
+		})
+		detected = time.Since(faultAt)
+		// Within the detection window and a refresh period (the refresh in
+		// flight when the fault began), and a period more for this machine.
+		if bound := max(r.detect, 2*r.timing.Refresh) + 2*r.timing.Refresh; detected > bound {
+			t.Errorf("outage detected after %v, want within %v (detection window %v, refresh %v)", detected, bound, r.detect, r.timing.Refresh)
+		}
+	}
 	tr.hold(faultAt, 3*r.timing.Staleness, f.calls, "traffic under the fault")
 	liftAt := time.Now()
 	f.lift(t, w)
@@ -70,9 +86,19 @@ func runFault(t *testing.T, f fault, placement engine.DegradedPlacement) outcome
 	tr.halt()
 
 	o := tr.summarize(f.name+" ("+placement.String()+")", faultAt, liftAt)
+	o.detected = detected
 	tr.checkLinks(&o, time.Time{})
 	o.report(t)
-	t.Logf("degraded stats: %+v", r.client.DegradedStats())
+	st := r.client.DegradedStats()
+	t.Logf("degraded stats: %+v", st)
+	if f.slow {
+		if n := o.errKinds["unavailable"] + o.errKinds["unavailable(deadline)"]; n != 0 {
+			t.Errorf("%d calls failed with the store unavailable while Redis was only slow, want 0", n)
+		}
+		if st.Outages != before.Outages || st.FailedFast != before.FailedFast {
+			t.Errorf("a slow Redis was taken for an unreachable one: %d outages, %d fail-fast answers", st.Outages-before.Outages, st.FailedFast-before.FailedFast)
+		}
+	}
 	if f.outage && o.warmErrsDuring != 0 {
 		t.Errorf("%d calls for cached users failed during the outage, want 0", o.warmErrsDuring)
 	}
@@ -96,10 +122,11 @@ func runFault(t *testing.T, f fault, placement engine.DegradedPlacement) outcome
 }
 
 // detect is how long the client may take to notice an outage: a refresh
-// period to start a refresh, its timeout, and the deadline of calls already
-// in flight.
+// period to start a refresh, the detection window it waits (a refused
+// connection takes two refreshes instead), a period for the machine's
+// scheduling, and the deadline of calls already in flight.
 func (f fault) detect(r *rig) time.Duration {
-	return 4*r.timing.Refresh + r.deadline + 200*time.Millisecond
+	return max(r.detect, 2*r.timing.Refresh) + 2*r.timing.Refresh + r.deadline
 }
 
 func errCount(cs []call) int {
@@ -147,6 +174,16 @@ var proxyFaults = []fault{
 		timing:   engine.Timing{Heartbeat: 600 * time.Millisecond, Staleness: 1800 * time.Millisecond, Refresh: 600 * time.Millisecond},
 		deadline: 1500 * time.Millisecond,
 		inject:   func(t *testing.T, w *faultWorld, _ *traffic) { w.proxy.SetLatency(100 * time.Millisecond) },
+		lift:     func(t *testing.T, w *faultWorld) { w.proxy.SetLatency(0) },
+	},
+	{
+		// 1.5 s more per round trip (750 ms each way), above the default 1 s
+		// refresh period, with the engine's default timing and callers
+		// that give it 5 s: slow is not down.
+		name: "1.5s added latency, default timing", calls: 20, slow: true,
+		timing:   engine.Timing{Heartbeat: time.Second, Staleness: 3 * time.Second, Refresh: time.Second},
+		deadline: 5 * time.Second,
+		inject:   func(t *testing.T, w *faultWorld, _ *traffic) { w.proxy.SetLatency(750 * time.Millisecond) },
 		lift:     func(t *testing.T, w *faultWorld) { w.proxy.SetLatency(0) },
 	},
 	{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -667,6 +668,60 @@ func TestServerLinks(t *testing.T) {
 		}
 		if _, err := s0.TrySetLinkedPod(ctx, ns, uid, serverSvc, -1); !errors.Is(err, store.ErrInvalidArgument) {
 			t.Fatalf("TrySetLinkedPod(pod -1) = %v, want store.ErrInvalidArgument", err)
+		}
+	})
+}
+
+// publishCounter is an Observer counting a server's state publishes.
+type publishCounter struct{ n atomic.Int64 }
+
+func (c *publishCounter) Begin(ctx context.Context, _ *engine.Op) context.Context { return ctx }
+func (c *publishCounter) Note(context.Context, engine.Note)                       {}
+func (c *publishCounter) End(_ context.Context, op *engine.Op) {
+	if op.Kind == engine.OpRoundTrip && op.Name == "SetServiceState" {
+		c.n.Add(1)
+	}
+}
+
+// TestSetLoadStateCoalesces: an application may set its load on every user
+// it gains or loses. The first call publishes at once; calls within
+// LoadInterval of it return at once and make one more publish, of the
+// latest load, at the end of the interval.
+func TestSetLoadStateCoalesces(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
+		st, ns := store.New(b.Client), redistest.Namespace(t)
+		ctx := redistest.Ctx(t)
+		count := &publishCounter{}
+		const interval = 200 * time.Millisecond
+		s := newTestServer(t, st, ns, 1, func(c *engine.ServerConfig) {
+			c.Timing = engine.Timing{Heartbeat: time.Hour}
+			c.LoadInterval = interval
+			c.Observer = count
+		})
+		if err := s.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetLoadState(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		if got := serverPodStateOf(t, st, ns, 1).Load; got != 1 {
+			t.Fatalf("published load %d right after the first SetLoadState(1)", got)
+		}
+		first := time.Now()
+		for load := int64(2); load <= 100; load++ {
+			if err := s.SetLoadState(ctx, load); err != nil {
+				t.Fatal(err)
+			}
+		}
+		calls := time.Since(first)
+		redistest.Poll(t, 10*interval+5*time.Second, "load 100 published", func() bool {
+			return serverPodStateOf(t, st, ns, 1).Load == 100
+		})
+		// Start, the first SetLoadState, and one for the 99 calls after it
+		// (two if the calls outlasted an interval: one per interval then).
+		want := int64(3) + int64(calls/interval)
+		if got := count.n.Load(); got < 3 || got > want {
+			t.Fatalf("%d publishes for Start and 100 loads set in %v, want 3..%d", got, calls, want)
 		}
 	})
 }

@@ -55,10 +55,9 @@ func Example() {
 		fmt.Println("span", s.Name())
 	}
 	// Output:
-	// stickyroute_requests_total{namespace="game",service="room",op="ComputeLinkedPod",outcome="ok"} 2
-	// stickyroute_cache_hits_total 1
+	// stickyroute_requests_total{namespace="game",service="room",op="ComputeLinkedPod",outcome="ok"} 1
+	// stickyroute_cache_hits_total 2
 	// stickyroute_placements_total{namespace="game",service="room",pod="0"} 1
-	// span stickyroute.ComputeLinkedPod
 	// span stickyroute.ComputeLinkedPod
 }
 

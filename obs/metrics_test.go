@@ -101,7 +101,9 @@ func TestMetricsAfterEngineCalls(t *testing.T) {
 		svcLabels := []string{"namespace", ns, "service", svc}
 		computeOK := append([]string{"op", "ComputeLinkedPod", "outcome", "ok"}, svcLabels...)
 
-		// 1. Ten new users: each a miss, a tracked GET, a pick and a SET NX.
+		// 1. Ten new users: each a miss, one placement round trip (which
+		// reads and writes the link, and has Redis track it) and a pick.
+		lost := c.DegradedStats().TrackingLost
 		st := begin(t, m)
 		perPod := map[int]float64{}
 		for _, u := range uids {
@@ -115,9 +117,9 @@ func TestMetricsAfterEngineCalls(t *testing.T) {
 		st.want(10, "request_duration_seconds_count", append([]string{"op", "ComputeLinkedPod"}, svcLabels...)...)
 		st.want(10, "cache_misses_total")
 		st.want(0, "cache_hits_total")
-		st.want(10, "store_requests_total", "op", "GetLinkedPodTracked", "outcome", "ok")
-		st.want(10, "store_requests_total", "op", "SetLinkedPodIfAbsent", "outcome", "ok")
-		st.want(10, "store_request_duration_seconds_count", "op", "SetLinkedPodIfAbsent")
+		st.want(0, "store_requests_total", "op", "GetLinkedPodTracked")
+		st.want(10, "store_requests_total", "op", "SetLinkedPodIfAbsentTracked", "outcome", "ok")
+		st.want(10, "store_request_duration_seconds_count", "op", "SetLinkedPodIfAbsentTracked")
 		st.want(10, "balancer_picks_total", append([]string{"strategy", "p2c"}, svcLabels...)...)
 		st.want(10, "balancer_pick_duration_seconds_count", svcLabels...)
 		for pod, n := range perPod {
@@ -131,45 +133,23 @@ func TestMetricsAfterEngineCalls(t *testing.T) {
 		if skew != wantSkew {
 			t.Errorf("placement_skew = %v, want %v (placements %v)", skew, wantSkew, perPod)
 		}
-		if real {
-			// The client's own writes end the tracking of the keys it read:
-			// ten invalidations, each timed from the write.
-			redistest.Poll(t, 5*time.Second, "ten invalidations", func() bool {
-				return exposed(t, m).Sum(obs.Prefix+"invalidations_total") >= 10
-			})
-			s := exposed(t, m)
-			if got := s.Sum(obs.Prefix + "invalidation_delay_seconds_count"); got < 1 || got > 10 {
-				t.Errorf("invalidation_delay_seconds_count = %v, want 1..10", got)
-			}
-		}
 
-		// 2. The same users again: read with tracking and cached (on a real
-		// Redis an invalidation of the client's own write may still be on its
-		// way and drop an entry: read such a user again); 3. then hits.
-		st = begin(t, m)
+		// 2. The same users again: cached when they were placed, so ten hits
+		// and no call reaches Redis. (A cluster client replaces a connection
+		// just after it starts, which Redis reports as tracking lost: links
+		// read at that moment are rightly not cached. Only then may a user
+		// be missing, and it is read again first.)
 		for _, u := range uids {
+			if c.GetLinkedInCache(ns, u, svc) != engine.NoPod {
+				continue
+			}
+			if c.DegradedStats().TrackingLost == lost {
+				t.Fatalf("%s placed but not cached, with tracking never lost", u)
+			}
 			if _, err := c.ComputeLinkedPod(ctx, ns, u, svc); err != nil {
 				t.Fatal(err)
 			}
 		}
-		redistest.Poll(t, 5*time.Second, "every user cached", func() bool {
-			all := true
-			for _, u := range uids {
-				if c.GetLinkedInCache(ns, u, svc) == engine.NoPod {
-					all = false
-					if _, err := c.ComputeLinkedPod(ctx, ns, u, svc); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			return all
-		})
-		after := exposed(t, m)
-		misses := obs.Delta(st.before, after, obs.Prefix+"cache_misses_total")
-		if reqs := obs.Delta(st.before, after, obs.Prefix+"requests_total", computeOK...); misses < 10 || reqs != misses || (!real && misses != 10) {
-			t.Errorf("second round: %v misses, %v requests; want 10 of each (more only on a real Redis)", misses, reqs)
-		}
-		st.want(0, "placements_total")
 		st = begin(t, m)
 		for _, u := range uids {
 			if _, err := c.ComputeLinkedPod(ctx, ns, u, svc); err != nil {
@@ -179,7 +159,27 @@ func TestMetricsAfterEngineCalls(t *testing.T) {
 		st.want(0, "requests_total")
 		st.want(10, "cache_hits_total")
 		st.want(0, "cache_misses_total")
-		st.want(0, "store_requests_total", "op", "GetLinkedPodTracked")
+		st.want(0, "store_requests_total")
+		st.want(0, "placements_total")
+		if real {
+			// 3. Another process moves them: Redis tracks the placed links
+			// for the client, which hears of every move and drops the entry.
+			st = begin(t, m)
+			for _, u := range uids {
+				if _, err := servers[1].SetLinkedPod(ctx, ns, u, svc, 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			redistest.Poll(t, 5*time.Second, "ten invalidations", func() bool {
+				return obs.Delta(st.before, exposed(t, m), obs.Prefix+"invalidations_total") >= 10
+			})
+			for _, u := range uids {
+				if pod, err := c.ComputeLinkedPod(ctx, ns, u, svc); pod != 1 || err != nil {
+					t.Fatalf("%s after the move = %d, %v; want pod 1", u, pod, err)
+				}
+			}
+			st.want(10, "cache_misses_total")
+		}
 		if got := exposed(t, m).Sum(obs.Prefix + "cache_entries"); got != 10 {
 			t.Errorf("cache_entries = %v, want 10", got)
 		}
@@ -233,6 +233,13 @@ func TestMetricsAfterEngineCalls(t *testing.T) {
 		st.want(1, "relinks_total", svcLabels...)
 		st.want(1, "placements_total", append([]string{"pod", "0"}, svcLabels...)...)
 		st.want(1, "store_requests_total", "op", "ReplaceLinkedPod", "outcome", "ok")
+		if real {
+			// The relink's own write ends the tracking of the link the call
+			// read: its invalidation is timed from the write.
+			redistest.Poll(t, 5*time.Second, "the relink's invalidation timed", func() bool {
+				return exposed(t, m).Sum(obs.Prefix+"invalidation_delay_seconds_count") >= 1
+			})
+		}
 
 		// 8. Heartbeats and refreshes are health checks.
 		redistest.Poll(t, 5*time.Second, "heartbeats and refreshes counted", func() bool {
