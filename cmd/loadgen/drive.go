@@ -27,7 +27,6 @@ func (s *sim) drive(ctx context.Context, progress io.Writer) (*Report, error) {
 		go func() { defer bg.Done(); f(bgCtx) }()
 	}
 	goBg(s.reap)
-	goBg(s.publishLoads)
 	goBg(s.analyzer.Run)
 	goBg(func(ctx context.Context) { s.sample(ctx, progress) })
 	goBg(func(ctx context.Context) {
@@ -264,6 +263,7 @@ func (s *sim) crash(ctx context.Context) {
 
 // loginStorm sends StormUsers users never seen before at once.
 func (s *sim) loginStorm(ctx context.Context) {
+	inSession, _ := s.sess.counts()
 	at := time.Now()
 	ops := make(chan op)
 	var wg sync.WaitGroup
@@ -283,16 +283,22 @@ func (s *sim) loginStorm(ctx context.Context) {
 	close(ops)
 	wg.Wait()
 	st := &StormReport{Users: s.cfg.StormUsers, At: s.since(at), CompletedAfterMS: float64(time.Since(at).Microseconds()) / 1e3,
-		Latency: s.storm.totals(), Placements: map[string]int64{}}
-	var total, most int64
+		Latency: s.storm.totals(), Placements: map[string]int64{}, InSession: map[string]int64{}}
+	var total, most, placed, mostPlaced int64
 	for i := range s.stormPlace {
 		n := s.stormPlace[i].Load()
 		st.Placements[strconv.Itoa(i)] = n
-		total += n
-		most = max(most, n)
+		st.InSession[strconv.Itoa(i)] = inSession[i]
+		total += inSession[i] + n
+		most = max(most, inSession[i]+n)
+		placed += n
+		mostPlaced = max(mostPlaced, n)
 	}
 	if total > 0 {
 		st.Skew = float64(most) / (float64(total) / float64(len(s.stormPlace)))
+	}
+	if placed > 0 {
+		st.PlacedSkew = float64(mostPlaced) / (float64(placed) / float64(len(s.stormPlace)))
 	}
 	s.report.Storm = st
 }

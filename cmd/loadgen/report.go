@@ -164,13 +164,19 @@ type BlipReport struct {
 
 // StormReport is the login storm: Users new users at At.
 type StormReport struct {
-	Users int `json:"users"`
-	// Placements are the storm's users per pod that claimed them.
-	At               float64          `json:"at_s"`
-	CompletedAfterMS float64          `json:"completed_after_ms"`
-	Latency          Latency          `json:"latency"`
-	Placements       map[string]int64 `json:"placements_per_pod"`
-	Skew             float64          `json:"skew"`
+	Users            int     `json:"users"`
+	At               float64 `json:"at_s"`
+	CompletedAfterMS float64 `json:"completed_after_ms"`
+	Latency          Latency `json:"latency"`
+	// InSession are the users in session per pod when the storm began;
+	// Placements the storm's users per pod that claimed them.
+	InSession  map[string]int64 `json:"in_session_per_pod"`
+	Placements map[string]int64 `json:"placements_per_pod"`
+	// Skew is max/mean over the pods of the users right after the storm
+	// (in session when it began plus those it placed); PlacedSkew the same
+	// over the storm's placements alone.
+	Skew       float64 `json:"skew"`
+	PlacedSkew float64 `json:"placed_skew"`
 }
 
 // RampReport is the capacity search: the highest rate whose p99 held the SLO.
@@ -234,8 +240,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 			b.At, b.ForMS, b.ErrorsDuring, b.ErrorsAfter, b.RecoveredAfterMS, b.Recovered)
 	}
 	if s := r.Storm; s != nil {
-		p("storm\t%d new users at %.1fs, all placed after %.0fms; p99 %s, errors %d; skew %.2f (%s)",
-			s.Users, s.At, s.CompletedAfterMS, us(s.Latency.P99), s.Latency.Errors, s.Skew, perPod(s.Placements))
+		p("storm\t%d new users at %.1fs, all placed after %.0fms; p99 %s, errors %d; skew %.3f (in session %s + placed %s; placed alone %.3f)",
+			s.Users, s.At, s.CompletedAfterMS, us(s.Latency.P99), s.Latency.Errors, s.Skew, perPod(s.InSession), perPod(s.Placements), s.PlacedSkew)
 	}
 	if rp := r.Ramp; rp != nil {
 		p("")

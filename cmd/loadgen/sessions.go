@@ -49,6 +49,13 @@ func (ss *sessions) pick(f float64) (uint64, bool) {
 	return ss.list[int(f*float64(len(ss.list)))%len(ss.list)].user, true
 }
 
+// count returns the users in session on pod.
+func (ss *sessions) count(pod int) int64 {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.perPod[pod]
+}
+
 // start records that pod claimed user until ends; false if user is already
 // in session (another worker won).
 func (ss *sessions) start(user uint64, pod int, ends time.Time) bool {
@@ -111,13 +118,16 @@ func (ss *sessions) expired(now time.Time) []session {
 }
 
 // finish removes the session of user that expired.
-func (ss *sessions) finish(user uint64) {
+// finish ends user's session; it returns the pod it was on, or -1.
+func (ss *sessions) finish(user uint64) int {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if s := ss.byUser[user]; s != nil && s.at < 0 {
 		delete(ss.byUser, user)
 		ss.perPod[s.pod]--
+		return s.pod
 	}
+	return -1
 }
 
 // dropPod removes and returns every session on pod.

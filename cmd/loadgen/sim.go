@@ -403,12 +403,19 @@ func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user ui
 		return
 	}
 	if moving {
+		if from, ok := s.sess.get(user); ok && from != pod {
+			defer s.setLoad(ctx, from)
+		}
 		s.sess.move(user, pod)
+		s.setLoad(ctx, pod)
 		return
 	}
 	life := time.Duration(r.ExpFloat64() * float64(s.cfg.Session))
-	if s.sess.start(user, pod, time.Now().Add(life)) && storm {
-		s.stormPlace[pod].Add(1)
+	if s.sess.start(user, pod, time.Now().Add(life)) {
+		if storm {
+			s.stormPlace[pod].Add(1)
+		}
+		s.setLoad(ctx, pod)
 	}
 }
 
@@ -454,7 +461,13 @@ func (s *sim) reap(ctx context.Context) {
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
-				defer func() { s.sess.finish(ss.user); <-sem; wg.Done() }()
+				defer func() {
+					if pod := s.sess.finish(ss.user); pod >= 0 {
+						s.setLoad(ctx, pod)
+					}
+					<-sem
+					wg.Done()
+				}()
 				rctx, cancel := context.WithTimeout(ctx, opTimeout)
 				defer cancel()
 				start := time.Now()
@@ -474,29 +487,17 @@ func (s *sim) reap(ctx context.Context) {
 	}
 }
 
-// publishLoads has each pod publish its number of users in session as its
-// load, every heartbeat.
-func (s *sim) publishLoads(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Heartbeat)
-	defer t.Stop()
-	last := make([]int64, len(s.pods))
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		counts, _ := s.sess.counts()
-		for i, p := range s.pods {
-			if p.gone.Load() || counts[i] == last[i] {
-				continue
-			}
-			last[i] = counts[i]
-			lctx, cancel := context.WithTimeout(ctx, s.cfg.Heartbeat)
-			_ = p.srv.SetLoadState(lctx, counts[i]) // a failure is retried by the next heartbeat
-			cancel()
-		}
+// setLoad has pod set its number of users in session as its load, as an
+// application does on every user it gains or loses: the Server publishes
+// it at once, or coalesces it with others within its load interval.
+func (s *sim) setLoad(ctx context.Context, pod int) {
+	p := s.pods[pod]
+	if p.gone.Load() {
+		return
 	}
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.Heartbeat)
+	defer cancel()
+	_ = p.srv.SetLoadState(lctx, s.sess.count(pod)) // a failed publish is retried by the next heartbeat
 }
 
 // cacheTotals sums the clients' cache hits and misses.
