@@ -504,6 +504,57 @@ var contract = []struct {
 			e.t.Fatalf("= (%v, %v), want (empty map, nil)", got, err)
 		}
 	}},
+	// K2 is an index of the persistent links and K1 the truth (SPEC §6,
+	// evictions): a K2 entry is reported only when its K1 exists, has no
+	// expiry and names the same pod; the others are left out, and the read
+	// deletes nothing.
+	{"GetLinkService/drops_entry_whose_K1_is_gone", func(e *env) {
+		e.linkAll("u1", map[string]int{"a": 1, "b": 0, "c": 7})
+		e.must(e.raw(e.b.Client.B().Del().Key(store.LinkKey(e.ns, "u1", "a")).Build()).Error())
+		e.wantLinkService("u1", map[string]int{"b": 0, "c": 7})
+	}},
+	{"GetLinkService/drops_entry_whose_K1_is_temporary", func(e *env) {
+		e.linkAll("u1", map[string]int{"a": 1, "b": 0})
+		e.must(e.raw(e.b.Client.B().Expire().Key(store.LinkKey(e.ns, "u1", "a")).Seconds(60).Build()).Error())
+		e.wantLinkService("u1", map[string]int{"b": 0})
+	}},
+	{"GetLinkService/drops_entry_whose_K1_names_another_pod", func(e *env) {
+		e.linkAll("u1", map[string]int{"a": 1, "b": 0})
+		e.set(store.LinkKey(e.ns, "u1", "a"), "2")
+		e.wantLinkService("u1", map[string]int{"b": 0})
+	}},
+	{"GetLinkService/drops_entry_whose_K1_is_of_the_wrong_type", func(e *env) {
+		e.linkAll("u1", map[string]int{"a": 1, "b": 0})
+		k1 := store.LinkKey(e.ns, "u1", "a")
+		e.must(e.raw(e.b.Client.B().Del().Key(k1).Build()).Error())
+		e.hset(k1, "x", "1")
+		e.wantLinkService("u1", map[string]int{"b": 0})
+	}},
+	{"GetLinkService/keeps_every_confirmed_entry", func(e *env) {
+		links := map[string]int{"a": 0, "b": 1, "c": store.MaxPod, "d.e_f-9": 12}
+		e.linkAll("u1", links)
+		e.wantLinkService("u1", links)
+	}},
+	{"GetLinkService/reads_java_written_links", func(e *env) {
+		// A plain uid gives the Java framework's keys; the pod compares as a
+		// number, as every reader parses it.
+		k2 := "sf:{" + e.ns + ":lk:10086}"
+		e.hset(k2, "a", "12")
+		e.set(k2+"a", "12")
+		e.hset(k2, "b", "3")
+		e.set(k2+"b", "03")
+		e.wantLinkService("10086", map[string]int{"a": 12, "b": 3})
+	}},
+	{"GetLinkedPodIfPersist/K1_gone_is_minus1_although_listed", func(e *env) {
+		e.linkAll("u1", map[string]int{svc: 4})
+		e.must(e.raw(e.b.Client.B().Del().Key(store.LinkKey(e.ns, "u1", svc)).Build()).Error())
+		if d := e.dir("u1"); d[svc] != "4" {
+			e.t.Fatalf("K2 = %v, want room:4 left behind", d)
+		}
+		if p, err := e.s.GetLinkedPodIfPersist(e.ctx, e.ns, "u1", svc); err != nil || p != store.NoPod {
+			e.t.Fatalf("= (%d, %v), want (-1, nil): K1 is the truth", p, err)
+		}
+	}},
 
 	// --- Service state ---
 	{"ServiceState/server_clock_and_sorted_pods", func(e *env) {
@@ -665,5 +716,28 @@ func TestErrorKindsAreDistinct(t *testing.T) {
 				t.Errorf("errors.Is(%T, %v) = %v", err, sentinel, got)
 			}
 		}
+	}
+}
+
+// linkAll writes a persistent link of uid to each service's pod.
+func (e *env) linkAll(uid string, links map[string]int) {
+	e.t.Helper()
+	for s, p := range links {
+		_, err := e.s.SetLinkedPod(e.ctx, e.ns, uid, s, p, store.Persistent)
+		e.must(err)
+	}
+}
+
+// wantLinkService checks that GetLinkService reports exactly want, without
+// an error, and that the read left K2 as it was.
+func (e *env) wantLinkService(uid string, want map[string]int) {
+	e.t.Helper()
+	before := e.dir(uid)
+	got, err := e.s.GetLinkService(e.ctx, e.ns, uid)
+	if err != nil || !maps.Equal(got, want) {
+		e.t.Fatalf("GetLinkService = (%v, %v), want (%v, nil)", got, err, want)
+	}
+	if after := e.dir(uid); !maps.Equal(after, before) {
+		e.t.Fatalf("K2 = %v after the read, want %v unchanged", after, before)
 	}
 }

@@ -326,8 +326,13 @@ func (r *Redis) RemoveLinkedPodWithId(ctx context.Context, ns, uid, svc string, 
 }
 
 // GetLinkService returns uid's persistent links, service → pod (an empty map
-// when there are none). Directory entries that are not pod indexes are left out
-// and reported together as *CorruptError values joined in err, beside the map.
+// when there are none), in one script. The uid's directory is only an index:
+// an entry is returned only when its link (K1) still exists, has no expiry and
+// names the same pod, so a directory entry outliving its link (K1 evicted by a
+// Redis under maxmemory, or rewritten since) is never reported. Such entries
+// are left out, not deleted: the read changes nothing. Directory entries that
+// are not pod indexes are left out and reported together as *CorruptError
+// values joined in err, beside the map.
 func (r *Redis) GetLinkService(ctx context.Context, ns, uid string) (map[string]int, error) {
 	const op = "GetLinkService"
 	if err := validName("namespace", ns); err != nil {
@@ -337,19 +342,33 @@ func (r *Redis) GetLinkService(ctx context.Context, ns, uid string) (map[string]
 		return nil, err
 	}
 	key := DirKey(ns, uid)
-	fields, err := r.client.Do(ctx, r.client.B().Hgetall().Key(key).Build()).AsStrMap()
+	arr, err := r.run(ctx, op, scriptLinkService, []string{key}, nil)
 	if err != nil {
-		return nil, classify(op, key, err)
+		return nil, err
 	}
-	links := make(map[string]int, len(fields))
+	if len(arr) != 3 {
+		return nil, unexpected(op, "reply is not {status, links, bad}")
+	}
+	confirmed, err1 := arr[1].AsStrSlice()
+	rest, err2 := arr[2].AsStrSlice()
+	if err1 != nil || err2 != nil || len(confirmed)%2 != 0 || len(rest)%2 != 0 {
+		return nil, unexpected(op, "links are not field, value pairs")
+	}
+	links := make(map[string]int, len(confirmed)/2)
 	var bad []error
-	for svc, v := range fields {
+	for i := 0; i < len(confirmed); i += 2 {
+		svc, v := confirmed[i], confirmed[i+1]
+		// The script checked both; checked again so that a field Go would
+		// not accept is reported, never returned.
 		p, ok := parsePod(v)
 		if !ok || validName("service", svc) != nil {
 			bad = append(bad, &CorruptError{Key: key, Field: svc, Value: v})
 			continue
 		}
 		links[svc] = p
+	}
+	for i := 0; i < len(rest); i += 2 {
+		bad = append(bad, &CorruptError{Key: key, Field: rest[i], Value: rest[i+1]})
 	}
 	return links, errors.Join(bad...)
 }

@@ -178,6 +178,7 @@ var (
 	// clock is not the one that stamped the states.
 	scriptGetState    = loadScript("getstate", false, false)
 	scriptSetWorkload = loadScript("setworkload", false, false)
+	scriptLinkService = loadScript("linkservice", true, true)
 )
 
 // run executes s with keys and args and returns its reply as an array.
