@@ -33,6 +33,8 @@ import (
 // 0.2 for the check, 0 for make bench) lets a speed goal missed by less than
 // that pass the check, reported as a miss within the allowance: the check
 // still fails a regression beyond the noise, and make bench judges exactly.
+// A speed goal missed beyond the allowance is re-measured before it fails
+// the check (remeasure_test.go says how and why); other goals never are.
 
 // envOutput names the file of go test -bench output TestGoals judges;
 // envGoalsMD, when set, names the file it writes its goal table to.
@@ -41,6 +43,11 @@ const (
 	envGoalsMD = "STICKYROUTE_BENCH_GOALS"
 	envStrict  = "STICKYROUTE_BENCH_STRICT"
 	envSlack   = "STICKYROUTE_BENCH_SLACK"
+	// envRemeasures is how many times at most a missed speed goal is
+	// re-measured (scripts/bench.sh: 3 in the check, 0 in make bench);
+	// envBenchtimes is how the run timed each benchmark (see benchtimes).
+	envRemeasures = "STICKYROUTE_BENCH_REMEASURES"
+	envBenchtimes = "STICKYROUTE_BENCH_BENCHTIMES"
 )
 
 // goalKind says how a goal compares ours with the peers.
@@ -113,6 +120,15 @@ func addGoals(gs ...goal) bool {
 	return true
 }
 
+// speed reports whether g is a speed goal: a ratio of times, which another
+// process on the machine can move. Only these get the check's noise
+// allowance and re-measurements; allocations, invariants and hit ratios do
+// not depend on the machine's load, so a miss there is a real one.
+func (g goal) speed() bool { return g.kind == faster || g.kind == atLeast }
+
+// rows is every row g reads: ours, then the peers.
+func (g goal) rows() []string { return append([]string{g.ours}, g.peers...) }
+
 // results holds each row's samples per unit: results[row][unit].
 type results map[string]map[string][]float64
 
@@ -175,6 +191,9 @@ type verdict struct {
 	peerVal    float64 // its value
 	got        float64 // the ratio, difference or value compared with x
 	err        string  // why it could not be judged
+	// measured is, for a goal re-measured, the figure (got) of the run and
+	// of each re-measurement in turn; the verdict is that of the last one.
+	measured []float64
 }
 
 // judge evaluates g on r.
@@ -226,7 +245,7 @@ func (r results) judge(g goal) verdict {
 // allow lets a speed goal (a ratio) missed by less than the fraction slack
 // of its target pass the check (see envSlack).
 func (v *verdict) allow(slack float64) {
-	if v.ok || v.err != "" || slack <= 0 || v.kind != faster && v.kind != atLeast {
+	if v.ok || v.err != "" || slack <= 0 || !v.speed() {
 		return
 	}
 	v.slack = slack
@@ -253,15 +272,40 @@ func (v verdict) String() string {
 	}
 	switch {
 	case v.err != "":
-		return fmt.Sprintf("%s %s: %s", status, v.what, v.err)
+		return fmt.Sprintf("%s %s: %s%s", status, v.what, v.err, v.remeasuredNote())
 	case v.kind == faster:
-		return fmt.Sprintf("%s %s: %.2f× (goal ≥ %.2f×): ours %.4g ns/op, best peer %s %.4g ns/op%s", status, v.what, v.got, v.x, v.ours, v.peer, v.peerVal, v.knownNote())
+		return fmt.Sprintf("%s %s: %.2f× (goal ≥ %.2f×): ours %.4g ns/op, best peer %s %.4g ns/op%s%s", status, v.what, v.got, v.x, v.ours, v.peer, v.peerVal, v.knownNote(), v.remeasuredNote())
 	case v.kind == within:
 		return fmt.Sprintf("%s %s: %+.2f points (goal ≥ %+.2f): ours %.2f %s, best peer %s %.2f%s", status, v.what, v.got, -v.x, v.ours, v.unit, v.peer, v.peerVal, v.knownNote())
 	case v.kind == atLeast:
-		return fmt.Sprintf("%s %s: %.2f× (goal ≥ %.2f×): %s of %s, median of its runs%s", status, v.what, v.got, v.x, v.unit, v.goal.ours, v.knownNote())
+		return fmt.Sprintf("%s %s: %.2f× (goal ≥ %.2f×): %s of %s, median of its runs%s%s", status, v.what, v.got, v.x, v.unit, v.goal.ours, v.knownNote(), v.remeasuredNote())
 	}
 	return fmt.Sprintf("%s %s: %v %s (goal 0)", status, v.what, v.ours, v.unit)
+}
+
+// remeasuredNote is what the report says of a goal that was re-measured:
+// every figure in turn, so a pass after a miss is never silent.
+func (v verdict) remeasuredNote() string {
+	if len(v.measured) == 0 {
+		return ""
+	}
+	note := fmt.Sprintf("; the run measured %.2f×", v.measured[0])
+	if len(v.measured) > 1 {
+		figs := make([]string, len(v.measured)-1)
+		for i, m := range v.measured[1:] {
+			figs[i] = fmt.Sprintf("%.2f×", m)
+		}
+		note += ", re-measured " + strings.Join(figs, ", ")
+	}
+	return note
+}
+
+// plural is "s" unless n is 1.
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // knownNote is what the report says of a known miss.
@@ -289,6 +333,9 @@ func markdown(vs []verdict) string {
 		case !v.ok:
 			met = "**NO**"
 		}
+		if n := len(v.measured) - 1; n > 0 {
+			met += fmt.Sprintf(" (re-measured %d time%s; the run measured %.2f×)", n, plural(n), v.measured[0])
+		}
 		switch {
 		case v.err != "":
 			fmt.Fprintf(&b, "| %s | %s | | | | %s |\n", v.what, v.err, met)
@@ -305,7 +352,8 @@ func markdown(vs []verdict) string {
 	return b.String()
 }
 
-// TestGoals judges every registered goal on the run in $STICKYROUTE_BENCH_OUTPUT.
+// TestGoals judges every registered goal on the run in $STICKYROUTE_BENCH_OUTPUT,
+// re-measuring a missed speed goal up to $STICKYROUTE_BENCH_REMEASURES times.
 func TestGoals(t *testing.T) {
 	path := os.Getenv(envOutput)
 	if path == "" {
@@ -323,25 +371,41 @@ func TestGoals(t *testing.T) {
 	if len(goals) == 0 {
 		t.Fatal("no goals registered")
 	}
-	strict := os.Getenv(envStrict) == "1"
-	var slack float64
+	c := checker{strict: os.Getenv(envStrict) == "1", logf: t.Logf}
 	if e := os.Getenv(envSlack); e != "" {
-		if slack, err = strconv.ParseFloat(e, 64); err != nil || slack < 0 || slack >= 1 {
+		if c.slack, err = strconv.ParseFloat(e, 64); err != nil || c.slack < 0 || c.slack >= 1 {
 			t.Fatalf("%s=%q: want a fraction in [0, 1)", envSlack, e)
 		}
 	}
+	if e := os.Getenv(envRemeasures); e != "" {
+		if c.remeasures, err = strconv.Atoi(e); err != nil || c.remeasures < 0 {
+			t.Fatalf("%s=%q: want a count ≥ 0", envRemeasures, e)
+		}
+	}
+	if c.remeasures > 0 {
+		bt, err := parseBenchtimes(os.Getenv(envBenchtimes))
+		if err != nil {
+			t.Fatalf("%s: %v (scripts/bench.sh sets it with %s)", envBenchtimes, err, envRemeasures)
+		}
+		c.remeasure = rerun(bt, t.Logf)
+	}
 	var vs []verdict
-	missed, failed := 0, 0
+	missed, failed, remeasured, rescued := 0, 0, 0, 0
 	for _, g := range goals {
-		v := res.judge(g)
-		v.allow(slack)
+		v := c.check(res, g)
 		vs = append(vs, v)
 		t.Log(v)
 		if !v.ok {
 			missed++
 		}
-		if v.fails(strict) {
+		if v.fails(c.strict) {
 			failed++
+		}
+		if len(v.measured) > 0 {
+			remeasured++
+			if !v.fails(c.strict) {
+				rescued++
+			}
 		}
 	}
 	if md := os.Getenv(envGoalsMD); md != "" {
@@ -349,8 +413,12 @@ func TestGoals(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if remeasured > 0 {
+		t.Logf("%d speed goal%s missed beyond the allowance and re-measured: %d passed on a re-measurement, %d still failed",
+			remeasured, plural(remeasured), rescued, remeasured-rescued)
+	}
 	if failed > 0 {
-		t.Fatalf("%d of %d goals missed, %d of them failing the check (lines marked MISS above; strict %v)", missed, len(vs), failed, strict)
+		t.Fatalf("%d of %d goals missed, %d of them failing the check (lines marked MISS above; strict %v)", missed, len(vs), failed, c.strict)
 	}
 	if missed > 0 {
 		known := 0

@@ -17,15 +17,24 @@
 # check less sensitive to a busy machine, never more lenient to a slow change.
 # BENCH_SLACK (check only, default 0.2) is the fraction by which a speed goal
 # may be missed in the brief check before it fails it (benchmarks/goals_test.go
-# says why); make bench judges every goal exactly.
+# says why); make bench judges every goal exactly. A speed goal missed beyond
+# that is re-measured before it fails the check: its rows alone run again as
+# they ran here, up to BENCH_REMEASURES times (check only, default 3), and the
+# goal passes if one re-measurement meets it (benchmarks/remeasure_test.go).
+# Allocation, invariant and hit-ratio goals are never re-measured, and make
+# bench re-measures nothing: RESULTS.md reports the one run it shows.
 set -euo pipefail
 cd "$(dirname "$0")/../benchmarks"
 mode=${1:-check}
 case $mode in
-check) count=${BENCH_COUNT:-5} time=${BENCH_TIME:-100ms} ratio_count=1 slack=${BENCH_SLACK:-0.2} ;;
-full) count=${BENCH_COUNT:-8} time=${BENCH_TIME:-500ms} ratio_count=3 slack=0 ;;
+check) count=${BENCH_COUNT:-5} time=${BENCH_TIME:-100ms} ratio_count=1 slack=${BENCH_SLACK:-0.2} remeasures=${BENCH_REMEASURES:-3} ;;
+full) count=${BENCH_COUNT:-8} time=${BENCH_TIME:-500ms} ratio_count=3 slack=0 remeasures=0 ;;
 *) echo "usage: $0 check|full" >&2; exit 2 ;;
 esac
+# The hit-ratio and end-to-end rows run one iteration a sample; a
+# re-measurement runs a benchmark with the -benchtime given here.
+once=1x
+benchtimes="HitRatio=$once EndToEnd=$once *=$time"
 BENCHSTAT=${BENCHSTAT:-golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da}
 
 out=$(mktemp) goals=$(mktemp)
@@ -34,17 +43,21 @@ trap 'rm -f "$out" "$goals"' EXIT
 echo "bench: unit tests of the suite"
 go test -count=1 ./...
 echo "bench: hit ratios (one replay per row, $ratio_count time(s))"
-go test -run '^$' -bench '^BenchmarkHitRatio$' -benchtime 1x -count "$ratio_count" . | tee -a "$out"
+go test -run '^$' -bench '^BenchmarkHitRatio$' -benchtime "$once" -count "$ratio_count" . | tee -a "$out"
 echo "bench: speed rows ($count × $time)"
 go test -run '^$' -bench '^Benchmark(CacheHit|CacheVersus|StoreOp|StoreConcurrent|StoreBatch|Pick)$' -benchtime "$time" -count "$count" . | tee -a "$out"
 
 echo "bench: end to end (the load generator's steady scenario, once)"
-go test -run '^$' -bench '^BenchmarkEndToEnd$' -benchtime 1x -count 1 . | tee -a "$out"
+go test -run '^$' -bench '^BenchmarkEndToEnd$' -benchtime "$once" -count 1 . | tee -a "$out"
 
-echo "bench: goals"
+echo "bench: goals (a speed goal missed beyond the allowance is re-measured up to $remeasures time(s))"
 rc=0
+# -timeout: re-measurements run inside TestGoals, the cache rows' filling of
+# every implementation included; several goals missed on a loaded machine
+# may take longer than go test's default 10 minutes.
 STICKYROUTE_BENCH_OUTPUT=$out STICKYROUTE_BENCH_GOALS=$goals STICKYROUTE_BENCH_SLACK=$slack \
-  go test -count=1 -run '^TestGoals$' -v . || rc=$?
+  STICKYROUTE_BENCH_REMEASURES=$remeasures STICKYROUTE_BENCH_BENCHTIMES="$benchtimes" \
+  go test -count=1 -timeout 30m -run '^TestGoals$' -v . || rc=$?
 
 if [ "$mode" = full ]; then
   stat() { go run "$BENCHSTAT" -filter ".name:$1" -col /impl "$out"; }
