@@ -302,7 +302,7 @@ var (
 	rtIfAbsentTemp = roundTrip{"SetLinkedPodIfAbsent", "EVALSHA", "place"}
 	rtPlace        = roundTrip{"SetLinkedPodIfAbsentTracked", "EVALSHA", "place"}
 	rtReplace      = roundTrip{"ReplaceLinkedPod", "EVALSHA", "replace"}
-	rtLinkService  = roundTrip{"GetLinkService", "HGETALL", ""}
+	rtLinkService  = roundTrip{"GetLinkService", "EVALSHA_RO", "linkservice"}
 	rtSet          = roundTrip{"SetLinkedPod", "EVALSHA", "set"}
 	rtTrySet       = roundTrip{"TrySetLinkedPod", "EVALSHA", "tryset"}
 	rtRemove       = roundTrip{"RemoveLinkedPod", "EVALSHA", "remove"}

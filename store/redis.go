@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
@@ -73,6 +74,14 @@ type DialConfig struct {
 	Configure func(*rueidis.ClientOption)
 }
 
+// The connection timing Dial sets (Configure may change it): the keep-alive
+// period, also rueidis's ping gap, and how long a command may wait for its
+// reply before rueidis drops the connection as dead.
+const (
+	dialKeepAlive    = 5 * time.Second
+	dialWriteTimeout = 10 * time.Second
+)
+
 // Dial builds a rueidis client from cfg (starting the embedded Redis when
 // cfg.Addrs is empty) and returns a store that owns it: Close releases both.
 // On a real Redis the client tracks the keys read for caching and the store
@@ -88,6 +97,21 @@ func Dial(cfg DialConfig) (*Redis, error) {
 	if opt.ClientName == "" {
 		opt.ClientName = "stickyroute"
 	}
+	// rueidis pings a connection that has received nothing for a keep-alive
+	// period (1s by default) and, while that ping is out, the next command
+	// waits a round trip more: a Redis slower than the period (measured
+	// through a proxy adding 1.5s per round trip: 2.5-3s round trips instead
+	// of 1.5s, one in three) then looks twice as slow as it is, and a 3s
+	// detection window is missed. A longer period keeps slow from looking
+	// unreachable; dead connections are still dropped after ConnWriteTimeout.
+	opt.Dialer.KeepAlive = dialKeepAlive
+	opt.ConnWriteTimeout = dialWriteTimeout
+	// One connection per Redis node. rueidis's default on several cores is
+	// 2 or 4, the others dialled lazily by the first command that lands on
+	// one at random: on a Redis 1.5s away that command waited out its
+	// handshake (3 round trips) and a refresh missed a 3s detection window,
+	// 5 times in 20 (0 in 20 with one connection).
+	opt.PipelineMultiplex = -1
 	var embedded *miniredis.Miniredis
 	if len(cfg.Addrs) == 0 {
 		embedded = miniredis.NewMiniRedis()
@@ -200,19 +224,19 @@ func (r *Redis) runTracked(ctx context.Context, op string, s script, keys, args 
 		arr, err = r.run(ctx, op, s, keys, args)
 		return arr, false, err
 	}
-	caching, res := r.trackedOnce(ctx, s, keys, args, false)
+	res, caching := r.trackedOnce(ctx, s, keys, args, false)
 	if e, ok := rueidis.IsRedisErr(res.Error()); ok && e.IsNoScript() {
 		// Flushed scripts (SCRIPT FLUSH, a restart): send the body.
-		caching, res = r.trackedOnce(ctx, s, keys, args, true)
+		res, caching = r.trackedOnce(ctx, s, keys, args, true)
 	}
 	arr, err = scriptReply(op, s, keys, res)
 	return arr, err == nil && caching == nil, err
 }
 
 // trackedOnce sends CLIENT CACHING YES and the script (its body when body,
-// else EVALSHA) in one round trip, and returns the error of CLIENT CACHING
-// and the script's result.
-func (r *Redis) trackedOnce(ctx context.Context, s script, keys, args []string, body bool) (caching error, res rueidis.RedisResult) {
+// else EVALSHA) in one round trip, and returns the script's result and the
+// error of CLIENT CACHING.
+func (r *Redis) trackedOnce(ctx context.Context, s script, keys, args []string, body bool) (res rueidis.RedisResult, caching error) {
 	b := r.client.B()
 	n := int64(len(keys))
 	run := b.Evalsha().Sha1(s.sha).Numkeys(n).Key(keys...).Arg(args...).Build()
@@ -221,21 +245,21 @@ func (r *Redis) trackedOnce(ctx context.Context, s script, keys, args []string, 
 	}
 	if !r.cluster {
 		out := r.client.DoMulti(ctx, r.caching, run)
-		return out[0].Error(), out[1]
+		return out[1], out[0].Error()
 	}
 	out := r.client.DoMulti(ctx, b.Multi().Build(), r.caching, run, b.Exec().Build())
 	exec, err := out[3].ToArray()
 	if err != nil {
 		// Aborted (EXECABORT): the script's own reply says why.
 		if out[2].Error() != nil {
-			return nil, out[2]
+			return out[2], nil
 		}
-		return nil, out[3]
+		return out[3], nil
 	}
 	if len(exec) != 2 {
-		return nil, rueidis.NewErrorResult(fmt.Errorf("%w: EXEC answered %d replies, want 2", ErrUnexpectedReply, len(exec)))
+		return rueidis.NewErrorResult(fmt.Errorf("%w: EXEC answered %d replies, want 2", ErrUnexpectedReply, len(exec))), nil
 	}
-	return exec[0].Error(), rueidis.NewResult(exec[1], nil)
+	return rueidis.NewResult(exec[1], nil), exec[0].Error()
 }
 
 // scriptReply reads the reply of script s as an array.
