@@ -103,7 +103,7 @@ func (cl *call) finish(pod int, err error) {
 // NewClient returns a client over cfg.Store, or an error naming a bad setting.
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Store == nil {
-		return nil, errors.New("engine: ClientConfig.Store is required")
+		return nil, configErr("ClientConfig.Store", "is required")
 	}
 	t, err := cfg.Timing.withDefaults()
 	if err != nil {
@@ -111,17 +111,17 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	cfg.Timing = t
 	if cfg.TempLinkTTL < 0 || cfg.TempLinkTTL%time.Second != 0 {
-		return nil, fmt.Errorf("engine: ClientConfig.TempLinkTTL %v is not a whole number of seconds ≥ 0", cfg.TempLinkTTL)
+		return nil, configErr("ClientConfig.TempLinkTTL", fmt.Sprintf("%v is not a whole number of seconds ≥ 0", cfg.TempLinkTTL))
 	}
 	if cfg.TempLinkTTL == 0 {
 		cfg.TempLinkTTL = 60 * time.Second
 	}
 	if cfg.TempLinkTTL/time.Second > store.MaxTTL {
-		return nil, fmt.Errorf("engine: ClientConfig.TempLinkTTL %v is too long", cfg.TempLinkTTL)
+		return nil, configErr("ClientConfig.TempLinkTTL", fmt.Sprintf("%v is too long", cfg.TempLinkTTL))
 	}
 	c := &cfg.Cache
 	if c.MaxEntries < 0 || c.TTL < 0 {
-		return nil, errors.New("engine: ClientConfig.Cache.MaxEntries and TTL must not be negative")
+		return nil, configErr("ClientConfig.Cache", "MaxEntries and TTL must not be negative")
 	}
 	if c.MaxEntries == 0 {
 		c.MaxEntries = 1 << 20
@@ -130,10 +130,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.TTL = cfg.TempLinkTTL / 2
 	}
 	if c.TTL >= cfg.TempLinkTTL {
-		return nil, fmt.Errorf("engine: ClientConfig.Cache.TTL %v must be shorter than TempLinkTTL %v", c.TTL, cfg.TempLinkTTL)
+		return nil, configErr("ClientConfig.Cache.TTL", fmt.Sprintf("%v must be shorter than TempLinkTTL %v", c.TTL, cfg.TempLinkTTL))
 	}
 	if c.Eviction > EvictTTL {
-		return nil, fmt.Errorf("engine: ClientConfig.Cache.Eviction %d is unknown", c.Eviction)
+		return nil, configErr("ClientConfig.Cache.Eviction", fmt.Sprintf("%d is unknown", c.Eviction))
 	}
 	if cfg.Strategy == nil {
 		cfg.Strategy = lb.P2C{}
@@ -145,10 +145,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.LoadBandRatio = 0.25
 	}
 	if cfg.LoadBandRatio < 0 || math.IsNaN(cfg.LoadBandRatio) {
-		return nil, fmt.Errorf("engine: ClientConfig.LoadBandRatio %v is negative", cfg.LoadBandRatio)
+		return nil, configErr("ClientConfig.LoadBandRatio", fmt.Sprintf("%v is negative", cfg.LoadBandRatio))
 	}
 	if _, err := lb.New(lb.Config{Strategy: cfg.Strategy}); err != nil {
-		return nil, err
+		return nil, configErr("ClientConfig.Strategy", err.Error())
 	}
 	if cfg.Degraded, err = cfg.Degraded.withDefaults(cfg.Refresh); err != nil {
 		return nil, err
@@ -236,6 +236,19 @@ func (c *Client) wrote(h uint64) {
 // States returns the client's view of the pod states.
 func (c *Client) States() *States { return c.states }
 
+// usable is the check every method with a context makes first: a nil
+// context is an invalid argument, and a closed client reads and writes
+// nothing.
+func (c *Client) usable(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
 // CacheStats returns the link cache's statistics.
 func (c *Client) CacheStats() CacheStats { return c.cache.stats() }
 
@@ -249,6 +262,9 @@ func (c *Client) CacheStats() CacheStats { return c.cache.stats() }
 // it returns ErrNoAvailablePod. Concurrent calls for one user make at most one
 // Redis round trip.
 func (c *Client) ComputeLinkedPod(ctx context.Context, ns, uid, svc string) (int, error) {
+	if err := c.usable(ctx); err != nil {
+		return NoPod, err
+	}
 	h := keyHash(c.serviceHash(ns, svc), uid)
 	pod, sv, ok := c.cache.get(h, ns, svc, uid)
 	if ok && sv.view.routable(pod, c.clk.Millis()) {
@@ -292,9 +308,6 @@ func (c *Client) serviceHash(ns, svc string) uint64 {
 // op receives what the observers are told (a caller that waited for another
 // one's round trip learns only the pod).
 func (c *Client) computeSlow(ctx context.Context, h uint64, ns, uid, svc string, op *Op) (int, error) {
-	if c.closed.Load() {
-		return NoPod, ErrClosed
-	}
 	mine := &call{ns: ns, svc: svc, uid: uid}
 	if other, loaded := c.flight.LoadOrStore(h, mine); loaded {
 		if other.ns == ns && other.svc == svc && other.uid == uid {
@@ -531,6 +544,9 @@ func (c *Client) placed(ctx context.Context, v *view, want, actual, from int, wo
 // the one in Redis, else NoPod. It does not fill the cache and does not check
 // that the pod is routable.
 func (c *Client) GetLinkedPod(ctx context.Context, ns, uid, svc string) (int, error) {
+	if err := c.usable(ctx); err != nil {
+		return NoPod, err
+	}
 	if pod, _, ok := c.cache.get(keyHash(serviceHash(ns, svc), uid), ns, svc, uid); ok {
 		return pod, nil
 	}
@@ -556,6 +572,9 @@ func (c *Client) readLink(ctx context.Context, name, ns, uid, svc string) (int, 
 // GetLinkedPodInCacheOrIfPersist returns the cached pod, else the pod of a
 // persistent link (caching it), else NoPod.
 func (c *Client) GetLinkedPodInCacheOrIfPersist(ctx context.Context, ns, uid, svc string) (int, error) {
+	if err := c.usable(ctx); err != nil {
+		return NoPod, err
+	}
 	h := keyHash(serviceHash(ns, svc), uid)
 	if pod, _, ok := c.cache.get(h, ns, svc, uid); ok {
 		return pod, nil
@@ -588,19 +607,30 @@ func (c *Client) readPersistent(ctx context.Context, h uint64, ns, uid, svc stri
 
 // GetLinkedPodNotCache reads uid's link from Redis, bypassing the cache.
 func (c *Client) GetLinkedPodNotCache(ctx context.Context, ns, uid, svc string) (int, error) {
+	if err := c.usable(ctx); err != nil {
+		return NoPod, err
+	}
 	return c.readLink(ctx, "GetLinkedPodNotCache", ns, uid, svc)
 }
 
-// GetLinkedInCache returns the cached pod of uid, or NoPod; it never calls Redis.
+// GetLinkedInCache returns the cached pod of uid, or NoPod; it never calls
+// Redis. After Close it returns NoPod.
 func (c *Client) GetLinkedInCache(ns, uid, svc string) int {
+	if c.closed.Load() {
+		return NoPod
+	}
 	if pod, _, ok := c.cache.get(keyHash(serviceHash(ns, svc), uid), ns, svc, uid); ok {
 		return pod
 	}
 	return NoPod
 }
 
-// CacheExpired drops uid's cache entry and returns the pod it held, or NoPod.
+// CacheExpired drops uid's cache entry and returns the pod it held, or NoPod
+// (always NoPod after Close).
 func (c *Client) CacheExpired(ns, uid, svc string) int {
+	if c.closed.Load() {
+		return NoPod
+	}
 	if pod, ok := c.cache.remove(keyHash(serviceHash(ns, svc), uid), ns, svc, uid); ok {
 		return pod
 	}
@@ -610,6 +640,9 @@ func (c *Client) CacheExpired(ns, uid, svc string) int {
 // SetCache caches pod for uid until the cache TTL, a Redis invalidation or
 // eviction, whichever comes first. It writes nothing to Redis.
 func (c *Client) SetCache(ctx context.Context, ns, uid, svc string, pod int) error {
+	if err := c.usable(ctx); err != nil {
+		return err
+	}
 	if pod < 0 || pod > store.MaxPod {
 		return &store.InvalidArgumentError{Arg: "pod", Reason: "outside 0.." + fmt.Sprint(store.MaxPod)}
 	}
@@ -627,6 +660,9 @@ func (c *Client) SetCache(ctx context.Context, ns, uid, svc string, pod int) err
 
 // GetLinkService returns uid's persistent links, service → pod.
 func (c *Client) GetLinkService(ctx context.Context, ns, uid string) (map[string]int, error) {
+	if err := c.usable(ctx); err != nil {
+		return nil, err
+	}
 	ctx, op := c.obs.call(ctx, "GetLinkService", ns, "", "")
 	rctx, rt := c.obs.rt(ctx, rtLinkService, ns, "", 1)
 	links, err := c.store.GetLinkService(rctx, ns, uid)
@@ -642,6 +678,9 @@ func (c *Client) GetLinkService(ctx context.Context, ns, uid string) (map[string
 // order kept inside each group: the cached ones from the cache, the others
 // from Redis in one round trip (and cached). Uids without a link are left out.
 func (c *Client) BatchGetLinkedPod(ctx context.Context, ns string, uids []string, svc string) (map[int][]string, error) {
+	if err := c.usable(ctx); err != nil {
+		return nil, err
+	}
 	ctx, op := c.obs.call(ctx, "BatchGetLinkedPod", ns, svc, "")
 	groups, err := c.batch(ctx, ns, uids, svc, op)
 	c.obs.end(ctx, op, err)
@@ -703,6 +742,9 @@ func (c *Client) batch(ctx context.Context, ns string, uids []string, svc string
 // SetLinkedPodIfAbsent links uid to pod with a temporary link unless a link
 // exists, and returns the pod linked afterwards.
 func (c *Client) SetLinkedPodIfAbsent(ctx context.Context, ns, uid, svc string, pod int) (int, error) {
+	if err := c.usable(ctx); err != nil {
+		return NoPod, err
+	}
 	ctx, op := c.obs.call(ctx, "SetLinkedPodIfAbsent", ns, svc, "")
 	rctx, rt := c.obs.rt(ctx, rtIfAbsentTemp, ns, svc, 1)
 	actual, err := c.store.SetLinkedPodIfAbsent(rctx, ns, uid, svc, pod, c.tempTTL)
@@ -714,8 +756,9 @@ func (c *Client) SetLinkedPodIfAbsent(ctx context.Context, ns, uid, svc string, 
 	return actual, err
 }
 
-// Close stops the client's goroutines. Calls after Close that need Redis
-// return ErrClosed; the store is not closed.
+// Close stops the client's goroutines. Every method called afterwards returns
+// ErrClosed (or NoPod, false, nothing) without reading or writing Redis or
+// the cache; the store is not closed. Close is idempotent.
 func (c *Client) Close() {
 	if c.closed.Swap(true) {
 		return

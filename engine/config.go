@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -26,10 +25,10 @@ type Timing struct {
 // withDefaults fills zero fields and checks the rules between them.
 func (t Timing) withDefaults() (Timing, error) {
 	if t.Heartbeat < 0 || t.Staleness < 0 || t.Refresh < 0 {
-		return t, errors.New("engine: Timing periods must not be negative")
+		return t, configErr("Timing", "periods must not be negative")
 	}
 	if t.Heartbeat > time.Hour || t.Staleness > 24*time.Hour {
-		return t, fmt.Errorf("engine: Timing.Heartbeat %v above 1h or Staleness %v above 24h", t.Heartbeat, t.Staleness)
+		return t, configErr("Timing", fmt.Sprintf("Heartbeat %v above 1h or Staleness %v above 24h", t.Heartbeat, t.Staleness))
 	}
 	if t.Heartbeat == 0 {
 		t.Heartbeat = time.Second
@@ -41,10 +40,10 @@ func (t Timing) withDefaults() (Timing, error) {
 		t.Refresh = t.Heartbeat
 	}
 	if t.Staleness < 3*t.Heartbeat {
-		return t, fmt.Errorf("engine: Timing.Staleness %v is below 3 × Heartbeat (%v)", t.Staleness, 3*t.Heartbeat)
+		return t, configErr("Timing.Staleness", fmt.Sprintf("%v is below 3 × Heartbeat (%v)", t.Staleness, 3*t.Heartbeat))
 	}
 	if t.Refresh > t.Heartbeat {
-		return t, fmt.Errorf("engine: Timing.Refresh %v exceeds Heartbeat %v", t.Refresh, t.Heartbeat)
+		return t, configErr("Timing.Refresh", fmt.Sprintf("%v exceeds Heartbeat %v", t.Refresh, t.Heartbeat))
 	}
 	return t, nil
 }

@@ -123,16 +123,16 @@ func (d DegradedConfig) withDefaults(refresh time.Duration) (DegradedConfig, err
 	case d.DetectAfter == 0:
 		d.DetectAfter = max(defaultDetectAfter, 2*refresh)
 	case d.DetectAfter < 2*refresh:
-		return d, fmt.Errorf("engine: ClientConfig.Degraded.DetectAfter %v is below 2 × Timing.Refresh (%v)", d.DetectAfter, 2*refresh)
+		return d, configErr("ClientConfig.Degraded.DetectAfter", fmt.Sprintf("%v is below 2 × Timing.Refresh (%v)", d.DetectAfter, 2*refresh))
 	}
 	if d.MaxStaleness == 0 {
 		d.MaxStaleness = 30 * time.Second
 	}
 	if d.Placement > HashPlacement {
-		return d, fmt.Errorf("engine: ClientConfig.Degraded.Placement %d is unknown", d.Placement)
+		return d, configErr("ClientConfig.Degraded.Placement", fmt.Sprintf("%d is unknown", d.Placement))
 	}
 	if d.MaxPending < 0 {
-		return d, fmt.Errorf("engine: ClientConfig.Degraded.MaxPending %d is negative", d.MaxPending)
+		return d, configErr("ClientConfig.Degraded.MaxPending", fmt.Sprintf("%d is negative", d.MaxPending))
 	}
 	if d.MaxPending == 0 {
 		d.MaxPending = 1 << 16

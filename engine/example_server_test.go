@@ -70,5 +70,5 @@ func ExampleServer() {
 	// u42 claimed by pod 2 <nil>
 	// pod 5 refused: owner is pod 2
 	// stopped: pod 2 load 17 Shutdown
-	// start again: engine: closed
+	// start again: stickyroute: closed
 }

@@ -13,6 +13,10 @@ import (
 	"github.com/stickyroute/stickyroute/store"
 )
 
+// errStartPanicked marks, inside Start, a first publish that has not
+// returned (it panicked).
+var errStartPanicked = errors.New("engine: Start's publish panicked")
+
 // stopPublishTimeout bounds each publish Stop makes on its own: the
 // DenyNewCall at the start (within the caller's ctx) and the Shutdown at the
 // end (detached from it, so that a cancelled ctx still withdraws the pod).
@@ -78,6 +82,9 @@ type Server struct {
 	// tells that Start a Stop is waiting, so it closes instead of idling.
 	startCancel context.CancelFunc
 	stopReq     bool
+	// withdrawn is set when Stop is about to publish Shutdown (or a Server
+	// never started is stopped): no link write is made from then on.
+	withdrawn bool
 	// loopCancel and loopDone stop the heartbeat loop and wait for its end.
 	loopCancel context.CancelFunc
 	loopDone   chan struct{}
@@ -120,23 +127,23 @@ type ServerStats struct {
 // store.ErrInvalidArgument.
 func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Store == nil {
-		return nil, errors.New("engine: ServerConfig.Store is nil")
+		return nil, configErr("ServerConfig.Store", "is nil")
 	}
 	if err := store.ValidateName("namespace", cfg.Namespace); err != nil {
-		return nil, fmt.Errorf("engine: ServerConfig.Namespace: %w", err)
+		return nil, configErr("ServerConfig.Namespace", err.Error())
 	}
 	if err := store.ValidateName("service", cfg.Service); err != nil {
-		return nil, fmt.Errorf("engine: ServerConfig.Service: %w", err)
+		return nil, configErr("ServerConfig.Service", err.Error())
 	}
 	if cfg.Pod < 0 || cfg.Pod > store.MaxPod {
-		return nil, fmt.Errorf("engine: ServerConfig.Pod %d is outside 0..%d", cfg.Pod, store.MaxPod)
+		return nil, configErr("ServerConfig.Pod", fmt.Sprintf("%d is outside 0..%d", cfg.Pod, store.MaxPod))
 	}
 	timing, err := cfg.Timing.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	if cfg.MaxRequest < 0 {
-		return nil, fmt.Errorf("engine: ServerConfig.MaxRequest %v is negative", cfg.MaxRequest)
+		return nil, configErr("ServerConfig.MaxRequest", fmt.Sprintf("%v is negative", cfg.MaxRequest))
 	}
 	if cfg.MaxRequest == 0 {
 		cfg.MaxRequest = 5 * time.Second
@@ -144,18 +151,18 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	minDrain := timing.Refresh + cfg.MaxRequest
 	switch {
 	case cfg.Drain < 0:
-		return nil, fmt.Errorf("engine: ServerConfig.Drain %v is negative", cfg.Drain)
+		return nil, configErr("ServerConfig.Drain", fmt.Sprintf("%v is negative", cfg.Drain))
 	case cfg.Drain == 0:
 		cfg.Drain = minDrain
 	case cfg.Drain < minDrain:
-		return nil, fmt.Errorf("engine: ServerConfig.Drain %v is below Refresh + MaxRequest (%v)", cfg.Drain, minDrain)
+		return nil, configErr("ServerConfig.Drain", fmt.Sprintf("%v is below Refresh + MaxRequest (%v)", cfg.Drain, minDrain))
 	}
 	if cfg.Load < 0 {
-		return nil, fmt.Errorf("engine: ServerConfig.Load %d is negative", cfg.Load)
+		return nil, configErr("ServerConfig.Load", fmt.Sprintf("%d is negative", cfg.Load))
 	}
 	switch {
 	case cfg.LoadInterval < 0 || cfg.LoadInterval > timing.Heartbeat:
-		return nil, fmt.Errorf("engine: ServerConfig.LoadInterval %v is outside 0..Heartbeat (%v)", cfg.LoadInterval, timing.Heartbeat)
+		return nil, configErr("ServerConfig.LoadInterval", fmt.Sprintf("%v is outside 0..Heartbeat (%v)", cfg.LoadInterval, timing.Heartbeat))
 	case cfg.LoadInterval == 0:
 		cfg.LoadInterval = max(timing.Heartbeat/20, 10*time.Millisecond)
 	}
@@ -164,7 +171,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.Routing = Ready
 	case Ready, DenyNewCall, Shutdown:
 	default:
-		return nil, fmt.Errorf("engine: ServerConfig.Routing %d is not Ready, DenyNewCall or Shutdown", cfg.Routing)
+		return nil, configErr("ServerConfig.Routing", fmt.Sprintf("%d is not Ready, DenyNewCall or Shutdown", cfg.Routing))
 	}
 
 	// The workload state outlives its writer by the time the next pod needs
@@ -198,6 +205,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 // Start publishes it. After Stop it returns ErrClosed. The load stays set
 // when the publish fails; the next heartbeat publishes it again.
 func (s *Server) SetLoadState(ctx context.Context, load int64) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if load < 0 {
 		return &store.InvalidArgumentError{Arg: "load", Reason: strconv.FormatInt(load, 10) + " is negative"}
 	}
@@ -233,6 +243,9 @@ func (s *Server) GetLoadState() int64 { return s.load.Load() }
 // Stop and SetRoutingState returns ErrClosed. The state stays set when the
 // publish fails; the next heartbeat publishes it again.
 func (s *Server) SetRoutingState(ctx context.Context, st RoutingState) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	switch st {
 	case Ready, DenyNewCall, Shutdown:
 	default:
@@ -257,14 +270,61 @@ func (s *Server) SetRoutingState(ctx context.Context, st RoutingState) error {
 // application, or by Stop). It does not block.
 func (s *Server) GetRoutingState() RoutingState { return RoutingState(s.routing.Load()) }
 
+// linkGate is the check every link write makes first. A nil context is an
+// invalid argument, and once Stop withdraws the pod (or the Server was
+// stopped without starting) every write returns ErrClosed. While Stop drains
+// the pod, drain is true for a write that links a user to this pod: it is
+// made only for a user already linked to it.
+func (s *Server) linkGate(ctx context.Context, pod int) (drain bool, err error) {
+	if ctx == nil {
+		return false, errNilContext
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.withdrawn:
+		return false, ErrClosed
+	case s.phase == stopping && pod == s.pod:
+		return true, nil
+	}
+	return false, nil
+}
+
+// drainClaim links uid to this draining pod persistently only when its link
+// points at the pod already (a compare-and-set): a pod that stops taking
+// users still keeps the ones it has. A user linked elsewhere, or not at all,
+// is refused with ErrDraining and owner the pod linked, or store.NoPod.
+func (s *Server) drainClaim(ctx context.Context, ns, uid, svc string) (owner int, err error) {
+	rctx, rt := s.obs.rt(ctx, rtReplace, ns, svc, 1)
+	replaced, actual, err := s.st.ReplaceLinkedPod(rctx, ns, uid, svc, s.pod, s.pod, store.Persistent)
+	s.obs.end(rctx, rt, err)
+	switch {
+	case err != nil:
+		return store.NoPod, err
+	case !replaced:
+		return actual, ErrDraining
+	}
+	return s.pod, nil
+}
+
 // SetLinkedPod links uid to pod for svc in namespace ns with a persistent
 // link, whoever held the user before (a forced write), and returns the pod
-// linked before, or store.NoPod. It does not need Start.
+// linked before, or store.NoPod. It does not need Start. While Stop drains
+// this pod, a link to it is written only for a user linked to it already
+// (else ErrDraining); after Stop, SetLinkedPod returns ErrClosed.
 func (s *Server) SetLinkedPod(ctx context.Context, ns, uid, svc string, pod int) (previous int, err error) {
+	drain, err := s.linkGate(ctx, pod)
+	if err != nil {
+		return store.NoPod, err
+	}
 	ctx, op := s.obs.call(ctx, "SetLinkedPod", ns, svc, "")
-	rctx, rt := s.obs.rt(ctx, rtSet, ns, svc, 1)
-	previous, err = s.st.SetLinkedPod(rctx, ns, uid, svc, pod, store.Persistent)
-	s.obs.end(rctx, rt, err)
+	if drain {
+		previous, err = s.drainClaim(ctx, ns, uid, svc)
+	} else {
+		rctx, rt := s.obs.rt(ctx, rtSet, ns, svc, 1)
+		previous, err = s.st.SetLinkedPod(rctx, ns, uid, svc, pod, store.Persistent)
+		s.obs.end(rctx, rt, err)
+	}
 	s.endLinkOp(ctx, op, pod, LinkPersistent, err)
 	return previous, err
 }
@@ -281,9 +341,21 @@ func (s *Server) endLinkOp(ctx context.Context, op *Op, pod int, link LinkKind, 
 // pod already holds a persistent link to the user. It returns the owner
 // afterwards: pod when claimed; on a refusal the owner and a *ClaimedError
 // naming it (errors.Is(err, ErrClaimed)), with nothing changed. A temporary
-// link (a client's reservation) does not stop the claim.
+// link (a client's reservation) does not stop the claim. While Stop drains
+// this pod, it claims for it only a user linked to it already (else
+// ErrDraining, with the pod linked or store.NoPod); after Stop it returns
+// ErrClosed.
 func (s *Server) TrySetLinkedPod(ctx context.Context, ns, uid, svc string, pod int) (owner int, err error) {
+	drain, err := s.linkGate(ctx, pod)
+	if err != nil {
+		return store.NoPod, err
+	}
 	ctx, op := s.obs.call(ctx, "TrySetLinkedPod", ns, svc, "")
+	if drain {
+		owner, err = s.drainClaim(ctx, ns, uid, svc)
+		s.endLinkOp(ctx, op, owner, LinkPersistent, err)
+		return owner, err
+	}
 	rctx, rt := s.obs.rt(ctx, rtTrySet, ns, svc, 1)
 	c, err := s.st.TrySetLinkedPod(rctx, ns, uid, svc, pod, store.Persistent)
 	s.obs.end(rctx, rt, err)
@@ -299,8 +371,11 @@ func (s *Server) TrySetLinkedPod(ctx context.Context, ns, uid, svc string, pod i
 }
 
 // RemoveLinkedPod deletes uid's link to svc now, whichever pod it points at,
-// and reports whether there was one.
+// and reports whether there was one. After Stop it returns ErrClosed.
 func (s *Server) RemoveLinkedPod(ctx context.Context, ns, uid, svc string) (existed bool, err error) {
+	if _, err := s.linkGate(ctx, store.NoPod); err != nil {
+		return false, err
+	}
 	ctx, op := s.obs.call(ctx, "RemoveLinkedPod", ns, svc, "")
 	rctx, rt := s.obs.rt(ctx, rtRemove, ns, svc, 1)
 	existed, err = s.st.RemoveLinkedPod(rctx, ns, uid, svc, store.Persistent)
@@ -314,11 +389,15 @@ func (s *Server) RemoveLinkedPod(ctx context.Context, ns, uid, svc string) (exis
 // deletes the link now; persistSeconds > 0 keeps it readable that many
 // seconds as a temporary link (a grace period during which clients still send
 // the user to pod), and drops it from the uid's persistent links at once. Any
-// other value is an error matching store.ErrInvalidArgument.
+// other value is an error matching store.ErrInvalidArgument. After Stop it
+// returns ErrClosed.
 func (s *Server) RemoveLinkedPodWithId(ctx context.Context, ns, uid, svc string, pod, persistSeconds int) (removed bool, err error) {
 	if persistSeconds != store.Persistent && (persistSeconds <= 0 || persistSeconds > store.MaxTTL) {
 		return false, &store.InvalidArgumentError{Arg: "persistSeconds",
 			Reason: strconv.Itoa(persistSeconds) + " is neither -1 (delete now) nor 1.." + strconv.Itoa(store.MaxTTL) + " seconds"}
+	}
+	if _, err := s.linkGate(ctx, store.NoPod); err != nil {
+		return false, err
 	}
 	ctx, op := s.obs.call(ctx, "RemoveLinkedPodWithId", ns, svc, "")
 	rctx, rt := s.obs.rt(ctx, rtRemoveID, ns, svc, 1)
@@ -337,6 +416,9 @@ func (s *Server) RemoveLinkedPodWithId(ctx context.Context, ns, uid, svc string,
 // its error and the Server stays unstarted, so Start may be called again.
 // Start on a started Server returns nil; after Stop it returns ErrClosed.
 func (s *Server) Start(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	s.mu.Lock()
 	for {
 		switch s.phase {
@@ -365,7 +447,23 @@ func (s *Server) Start(ctx context.Context) error {
 	s.phase, s.trans, s.startCancel = starting, make(chan struct{}), cancel
 	s.mu.Unlock()
 
-	err := s.publish(pctx)
+	// Deferred, so that a panic in the publish (an Observer's) leaves the
+	// Server unstarted rather than starting forever.
+	err := errStartPanicked
+	defer func() {
+		if err != errStartPanicked {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.startCancel = nil
+		s.phase = idle
+		if s.stopReq {
+			s.phase, s.withdrawn = closed, true
+		}
+		close(s.trans)
+	}()
+	err = s.publish(pctx)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -382,7 +480,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return nil
 	case s.stopReq:
 		// Stop cut the first publish short: nothing to withdraw.
-		s.phase = closed
+		s.phase, s.withdrawn = closed, true
 		return ErrClosed
 	default:
 		s.phase = idle
@@ -403,6 +501,9 @@ func (s *Server) Start(ctx context.Context) error {
 // call during another Stop waits for it (or for its own ctx), and later calls
 // return nil.
 func (s *Server) Stop(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	s.mu.Lock()
 	for {
 		switch s.phase {
@@ -410,7 +511,7 @@ func (s *Server) Stop(ctx context.Context) error {
 			s.mu.Unlock()
 			return nil
 		case idle:
-			s.phase = closed
+			s.phase, s.withdrawn = closed, true
 			s.routing.Store(uint32(Shutdown))
 			s.mu.Unlock()
 			return nil
@@ -441,6 +542,19 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.routing.Store(uint32(DenyNewCall))
 	}
 	s.mu.Unlock()
+	// Deferred, so that the Server ends closed with every goroutine stopped
+	// even when a publish panics (an Observer's).
+	finished := false
+	defer func() {
+		if !finished {
+			s.loopCancel()
+			<-s.loopDone
+			s.mu.Lock()
+			s.withdrawn, s.phase = true, closed
+			close(s.trans)
+			s.mu.Unlock()
+		}
+	}()
 
 	// The heartbeats keep publishing DenyNewCall through the drain, so a
 	// failure here is retried by them.
@@ -460,7 +574,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.loopCancel()
 	<-s.loopDone
 
+	// From here on no write names this pod: the Shutdown below withdraws it.
 	s.mu.Lock()
+	s.withdrawn = true
 	s.routing.Store(uint32(Shutdown))
 	s.mu.Unlock()
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopPublishTimeout)
@@ -471,6 +587,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.phase = closed
 	close(s.trans)
 	s.mu.Unlock()
+	finished = true
 	if pubErr != nil {
 		pubErr = fmt.Errorf("engine: publishing Shutdown: %w", pubErr)
 	}

@@ -166,7 +166,9 @@ type Event struct {
 // about (the old API's route info driver and service state cache). Each
 // service's pods are an immutable snapshot behind an atomic pointer, reloaded
 // every refresh period in the background and on demand on first use. Safe
-// for concurrent use.
+// for concurrent use. Once the
+// client is closed, every method returns ErrClosed (IsPodRoutable and
+// IsPodAvailable false; Subscribe delivers nothing) and reads nothing.
 type States struct {
 	store  *store.Redis
 	timing Timing
@@ -200,6 +202,20 @@ type States struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	once   sync.Once
+	// closed is set by close: the methods then answer ErrClosed and read
+	// nothing.
+	closed atomic.Bool
+}
+
+// usable is the check every method with a context makes first.
+func (s *States) usable(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
 }
 
 // subscriber delivers events to one callback from its own goroutine, so a
@@ -487,6 +503,9 @@ func (sub *subscriber) run() {
 // never waits for it (beyond 4,096 pending events the oldest are dropped).
 // cancel stops the deliveries and waits for a running fn to return.
 func (s *States) Subscribe(fn func(Event)) (cancel func()) {
+	if s.closed.Load() {
+		return func() {} // no refresh will come
+	}
 	sub := &subscriber{fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.subsMu.Lock()
 	s.subs = append(slices.Clone(s.subs), sub)
@@ -507,6 +526,9 @@ func (s *States) Subscribe(fn func(Event)) (cancel func()) {
 
 // Snapshot returns the current snapshot of a service, loading it on first use.
 func (s *States) Snapshot(ctx context.Context, ns, svc string) (ServiceSnapshot, error) {
+	if err := s.usable(ctx); err != nil {
+		return ServiceSnapshot{}, err
+	}
 	sv, err := s.service(ctx, ns, svc)
 	if err != nil {
 		return ServiceSnapshot{}, err
@@ -536,6 +558,9 @@ func (s *States) current(ns, svc string) *view {
 // reads the current snapshot and never blocks; a service not seen before
 // answers false while it loads in the background.
 func (s *States) IsPodRoutable(ns, svc string, pod int) bool {
+	if s.closed.Load() {
+		return false
+	}
 	v := s.current(ns, svc)
 	return v != nil && v.routable(pod, s.clk.Millis())
 }
@@ -543,6 +568,9 @@ func (s *States) IsPodRoutable(ns, svc string, pod int) bool {
 // IsPodAvailable reports whether a new user may be placed on pod now, like
 // IsPodRoutable.
 func (s *States) IsPodAvailable(ns, svc string, pod int) bool {
+	if s.closed.Load() {
+		return false
+	}
 	v := s.current(ns, svc)
 	return v != nil && v.accepting(pod, s.clk.Millis())
 }
@@ -560,6 +588,9 @@ func (s *States) RoutablePods(ctx context.Context, ns, svc string) ([]int, error
 }
 
 func (s *States) pods(ctx context.Context, ns, svc string, keep func(p *podSnapshot, pod int, now int64) bool) ([]int, error) {
+	if err := s.usable(ctx); err != nil {
+		return nil, err
+	}
 	sv, err := s.service(ctx, ns, svc)
 	if err != nil {
 		return nil, err
@@ -577,6 +608,9 @@ func (s *States) pods(ctx context.Context, ns, svc string, keep func(p *podSnaps
 // GetServiceBestPod picks the pod a new user of the service would be placed
 // on, and counts it as a placement (the old API's best-pod query).
 func (s *States) GetServiceBestPod(ctx context.Context, ns, svc string) (int, error) {
+	if err := s.usable(ctx); err != nil {
+		return NoPod, err
+	}
 	sv, err := s.service(ctx, ns, svc)
 	if err != nil {
 		return NoPod, err
@@ -588,6 +622,9 @@ func (s *States) GetServiceBestPod(ctx context.Context, ns, svc string) (int, er
 // plus the placements this client made there since, each weighed by the
 // client's estimate of the fleet's placements per own one (see ClientConfig.Strategy).
 func (s *States) GetPodLoadScore(ctx context.Context, ns, svc string, pod int) (int64, error) {
+	if err := s.usable(ctx); err != nil {
+		return 0, err
+	}
 	sv, err := s.service(ctx, ns, svc)
 	if err != nil {
 		return 0, err
@@ -600,6 +637,9 @@ func (s *States) GetPodLoadScore(ctx context.Context, ns, svc string, pod int) (
 
 // GetServiceState reads the raw pod states of a service from Redis now.
 func (s *States) GetServiceState(ctx context.Context, ns, svc string) (store.ServiceState, error) {
+	if err := s.usable(ctx); err != nil {
+		return store.ServiceState{}, err
+	}
 	ctx, op := s.obs.call(ctx, "GetServiceState", ns, svc, "")
 	rctx, rt := s.obs.rt(ctx, rtGetState, ns, svc, 1)
 	st, err := s.store.GetServiceState(rctx, ns, svc)
@@ -613,6 +653,7 @@ func (s *States) GetServiceState(ctx context.Context, ns, svc string) (store.Ser
 
 // close stops the refresher and the balancers.
 func (s *States) close() {
+	s.closed.Store(true)
 	s.once.Do(func() {
 		close(s.stop)
 		s.wg.Wait()

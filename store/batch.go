@@ -38,6 +38,9 @@ const batchOp = "BatchGetLinkedPod"
 // *CorruptError values joined in err, beside the map of every other uid. A
 // failure of the round itself returns a nil map and the error.
 func (r *Redis) BatchGetLinkedPod(ctx context.Context, ns string, uids []string, svc string) (map[int][]string, error) {
+	if err := r.usable(ctx); err != nil {
+		return nil, err
+	}
 	if err := serviceArgs(ns, svc); err != nil {
 		return nil, err
 	}

@@ -22,7 +22,14 @@ var (
 	// ErrUnexpectedReply means Redis answered with a reply of a shape the
 	// operation does not produce: a script of another version, a proxy in the way.
 	ErrUnexpectedReply = errors.New("store: unexpected reply")
+	// ErrClosed is returned by every operation of a closed store; the
+	// engine's clients and servers return it after Close and Stop too
+	// (engine.ErrClosed is the same value).
+	ErrClosed = errors.New("stickyroute: closed")
 )
+
+// errNilContext is what an operation given a nil context returns.
+var errNilContext = &InvalidArgumentError{Arg: "ctx", Reason: "nil context"}
 
 // InvalidArgumentError rejects an argument before anything is sent to Redis.
 type InvalidArgumentError struct {

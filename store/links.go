@@ -46,6 +46,9 @@ func linkKeyPair(ns, uid, svc string) []string {
 // directory). A previous value that is not a pod index is overwritten (which
 // repairs it) and reported as NoPod.
 func (r *Redis) SetLinkedPod(ctx context.Context, ns, uid, svc string, pod, ttl int) (previous int, err error) {
+	if err := r.usable(ctx); err != nil {
+		return NoPod, err
+	}
 	const op = "SetLinkedPod"
 	keys, err := linkCall(ns, uid, svc, pod, ttl)
 	if err != nil {
@@ -69,6 +72,9 @@ func (r *Redis) SetLinkedPod(ctx context.Context, ns, uid, svc string, pod, ttl 
 // in which case it changes nothing and names that owner. Otherwise it writes
 // like SetLinkedPod.
 func (r *Redis) TrySetLinkedPod(ctx context.Context, ns, uid, svc string, pod, ttl int) (Claim, error) {
+	if err := r.usable(ctx); err != nil {
+		return Claim{Owner: NoPod, Previous: NoPod}, err
+	}
 	const op = "TrySetLinkedPod"
 	keys, err := linkCall(ns, uid, svc, pod, ttl)
 	if err != nil {
@@ -95,6 +101,9 @@ func (r *Redis) TrySetLinkedPod(ctx context.Context, ns, uid, svc string, pod, t
 // svc in the uid's directory (left by a persistent link whose K1 was evicted).
 // A corrupted existing value is a *CorruptError and nothing is written.
 func (r *Redis) SetLinkedPodIfAbsent(ctx context.Context, ns, uid, svc string, pod, ttl int) (actual int, err error) {
+	if err := r.usable(ctx); err != nil {
+		return NoPod, err
+	}
 	const op = "SetLinkedPodIfAbsent"
 	keys, err := linkCall(ns, uid, svc, pod, ttl)
 	if err != nil {
@@ -223,6 +232,9 @@ func (r *Redis) placeK1(ctx context.Context, op, key string, pod, ttl int, track
 // whether it wrote and the pod linked afterwards (NoPod when none). Clients use
 // it to move a user off a dead pod without racing each other.
 func (r *Redis) ReplaceLinkedPod(ctx context.Context, ns, uid, svc string, expected, pod, ttl int) (replaced bool, actual int, err error) {
+	if err := r.usable(ctx); err != nil {
+		return false, NoPod, err
+	}
 	const op = "ReplaceLinkedPod"
 	keys, err := linkCall(ns, uid, svc, pod, ttl)
 	if err != nil {
@@ -250,6 +262,9 @@ func (r *Redis) ReplaceLinkedPod(ctx context.Context, ns, uid, svc string, expec
 
 // GetLinkedPod returns the pod uid is linked to for svc, or NoPod.
 func (r *Redis) GetLinkedPod(ctx context.Context, ns, uid, svc string) (int, error) {
+	if err := r.usable(ctx); err != nil {
+		return NoPod, err
+	}
 	const op = "GetLinkedPod"
 	if err := linkArgs(ns, uid, svc); err != nil {
 		return NoPod, err
@@ -269,6 +284,9 @@ func (r *Redis) GetLinkedPod(ctx context.Context, ns, uid, svc string) (int, err
 // GetLinkedPodIfPersist returns the pod uid is linked to for svc only when the
 // link is persistent, NoPod otherwise.
 func (r *Redis) GetLinkedPodIfPersist(ctx context.Context, ns, uid, svc string) (int, error) {
+	if err := r.usable(ctx); err != nil {
+		return NoPod, err
+	}
 	const op = "GetLinkedPodIfPersist"
 	if err := linkArgs(ns, uid, svc); err != nil {
 		return NoPod, err
@@ -292,6 +310,9 @@ func (r *Redis) GetLinkedPodIfPersist(ctx context.Context, ns, uid, svc string) 
 // positive ttl keeps it readable for ttl seconds as a temporary link (a grace
 // period). The directory entry is always removed. It answers whether a link existed.
 func (r *Redis) RemoveLinkedPod(ctx context.Context, ns, uid, svc string, ttl int) (existed bool, err error) {
+	if err := r.usable(ctx); err != nil {
+		return false, err
+	}
 	const op = "RemoveLinkedPod"
 	if err := linkArgs(ns, uid, svc); err != nil {
 		return false, err
@@ -312,6 +333,9 @@ func (r *Redis) RemoveLinkedPod(ctx context.Context, ns, uid, svc string, ttl in
 // points at pod; it answers whether it removed (or started the grace period of)
 // the link. A corrupted link is a *CorruptError and is left alone.
 func (r *Redis) RemoveLinkedPodWithId(ctx context.Context, ns, uid, svc string, pod, ttl int) (removed bool, err error) {
+	if err := r.usable(ctx); err != nil {
+		return false, err
+	}
 	const op = "RemoveLinkedPodWithId"
 	keys, err := linkCall(ns, uid, svc, pod, ttl)
 	if err != nil {
@@ -334,6 +358,9 @@ func (r *Redis) RemoveLinkedPodWithId(ctx context.Context, ns, uid, svc string, 
 // are not pod indexes are left out and reported together as *CorruptError
 // values joined in err, beside the map.
 func (r *Redis) GetLinkService(ctx context.Context, ns, uid string) (map[string]int, error) {
+	if err := r.usable(ctx); err != nil {
+		return nil, err
+	}
 	const op = "GetLinkService"
 	if err := validName("namespace", ns); err != nil {
 		return nil, err

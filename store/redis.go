@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -19,6 +20,9 @@ import (
 type Redis struct {
 	client  rueidis.Client
 	cluster bool
+	// closed is set by Close: every operation then answers ErrClosed
+	// without sending anything.
+	closed atomic.Bool
 	// caching is CLIENT CACHING YES, built once (pinned, so the client
 	// library never recycles it) for every tracked script call.
 	caching rueidis.Completed
@@ -49,12 +53,28 @@ func New(client rueidis.Client, opts ...Option) *Redis {
 func (r *Redis) Client() rueidis.Client { return r.client }
 
 // Close releases what Dial built: the client and, when it started one, the
-// embedded Redis. For a store made by New it does nothing; the caller closes
-// its own client.
+// embedded Redis (a store made by New leaves the caller's client open). Every
+// operation called afterwards returns ErrClosed and sends nothing. Close is
+// idempotent.
 func (r *Redis) Close() {
+	if r.closed.Swap(true) {
+		return
+	}
 	if r.closeFn != nil {
 		r.closeFn()
 	}
+}
+
+// usable is the check every operation makes before anything else: a nil
+// context is an invalid argument, and a closed store sends nothing.
+func (r *Redis) usable(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	return nil
 }
 
 // DialConfig says how Dial builds a client.

@@ -13,6 +13,9 @@ import (
 // SetServiceState publishes pod's load and routing state for svc, stamped with
 // the Redis server's clock. It returns the stamp (Unix milliseconds).
 func (r *Redis) SetServiceState(ctx context.Context, ns, svc string, pod, load int, routing RoutingState) (updated int64, err error) {
+	if err := r.usable(ctx); err != nil {
+		return 0, err
+	}
 	const op = "SetServiceState"
 	if err := serviceArgs(ns, svc); err != nil {
 		return 0, err
@@ -53,6 +56,9 @@ func stamp(op, key string, res rueidis.RedisResult) (int64, error) {
 // one round trip. Fields that cannot be parsed are skipped and listed in
 // ServiceState.Skipped; they never fail the whole service.
 func (r *Redis) GetServiceState(ctx context.Context, ns, svc string) (ServiceState, error) {
+	if err := r.usable(ctx); err != nil {
+		return ServiceState{}, err
+	}
 	const op = "GetServiceState"
 	if err := serviceArgs(ns, svc); err != nil {
 		return ServiceState{}, err
@@ -90,6 +96,9 @@ func (r *Redis) GetServiceState(ctx context.Context, ns, svc string) (ServiceSta
 // RemoveServiceState deletes pod's state from svc (a pod scaled away for good).
 // It answers whether a state was there.
 func (r *Redis) RemoveServiceState(ctx context.Context, ns, svc string, pod int) (bool, error) {
+	if err := r.usable(ctx); err != nil {
+		return false, err
+	}
 	const op = "RemoveServiceState"
 	if err := serviceArgs(ns, svc); err != nil {
 		return false, err
@@ -108,6 +117,9 @@ func (r *Redis) RemoveServiceState(ctx context.Context, ns, svc string, pod int)
 // SetWorkloadState publishes the workload state of svc (accepting and alive
 // pod counts) stamped with the server's clock, expiring after ttl seconds.
 func (r *Redis) SetWorkloadState(ctx context.Context, ns, svc string, accepting, alive, ttl int) (updated int64, err error) {
+	if err := r.usable(ctx); err != nil {
+		return 0, err
+	}
 	const op = "SetWorkloadState"
 	if err := serviceArgs(ns, svc); err != nil {
 		return 0, err
@@ -131,6 +143,9 @@ func (r *Redis) SetWorkloadState(ctx context.Context, ns, svc string, accepting,
 // is WorkloadUnknown with no error; an unparsable one is WorkloadUnknown with a
 // *CorruptError.
 func (r *Redis) GetWorkloadState(ctx context.Context, ns, svc string) (WorkloadState, error) {
+	if err := r.usable(ctx); err != nil {
+		return WorkloadState{}, err
+	}
 	const op = "GetWorkloadState"
 	if err := serviceArgs(ns, svc); err != nil {
 		return WorkloadState{}, err
@@ -144,6 +159,9 @@ func (r *Redis) GetWorkloadState(ctx context.Context, ns, svc string) (WorkloadS
 // at once). Every service of svcs is in the map, WorkloadUnknown when missing;
 // unparsable values are *CorruptError values joined in err, beside the map.
 func (r *Redis) GetWorkloadStateBatch(ctx context.Context, ns string, svcs []string) (map[string]WorkloadState, error) {
+	if err := r.usable(ctx); err != nil {
+		return nil, err
+	}
 	const op = "GetWorkloadStateBatch"
 	if err := validName("namespace", ns); err != nil {
 		return nil, err

@@ -158,6 +158,9 @@ type TrackedLink struct {
 // client-side TTL rueidis asks for; pass the duration you will trust the
 // answer. Without a tracker it is a plain read.
 func (r *Redis) GetLinkedPodTracked(ctx context.Context, ns, uid, svc string, ttl time.Duration) (TrackedLink, error) {
+	if err := r.usable(ctx); err != nil {
+		return TrackedLink{Pod: NoPod}, err
+	}
 	const op = "GetLinkedPodTracked"
 	if err := linkArgs(ns, uid, svc); err != nil {
 		return TrackedLink{Pod: NoPod}, err
@@ -218,6 +221,9 @@ type Placement struct {
 // is right, but Tracked may be true without Redis tracking the link, which
 // then lives by the caller's cache TTL.
 func (r *Redis) SetLinkedPodIfAbsentTracked(ctx context.Context, ns, uid, svc string, pod, ttl int) (Placement, error) {
+	if err := r.usable(ctx); err != nil {
+		return Placement{Link: TrackedLink{Pod: NoPod}}, err
+	}
 	const op = "SetLinkedPodIfAbsentTracked"
 	if ttl == Persistent {
 		return Placement{Link: TrackedLink{Pod: NoPod}}, invalid("ttl", "-1: a tracked placement is temporary")
@@ -234,6 +240,9 @@ func (r *Redis) SetLinkedPodIfAbsentTracked(ctx context.Context, ns, uid, svc st
 // corrupt). Corrupt values are *CorruptError values joined in err beside the
 // result; a failure of the round returns nil and the error.
 func (r *Redis) LinkedPodsTracked(ctx context.Context, ns string, uids []string, svc string, ttl time.Duration) ([]int, error) {
+	if err := r.usable(ctx); err != nil {
+		return nil, err
+	}
 	const op = "LinkedPodsTracked"
 	if err := serviceArgs(ns, svc); err != nil {
 		return nil, err
