@@ -197,13 +197,18 @@ func TestClientConfigErrors(t *testing.T) {
 		{engine.ClientConfig{Store: st, Cache: engine.CacheConfig{Eviction: 9}}, "Eviction"},
 		{engine.ClientConfig{Store: st, Cache: engine.CacheConfig{MaxEntries: -1}}, "MaxEntries"},
 		{engine.ClientConfig{Store: st, LoadBandRatio: -1}, "LoadBandRatio"},
+		{engine.ClientConfig{Store: st, Degraded: engine.DegradedConfig{DetectAfter: time.Second}}, "DetectAfter"},
+		{engine.ClientConfig{Store: st, Degraded: engine.DegradedConfig{Placement: 7}}, "Degraded.Placement"},
+		{engine.ClientConfig{Store: st, Degraded: engine.DegradedConfig{MaxPending: -1}}, "MaxPending"},
 	} {
 		cl, err := engine.NewClient(c.cfg)
 		if err == nil {
 			cl.Close()
 		}
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "engine: ") {
-			t.Errorf("NewClient(%+v) = %v, want an engine: error about %s", c.cfg, err, c.want)
+		var ce *engine.ConfigError
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "engine: ") ||
+			!errors.Is(err, store.ErrInvalidArgument) || !errors.As(err, &ce) {
+			t.Errorf("NewClient(%+v) = %v, want an engine.ConfigError about %s matching store.ErrInvalidArgument", c.cfg, err, c.want)
 		}
 	}
 	cl, err := engine.NewClient(engine.ClientConfig{Store: st, Strategy: lb.RoundRobin{}})
@@ -227,7 +232,9 @@ func TestLoadBand(t *testing.T) {
 		sc.publish(1, 120, store.Ready)
 		sc.publish(2, 126, store.Ready) // out of the band until pod 0 has one more
 		seen := map[int]int{}
-		for i := range 40 {
+		// 80 users: the three end near (100+120+126+80)/3 = 142, so pod 2
+		// takes some once the others pass 126.
+		for i := range 80 {
 			var loads [3]int64
 			for p := range loads {
 				l, err := sc.c.States().GetPodLoadScore(sc.ctx, sc.ns, svc, p)

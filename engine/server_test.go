@@ -116,6 +116,9 @@ func TestServerConfigValidation(t *testing.T) {
 		}, "Drain"},
 		{"negative load", func(c *engine.ServerConfig) { c.Load = -1 }, "Load"},
 		{"bad routing", func(c *engine.ServerConfig) { c.Routing = store.RoutingState(9) }, "Routing"},
+		{"load interval above heartbeat", func(c *engine.ServerConfig) {
+			c.Heartbeat, c.LoadInterval = time.Second, 2*time.Second
+		}, "LoadInterval"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -127,6 +130,10 @@ func TestServerConfigValidation(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), "engine: ") || !strings.Contains(err.Error(), tc.field) {
 				t.Fatalf("error %q does not start with \"engine: \" and name %s", err, tc.field)
+			}
+			var ce *engine.ConfigError
+			if !errors.Is(err, store.ErrInvalidArgument) || !errors.As(err, &ce) || !strings.Contains(ce.Field, tc.field) {
+				t.Fatalf("error %v: want a *engine.ConfigError naming %s and matching store.ErrInvalidArgument", err, tc.field)
 			}
 			if s != nil {
 				t.Fatalf("NewServer returned a server with its error")

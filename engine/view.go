@@ -400,6 +400,9 @@ func (s *States) reload(ctx context.Context, v *view, op *Op) error {
 	// The placements the new states include stop counting; the load band
 	// is the balancer's, judged at every pick on the corrected loads.
 	s.settle(v, old, snap, local)
+	// Fresh news: no grace from the refresh that brought it (a pod that went
+	// stale while it waited must not look routable as of its start).
+	v.waiting.Store(0)
 	v.snap.Store(snap)
 	s.notify(old, snap)
 	return nil

@@ -21,6 +21,22 @@ const NoPod = -1
 // (lookup tables index members with 16 bits, one value kept as a marker).
 const MaxPods = 1<<16 - 1
 
+// ErrInvalidArgument is matched by every error of a bad setting or
+// argument: a Config field, a pod's index, weight or load.
+var ErrInvalidArgument = errors.New("lb: invalid argument")
+
+// invalidError is an ErrInvalidArgument with its own message.
+type invalidError string
+
+// Error implements error.
+func (e invalidError) Error() string { return "lb: " + string(e) }
+
+// Is reports whether target is ErrInvalidArgument.
+func (e invalidError) Is(target error) bool { return target == ErrInvalidArgument }
+
+// invalidf returns an invalidError with a formatted message.
+func invalidf(format string, args ...any) error { return invalidError(fmt.Sprintf(format, args...)) }
+
 // ErrNoPod is returned by a pick when no pod is eligible: none is a member,
 // or every member is unhealthy or ejected.
 var ErrNoPod = errors.New("lb: no eligible pod")
@@ -138,16 +154,16 @@ func (c *Config) validate() error {
 		c.Strategy = P2C{}
 	}
 	if c.LoadCap != 0 && (c.LoadCap < 1 || math.IsNaN(c.LoadCap) || math.IsInf(c.LoadCap, 0)) {
-		return fmt.Errorf("lb: LoadCap %v is neither 0 (off) nor ≥ 1", c.LoadCap)
+		return invalidf("LoadCap %v is neither 0 (off) nor ≥ 1", c.LoadCap)
 	}
 	if c.Band.Min < 0 || c.Band.Ratio < 0 || math.IsNaN(c.Band.Ratio) || math.IsInf(c.Band.Ratio, 0) {
-		return fmt.Errorf("lb: Band %+v has a negative or non-finite part", c.Band)
+		return invalidf("Band %+v has a negative or non-finite part", c.Band)
 	}
 	if c.SlowStart < 0 {
-		return fmt.Errorf("lb: SlowStart %v is negative", c.SlowStart)
+		return invalidf("SlowStart %v is negative", c.SlowStart)
 	}
 	if c.DecayTime < 0 {
-		return fmt.Errorf("lb: DecayTime %v is negative", c.DecayTime)
+		return invalidf("DecayTime %v is negative", c.DecayTime)
 	}
 	if c.DecayTime == 0 {
 		c.DecayTime = 10 * time.Second
@@ -156,7 +172,7 @@ func (c *Config) validate() error {
 		e.Failures = 5
 	}
 	if e.Base < 0 || e.Max < 0 {
-		return fmt.Errorf("lb: Ejection.Base %v and Ejection.Max %v must not be negative", e.Base, e.Max)
+		return invalidf("Ejection.Base %v and Ejection.Max %v must not be negative", e.Base, e.Max)
 	}
 	if e.Base == 0 {
 		e.Base = 10 * time.Second
@@ -165,16 +181,16 @@ func (c *Config) validate() error {
 		e.Max = 5 * time.Minute
 	}
 	if e.Max < e.Base {
-		return fmt.Errorf("lb: Ejection.Max %v is shorter than Ejection.Base %v", e.Max, e.Base)
+		return invalidf("Ejection.Max %v is shorter than Ejection.Base %v", e.Max, e.Base)
 	}
 	if e.MaxFraction < 0 || e.MaxFraction > 1 || math.IsNaN(e.MaxFraction) {
-		return fmt.Errorf("lb: Ejection.MaxFraction %v is outside [0, 1]", e.MaxFraction)
+		return invalidf("Ejection.MaxFraction %v is outside [0, 1]", e.MaxFraction)
 	}
 	if e.MaxFraction == 0 {
 		e.MaxFraction = 0.5
 	}
 	if e.Jitter >= 1 || math.IsNaN(e.Jitter) {
-		return fmt.Errorf("lb: Ejection.Jitter %v is not below 1", e.Jitter)
+		return invalidf("Ejection.Jitter %v is not below 1", e.Jitter)
 	}
 	if e.Jitter == 0 {
 		e.Jitter = 0.1
@@ -411,7 +427,7 @@ func (b *Balancer) Add(pod, weight int) error {
 	defer b.mu.Unlock()
 	if m, ok := b.members[pod]; ok {
 		if weight < 0 {
-			return fmt.Errorf("lb: pod %d: weight %d is negative", pod, weight)
+			return invalidf("pod %d: weight %d is negative", pod, weight)
 		}
 		m.weight = max(weight, 1)
 		b.tableOK = false
@@ -456,7 +472,7 @@ func (b *Balancer) Update(pods []Pod) error {
 			return err
 		}
 		if seen[p.Index] {
-			return fmt.Errorf("lb: pod %d listed twice", p.Index)
+			return invalidf("pod %d listed twice", p.Index)
 		}
 		seen[p.Index] = true
 	}
@@ -467,7 +483,7 @@ func (b *Balancer) Update(pods []Pod) error {
 		}
 	}
 	if len(b.states)+fresh > MaxPods {
-		return fmt.Errorf("lb: more than %d distinct pods", MaxPods)
+		return invalidf("more than %d distinct pods", MaxPods)
 	}
 	// New pods slow-start only against eligible pods that stay in the set.
 	running := false
@@ -504,13 +520,13 @@ func (b *Balancer) Update(pods []Pod) error {
 // SetLoad sets the published load of a member.
 func (b *Balancer) SetLoad(pod int, load int64) error {
 	if load < 0 {
-		return fmt.Errorf("lb: pod %d: load %d is negative", pod, load)
+		return invalidf("pod %d: load %d is negative", pod, load)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	m, ok := b.members[pod]
 	if !ok {
-		return fmt.Errorf("lb: pod %d is not a member", pod)
+		return invalidf("pod %d is not a member", pod)
 	}
 	m.load = load
 	b.publishLocked()
@@ -523,7 +539,7 @@ func (b *Balancer) SetLoad(pod int, load int64) error {
 // UpdatePodStats.
 func (b *Balancer) UpdateStats(pod int, conns int64, rt time.Duration) error {
 	if conns < 0 || rt < 0 {
-		return fmt.Errorf("lb: pod %d: negative connections %d or response time %v", pod, conns, rt)
+		return invalidf("pod %d: negative connections %d or response time %v", pod, conns, rt)
 	}
 	b.mu.Lock()
 	st, ok := b.states[pod]
@@ -536,7 +552,7 @@ func (b *Balancer) UpdateStats(pod int, conns int64, rt time.Duration) error {
 	}
 	b.mu.Unlock()
 	if !ok || !member {
-		return fmt.Errorf("lb: pod %d is not a member", pod)
+		return invalidf("pod %d is not a member", pod)
 	}
 	st.conns.Store(conns)
 	if rt > 0 {
@@ -551,13 +567,13 @@ func (b *Balancer) now() int64 { return int64(time.Since(b.epoch)) }
 func checkPod(p Pod) error {
 	switch {
 	case p.Index < 0:
-		return fmt.Errorf("lb: pod index %d is negative", p.Index)
+		return invalidf("pod index %d is negative", p.Index)
 	case p.Weight < 0:
-		return fmt.Errorf("lb: pod %d: weight %d is negative", p.Index, p.Weight)
+		return invalidf("pod %d: weight %d is negative", p.Index, p.Weight)
 	case p.Weight > math.MaxInt32:
-		return fmt.Errorf("lb: pod %d: weight %d is above %d", p.Index, p.Weight, math.MaxInt32)
+		return invalidf("pod %d: weight %d is above %d", p.Index, p.Weight, math.MaxInt32)
 	case p.Load < 0:
-		return fmt.Errorf("lb: pod %d: load %d is negative", p.Index, p.Load)
+		return invalidf("pod %d: load %d is negative", p.Index, p.Load)
 	}
 	return nil
 }
@@ -568,7 +584,7 @@ func (b *Balancer) addLocked(p Pod, ramp bool) error {
 		return err
 	}
 	if _, dup := b.members[p.Index]; dup {
-		return fmt.Errorf("lb: pod %d listed twice", p.Index)
+		return invalidf("pod %d listed twice", p.Index)
 	}
 	st, err := b.stateLocked(p.Index)
 	if err != nil {

@@ -312,7 +312,7 @@ func TestConfigErrors(t *testing.T) {
 		{lb.Config{Pods: []lb.Pod{{Index: 1, Weight: -2}}}, "weight"},
 	} {
 		_, err := lb.New(c.cfg)
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "lb: ") {
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "lb: ") || !errors.Is(err, lb.ErrInvalidArgument) {
 			t.Errorf("New(%+v) = %v, want an lb: error about %s", c.cfg, err, c.want)
 		}
 	}
@@ -324,8 +324,8 @@ func TestConfigErrors(t *testing.T) {
 		"UpdateStats(-1)":     b.UpdateStats(0, -1, 0),
 		"Update(duplicate)":   b.Update([]lb.Pod{{Index: 1}, {Index: 1}}),
 	} {
-		if err == nil {
-			t.Errorf("%s: no error", name)
+		if !errors.Is(err, lb.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want an error matching lb.ErrInvalidArgument", name, err)
 		}
 	}
 }

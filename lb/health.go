@@ -3,7 +3,6 @@ package lb
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -129,7 +128,7 @@ func (b *Balancer) SetHealthy(pod int, healthy bool) error {
 	defer b.mu.Unlock()
 	m, ok := b.members[pod]
 	if !ok {
-		return fmt.Errorf("lb: pod %d is not a member", pod)
+		return invalidf("pod %d is not a member", pod)
 	}
 	if m.down == !healthy {
 		return nil

@@ -30,8 +30,8 @@ func TestDialEmbedded(t *testing.T) {
 	})
 	s.Close()
 	_, err = s.GetLinkedPod(ctx, "ns", "u", "svc")
-	if !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("after Close: %v, want ErrUnavailable", err)
+	if !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("after Close: %v, want ErrClosed", err)
 	}
 }
 

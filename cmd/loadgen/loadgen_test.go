@@ -53,7 +53,10 @@ var backends = []string{redistest.Embedded, redistest.Standalone}
 var allowed = map[string]map[string]bool{
 	Blip:  {"unavailable": true, "timeout": true, "no_available_pod": true},
 	Crash: {"pod_down": true},
-	Drain: {"pod_down": true}, // requests that reached the pod as it shut down
+	// Requests that reached the pod as it shut down, and new sessions of
+	// users whose link lapsed while a client still had them cached (the
+	// draining pod refuses them).
+	Drain: {"pod_down": true, "draining": true},
 }
 
 func TestScenarios(t *testing.T) {

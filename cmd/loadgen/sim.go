@@ -384,8 +384,17 @@ func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user ui
 	}
 	start := time.Now()
 	owner, err := p.srv.TrySetLinkedPod(ctx, s.cfg.Namespace, id, s.cfg.Service, pod)
-	s.rec[opClaim].record(time.Since(start), err != nil && !errors.Is(err, engine.ErrClaimed), measured)
+	refused := errors.Is(err, engine.ErrClaimed) || errors.Is(err, engine.ErrDraining)
+	s.rec[opClaim].record(time.Since(start), err != nil && !refused, measured)
 	switch {
+	case errors.Is(err, engine.ErrDraining):
+		// The pod drains: it keeps the users linked to it and takes no
+		// other (one whose link lapsed while a client still had it cached).
+		s.fail("draining")
+		return
+	case errors.Is(err, engine.ErrClosed):
+		s.fail("pod_down") // the pod stopped while claiming
+		return
 	case errors.Is(err, engine.ErrClaimed):
 		if s.inView(c, owner) {
 			// The client answered pod while the user is held by another
@@ -477,8 +486,10 @@ func (s *sim) reap(ctx context.Context) {
 				}
 				s.rec[opRelease].record(time.Since(start), err != nil, !start.Before(s.measureFrom))
 				switch {
-				case err != nil && p.gone.Load():
-					s.fail("pod_down") // the pod crashed while releasing: its connections were cut
+				case err != nil && (p.gone.Load() || errors.Is(err, engine.ErrClosed)):
+					// The pod crashed (its connections were cut) or stopped
+					// while releasing.
+					s.fail("pod_down")
 				case err != nil:
 					s.failErr(err)
 				}
