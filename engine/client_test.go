@@ -170,8 +170,8 @@ var clientScenarios = []struct {
 			return !sc.c.States().IsPodRoutable(sc.ns, svc, 0)
 		})
 		// The window, plus one refresh and the round trips that measure it,
-		// with room for a loaded machine.
-		if d := time.Since(last); d > testTiming.Staleness+testTiming.Refresh+300*time.Millisecond {
+		// with a heartbeat period of room for a loaded machine.
+		if d := time.Since(last); d > testTiming.Staleness+testTiming.Refresh+testTiming.Heartbeat {
 			sc.t.Fatalf("pod 0 stayed routable %v after its last heartbeat, window %v", d, testTiming.Staleness)
 		}
 		if pod := sc.compute("u"); pod != 1 {

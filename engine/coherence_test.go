@@ -110,8 +110,10 @@ func TestCoherence(t *testing.T) {
 			t.Logf("%d link changes: eviction after the write was sent p50 %v p99 %v max %v; after it returned p50 %v p99 %v",
 				changes, pct(fromStart, .5), pct(fromStart, .99), fromStart[len(fromStart)-1], pct(fromDone, .5), pct(fromDone, .99))
 			// The 5 ms target is a speed goal, measured by BenchmarkInvalidation;
-			// here it is enough that evictions are pushed, not waited for.
-			if p99 := pct(fromStart, .99); p99 > 250*time.Millisecond {
+			// here it is enough that evictions are pushed, not waited for:
+			// far within the cache TTL (30 min) and within a refresh of the
+			// pod states (testTiming.Refresh × 20 = 1 s) on a busy machine.
+			if p99 := pct(fromStart, .99); p99 > 20*testTiming.Refresh {
 				t.Fatalf("p99 %v from the write to the eviction: invalidations are not arriving", p99)
 			}
 		})
@@ -153,7 +155,8 @@ func TestEmbeddedCacheLivesByTTL(t *testing.T) {
 		pod, err := c.ComputeLinkedPod(ctx, "ns", "u", svc)
 		return err == nil && pod == 5
 	})
-	if d := time.Since(changed); d > time.Second {
-		t.Fatalf("the move was seen after %v, cache TTL 300 ms", d)
+	// Seen by the cache TTL's expiry, not the temporary link's (2 s).
+	if d := time.Since(changed); d >= 2*time.Second {
+		t.Fatalf("the move was seen after %v, cache TTL 300 ms, temporary link TTL 2 s", d)
 	}
 }

@@ -390,7 +390,7 @@ func TestFaultDownAtConstruction(t *testing.T) {
 		err := f(ctx)
 		took := time.Since(start)
 		maxTook = max(maxTook, took)
-		if took > callDeadline+deadlineSlack {
+		if took > 2*callDeadline { // its deadline again: room for a busy machine, not for a hang
 			t.Errorf("%s took %v, past its %v deadline", what, took, callDeadline)
 		}
 		if err != nil {
