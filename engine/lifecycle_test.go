@@ -465,7 +465,7 @@ func TestNilContexts(t *testing.T) {
 type panicker struct{ fired atomic.Bool }
 
 func (p *panicker) Begin(ctx context.Context, _ *engine.Op) context.Context { return ctx }
-func (p *panicker) Note(context.Context, engine.Note)                         {}
+func (p *panicker) Note(context.Context, engine.Note)                       {}
 func (p *panicker) End(_ context.Context, op *engine.Op) {
 	if op.Kind == engine.OpRoundTrip && p.fired.CompareAndSwap(false, true) {
 		panic("observer panic")
