@@ -479,8 +479,15 @@ func (s *Server) Start(ctx context.Context) error {
 		go s.loop(lctx, s.loopDone)
 		return nil
 	case s.stopReq:
-		// Stop cut the first publish short: nothing to withdraw.
+		// Stop cut the first publish short. The command may still reach
+		// Redis (it was sent before it was abandoned): withdraw the pod
+		// after it, on the same connection, so that a Ready landing late
+		// is overwritten rather than left alive until it goes stale.
 		s.phase, s.withdrawn = closed, true
+		s.routing.Store(uint32(Shutdown))
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopPublishTimeout)
+		_ = s.publish(wctx)
+		cancel()
 		return ErrClosed
 	default:
 		s.phase = idle

@@ -71,7 +71,9 @@ func Open(t testing.TB, name string) *Backend {
 	b := &Backend{Name: name}
 	// No client-side caching: these clients stand for other processes and
 	// plain stores; tests that need tracking build a store with store.Dial.
-	opt := rueidis.ClientOption{ClientName: "stickyroute-test", DisableCache: true}
+	// One connection per node, as store.Dial builds them: commands a caller
+	// abandoned (its context ended) still run before the ones it sends next.
+	opt := rueidis.ClientOption{ClientName: "stickyroute-test", DisableCache: true, PipelineMultiplex: -1}
 	switch name {
 	case Embedded:
 		m := miniredis.NewMiniRedis()
