@@ -11,7 +11,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 REDIS := scripts/redis.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help test race bench fuzz lint run redis-up redis-down bench-check bench-pkgs
+.PHONY: help test test-busy race bench fuzz lint run redis-up redis-down bench-check bench-pkgs
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +19,9 @@ help: ## list the targets
 test: lint ## lint, start Redis (standalone + 3-master cluster), run go test -race ./..., the allocation tests without -race, fuzz each target briefly, bench-check, stop Redis; then the contrib modules and the demo
 	$(REDIS) run bash -c '$(GO) test -race -count=1 ./... && $(GO) test -count=1 -run "Allocs|MemoryPerEntry" ./... && scripts/fuzz.sh $(TEST_FUZZTIME) && scripts/bench.sh check'
 	$(MAKE) --no-print-directory test-contrib
+
+test-busy: ## make test while stress-ng --cpu <cores> keeps every core busy (installs stress-ng when missing)
+	scripts/busy.sh $(MAKE) --no-print-directory test
 
 race: ## run the tests COUNT times under the race detector, against the real servers
 	$(REDIS) run $(GO) test -race -count=$(COUNT) ./...
