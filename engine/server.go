@@ -650,14 +650,19 @@ func (s *Server) loop(ctx context.Context, done chan<- struct{}) {
 		case <-t.C:
 		}
 		began := time.Now()
-		if s.beat(ctx) {
-			// Keep the period from start to start, so the round's own
-			// latency does not push the pod toward the staleness limit.
-			t.Reset(max(s.timing.Heartbeat-time.Since(began), 0))
-		} else {
-			t.Reset(s.timing.Heartbeat / 4)
-		}
+		s.next(t, began, s.beat(ctx))
 	}
+}
+
+// next sets t for the round after one that began at began: a heartbeat
+// period from start to start when it succeeded, so that its own latency
+// does not push the pod toward the staleness limit, else a quarter of one.
+func (s *Server) next(t *time.Timer, began time.Time, ok bool) {
+	if ok {
+		t.Reset(max(s.timing.Heartbeat-time.Since(began), 0))
+		return
+	}
+	t.Reset(s.timing.Heartbeat / 4)
 }
 
 // publishSoon publishes the load SetLoadState set, at the end of the load
@@ -734,12 +739,7 @@ func (s *Server) workloadLoop(ctx context.Context) {
 		began := time.Now()
 		// Each of its round trips gets roundTimeout (writeWorkload).
 		rctx, op := s.obs.begin(ctx, Op{Kind: OpWorkload, Name: "workload", Namespace: s.ns, Service: s.svc, Pod: s.pod})
-		ok := s.roundEnded(ctx, rctx, op, s.writeWorkload(rctx))
-		if ok {
-			t.Reset(max(s.timing.Heartbeat-time.Since(began), 0))
-		} else {
-			t.Reset(s.timing.Heartbeat / 4)
-		}
+		s.next(t, began, s.roundEnded(ctx, rctx, op, s.writeWorkload(rctx)))
 	}
 }
 

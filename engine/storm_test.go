@@ -88,12 +88,19 @@ func TestPlacementCorrectedLoads(t *testing.T) {
 		var mu sync.Mutex
 		placed := map[int]int{}
 		placeAll(t, redistest.Ctx(t), c, ns, 1250, 0, 50, &mu, placed)
-		sp, per := spread(loads, placed)
-		t.Logf("%s: users per pod (published + placed) %v, max/mean %.3f", b.Name, per, sp)
-		if sp > 1.10 {
-			t.Fatalf("users per pod %v: max/mean %.3f, want ≤ 1.10", per, sp)
-		}
+		wantSpread(t, b.Name, loads, placed)
 	})
+}
+
+// wantSpread logs the users per pod (published + placed) and fails t
+// unless they end within max/mean 1.10.
+func wantSpread(t *testing.T, backend string, loads []int, placed map[int]int) {
+	t.Helper()
+	sp, per := spread(loads, placed)
+	t.Logf("%s: users per pod (published + placed) %v, max/mean %.3f", backend, per, sp)
+	if sp > 1.10 {
+		t.Fatalf("users per pod %v: max/mean %.3f, want ≤ 1.10", per, sp)
+	}
 }
 
 // TestPlacementFourClients: four clients (each its own connection, as four
@@ -124,11 +131,7 @@ func TestPlacementFourClients(t *testing.T) {
 			wg.Go(func() { placeAll(t, ctx, c, ns, 1250, k*1250, 16, &mu, placed) })
 		}
 		wg.Wait()
-		sp, per := spread(loads, placed)
-		t.Logf("%s: users per pod %v, max/mean %.3f", b.Name, per, sp)
-		if sp > 1.10 {
-			t.Fatalf("users per pod %v: max/mean %.3f, want ≤ 1.10", per, sp)
-		}
+		wantSpread(t, b.Name, loads, placed)
 	})
 }
 

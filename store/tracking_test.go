@@ -11,23 +11,30 @@ import (
 	"github.com/stickyroute/stickyroute/store"
 )
 
+// trackedPair returns, on the named real backend, a store dialled as an
+// application dials it (with a tracker) and a plain store for another
+// process's writes; both closed when t ends.
+func trackedPair(t *testing.T, name string) (reader, writer *store.Redis) {
+	t.Helper()
+	reader, err := store.Dial(store.DialConfig{Addrs: redistest.Addrs(t, name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reader.Close)
+	if reader.Tracker() == nil {
+		t.Fatal("Dial on a real Redis gave no tracker")
+	}
+	return reader, store.New(redistest.Open(t, name).Client)
+}
+
 // TestTracking: a link read with tracking is reported to the Tracker when
 // another client changes it, on the real standalone server and cluster.
 func TestTracking(t *testing.T) {
 	for _, name := range redistest.Real {
 		t.Run(name, func(t *testing.T) {
-			addrs := redistest.Addrs(t, name)
 			ctx := redistest.Ctx(t)
-			reader, err := store.Dial(store.DialConfig{Addrs: addrs})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer reader.Close()
-			writer := store.New(redistest.Open(t, name).Client)
+			reader, writer := trackedPair(t, name)
 			tr := reader.Tracker()
-			if tr == nil {
-				t.Fatal("Dial on a real Redis gave no tracker")
-			}
 			var mu sync.Mutex
 			var seen []string
 			cancel := tr.Subscribe(func(keys []string) {
@@ -113,14 +120,8 @@ func TestTrackingEmbeddedHasNone(t *testing.T) {
 func TestPlaceTracked(t *testing.T) {
 	for _, name := range redistest.Real {
 		t.Run(name, func(t *testing.T) {
-			addrs := redistest.Addrs(t, name)
 			ctx := redistest.Ctx(t)
-			reader, err := store.Dial(store.DialConfig{Addrs: addrs})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer reader.Close()
-			writer := store.New(redistest.Open(t, name).Client)
+			reader, writer := trackedPair(t, name)
 			var mu sync.Mutex
 			seen := map[string]int{}
 			defer reader.Tracker().Subscribe(func(keys []string) {
