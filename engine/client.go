@@ -393,25 +393,28 @@ func (c *Client) compute(ctx context.Context, h uint64, ns, uid, svc string, op 
 		}
 		now := c.clk.Millis()
 		cacheable := p.Tracked || trusted
-		if p.Placed {
+		link := p.Link
+		newcomer := p.Placed
+		if p.Placed && v.accepting(t.pod, now) {
 			c.commit(ctx, v, t, now)
 			c.placed(ctx, v, t.pod, t.pod, NoPod, true)
 			op.Link, op.Placed = LinkTemporary, true
 			c.linked(h, sv, uid, t.pod)
-			if v.routable(t.pod, now) {
-				if cacheable {
-					c.cache.put(h, sv, uid, t.pod, tok)
-				}
-				return t.pod, nil
+			if cacheable {
+				c.cache.put(h, sv, uid, t.pod, tok)
 			}
-			continue // the pod went away meanwhile: the next round moves the user
+			return t.pod, nil
 		}
 		if terr == nil {
-			t.release() // an existing user: nothing placed
+			// An existing user: nothing placed. Or a new one placed on a
+			// pod that stopped taking new users (or went away) during the
+			// round trip: the client knows it now, so it moves the user
+			// below rather than answer that pod.
+			t.release()
 		}
-		link := p.Link
 		op.Link = linkKind(link.Pod, link.Persistent)
 		switch {
+		case newcomer:
 		case link.Pod == NoPod:
 			return NoPod, ErrNoAvailablePod
 		case v.routable(link.Pod, now):

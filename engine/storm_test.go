@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,5 +224,89 @@ func TestPlacedUserCached(t *testing.T) {
 			}
 		}
 		t.Logf("%s: 50 moves by another client, each evicted within %v (cache TTL 30m)", b.Name, slowest.Round(time.Microsecond))
+	})
+}
+
+// denyOnPlace is an Observer that, when the first placement round trip ends,
+// has the pod the user was just linked to stop taking new users, and waits
+// until the client sees it: the answer of that round trip is already stale.
+type denyOnPlace struct {
+	t      *testing.T
+	st     *store.Redis
+	c      func() *engine.Client
+	ns     string
+	fired  atomic.Bool
+	denied atomic.Int64
+}
+
+func (d *denyOnPlace) Begin(ctx context.Context, _ *engine.Op) context.Context { return ctx }
+func (d *denyOnPlace) Note(context.Context, engine.Note)                       {}
+func (d *denyOnPlace) End(ctx context.Context, op *engine.Op) {
+	if op.Kind != engine.OpRoundTrip || op.Name != "SetLinkedPodIfAbsentTracked" || !d.fired.CompareAndSwap(false, true) {
+		return
+	}
+	pod, err := d.st.GetLinkedPod(ctx, d.ns, "late", svc)
+	if err != nil || pod == store.NoPod {
+		d.t.Errorf("the placement wrote no link: %d, %v", pod, err)
+		return
+	}
+	d.denied.Store(int64(pod))
+	if _, err := d.st.SetServiceState(ctx, d.ns, svc, pod, 0, store.DenyNewCall); err != nil {
+		d.t.Error(err)
+	}
+	redistest.Poll(d.t, 10*time.Second, "the client sees the pod deny new users", func() bool {
+		return !d.c().States().IsPodAvailable(d.ns, svc, pod)
+	})
+}
+
+// TestPlacedOnPodThatStoppedAccepting: a new user is placed on a pod that
+// stops taking new users during the placement's round trip. The client,
+// which knows it when the answer comes, moves the user to a pod that takes
+// new users instead of answering the draining one.
+func TestPlacedOnPodThatStoppedAccepting(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, ns := redistest.Ctx(t), redistest.Namespace(t)
+		st := store.New(b.Client)
+		publishLoads(t, st, ns, 0, 0)
+		var c *engine.Client
+		obs := &denyOnPlace{t: t, st: st, c: func() *engine.Client { return c }, ns: ns}
+		var err error
+		c, err = engine.NewClient(engine.ClientConfig{Store: st, Timing: testTiming, Observer: obs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// Both pods keep heartbeating as they published, one of them
+		// DenyNewCall once the observer says so.
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			tk := time.NewTicker(testTiming.Heartbeat / 2)
+			defer tk.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tk.C:
+				}
+				for pod := range 2 {
+					r := store.Ready
+					if obs.fired.Load() && int64(pod) == obs.denied.Load() {
+						r = store.DenyNewCall
+					}
+					_, _ = st.SetServiceState(ctx, ns, svc, pod, 0, r)
+				}
+			}
+		}()
+		defer func() { close(stop); <-done }()
+		pod, err := c.ComputeLinkedPod(ctx, ns, "late", svc)
+		denied := int(obs.denied.Load())
+		if err != nil || pod == denied || pod == store.NoPod {
+			t.Fatalf("= %d, %v; want the pod other than %d, which stopped taking new users", pod, err, denied)
+		}
+		if linked, err := st.GetLinkedPod(ctx, ns, "late", svc); linked != pod || err != nil {
+			t.Fatalf("linked to %d (%v), answered %d", linked, err, pod)
+		}
 	})
 }
