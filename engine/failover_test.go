@@ -110,8 +110,12 @@ func failover(t *testing.T, pl engine.DegradedPlacement) {
 	tr := r.traffic(50, 3)
 	start := time.Now()
 	tr.waitCalls(start, 100, "traffic before the fault")
+	// The killed master served the pod states: the client's refreshes are
+	// refused until a replica takes over.
+	outage := r.watchOutage(r.client.DegradedStats().Outages)
 	killAt := time.Now()
 	node.Kill(t)
+	detected := outage()
 	redistest.Poll(t, 30*time.Second, "a replica took over the killed master's slots", func() bool {
 		n, ok := owner(t, witness, stateSlot)
 		return ok && n.addr != victim.addr
@@ -125,6 +129,7 @@ func failover(t *testing.T, pl engine.DegradedPlacement) {
 		})
 	}
 	o := tr.summarize("master killed, failover ("+pl.String()+")", killAt, killAt.Add(failedOver))
+	o.detected = detected
 	// Calls during the failover window and after are all "after the kill":
 	// recovery is measured from the kill.
 	o.recovery = 0

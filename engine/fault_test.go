@@ -60,19 +60,15 @@ func runFault(t *testing.T, f fault, placement engine.DegradedPlacement) outcome
 	}
 
 	before := r.client.DegradedStats()
+	var outage func() time.Duration
+	if f.outage {
+		outage = r.watchOutage(before.Outages)
+	}
 	faultAt := time.Now()
 	f.inject(t, w, tr)
 	detected := time.Duration(-1)
-	if f.outage {
-		redistest.Poll(t, f.detect(r)+20*time.Second, "the outage detected", func() bool {
-			return r.client.DegradedStats().Outages > before.Outages
-		})
-		detected = time.Since(faultAt)
-		// Within the detection window and a refresh period (the refresh in
-		// flight when the fault began), and a period more for this machine.
-		if bound := max(r.detect, 2*r.timing.Refresh) + 2*r.timing.Refresh; detected > bound {
-			t.Errorf("outage detected after %v, want within %v (detection window %v, refresh %v)", detected, bound, r.detect, r.timing.Refresh)
-		}
+	if outage != nil {
+		detected = outage()
 	}
 	tr.hold(faultAt, 3*r.timing.Staleness, f.calls, "traffic under the fault")
 	liftAt := time.Now()
@@ -119,6 +115,48 @@ func runFault(t *testing.T, f fault, placement engine.DegradedPlacement) outcome
 		}
 	}
 	return o
+}
+
+// watchOutage starts watching for the client to declare an outage (it has
+// counted before outages so far), from now, which is when the fault begins.
+// The returned function waits for it, fails the test unless it came within
+// the detection window and a refresh period (the refresh in flight when the
+// fault began), and a period more for this machine, and returns how long
+// after the fault it came. It watches from a goroutine of its own, so that
+// injecting the fault may take its time.
+func (r *rig) watchOutage(before uint64) (wait func() time.Duration) {
+	r.t.Helper()
+	faultAt := time.Now()
+	got := make(chan time.Duration, 1)
+	stop := make(chan struct{})
+	go func() {
+		limit := time.After(2*r.detect + 20*time.Second)
+		tk := time.NewTicker(time.Millisecond)
+		defer tk.Stop()
+		for r.client.DegradedStats().Outages <= before {
+			select {
+			case <-tk.C:
+			case <-limit:
+				got <- -1
+				return
+			case <-stop:
+				return
+			}
+		}
+		got <- time.Since(faultAt)
+	}()
+	r.t.Cleanup(func() { close(stop) })
+	return func() time.Duration {
+		r.t.Helper()
+		d := <-got
+		if d < 0 {
+			r.t.Fatalf("no outage declared within %v of the fault", 2*r.detect+20*time.Second)
+		}
+		if bound := max(r.detect, 2*r.timing.Refresh) + 2*r.timing.Refresh; d > bound {
+			r.t.Errorf("outage detected after %v, want within %v (detection window %v, refresh %v)", d, bound, r.detect, r.timing.Refresh)
+		}
+		return d
+	}
 }
 
 // detect is how long the client may take to notice an outage: a refresh
@@ -232,8 +270,10 @@ func TestFaultRedisDown(t *testing.T) {
 			tr := r.traffic(50, 3)
 			start := time.Now()
 			tr.waitCalls(start, 100, "traffic before the fault")
+			outage := r.watchOutage(r.client.DegradedStats().Outages)
 			downAt := time.Now()
 			srv.Stop(t)
+			detected := outage()
 			tr.hold(downAt, 3*r.timing.Staleness, 400, "traffic while Redis is down")
 			upAt := time.Now()
 			srv.Restart(t)
@@ -245,6 +285,7 @@ func TestFaultRedisDown(t *testing.T) {
 			}
 			tr.halt()
 			o := tr.summarize("redis down mid-traffic ("+pl.String()+")", downAt, upAt)
+			o.detected = detected
 			tr.checkLinks(&o, time.Time{})
 			o.report(t)
 			t.Logf("degraded stats: %+v", r.client.DegradedStats())
