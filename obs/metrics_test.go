@@ -19,7 +19,9 @@ import (
 const svc = "game"
 
 // timing makes refreshes and heartbeats quick enough for a test.
-var timing = engine.Timing{Heartbeat: 100 * time.Millisecond, Refresh: 50 * time.Millisecond}
+// The staleness window is long, so that a heartbeat a busy machine delays
+// does not make a pod look gone (and a cached user miss).
+var timing = engine.Timing{Heartbeat: 100 * time.Millisecond, Staleness: 2 * time.Second, Refresh: 50 * time.Millisecond}
 
 // clientStore returns a store for the client under test: tracked (coherent)
 // on the real servers, plain on the embedded one (which cannot track).
