@@ -21,6 +21,7 @@ const (
 	OutcomeNotRoutable  = "not_routable"
 	OutcomeNoPod        = "no_available_pod"
 	OutcomeClaimed      = "claimed"
+	OutcomeDraining     = "draining"
 	OutcomeClosed       = "closed"
 	OutcomeOtherFailure = "error"
 )
@@ -65,6 +66,8 @@ func ErrorClass(err error) string {
 		return OutcomeNoPod
 	case errors.Is(err, engine.ErrClaimed):
 		return OutcomeClaimed
+	case errors.Is(err, engine.ErrDraining):
+		return OutcomeDraining
 	case errors.Is(err, engine.ErrClosed):
 		return OutcomeClosed
 	}
@@ -76,7 +79,7 @@ func ErrorClass(err error) string {
 // giving up (canceled).
 func isFailure(outcome string) bool {
 	switch outcome {
-	case OutcomeOK, OutcomeNotFound, OutcomeCanceled, OutcomeClaimed:
+	case OutcomeOK, OutcomeNotFound, OutcomeCanceled, OutcomeClaimed, OutcomeDraining:
 		return false
 	}
 	return true

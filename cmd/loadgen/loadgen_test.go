@@ -51,6 +51,10 @@ var backends = []string{redistest.Embedded, redistest.Standalone}
 
 // allowed lists the error classes a scenario may see; any other fails it.
 var allowed = map[string]map[string]bool{
+	// The embedded Redis, under the race detector beside a CPU burner,
+	// answers some placements after the operations' 2 s deadline: slow, not
+	// unavailable (which is never allowed in a storm).
+	Storm: {"timeout": true},
 	Blip:  {"unavailable": true, "timeout": true, "no_available_pod": true},
 	Crash: {"pod_down": true},
 	// Requests that reached the pod as it shut down, and new sessions of
