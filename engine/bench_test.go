@@ -383,10 +383,14 @@ func BenchmarkPlacement50(b *testing.B) {
 	const workers, rounds = 50, 8
 	for _, backend := range []string{redistest.Standalone, redistest.Embedded} {
 		b.Run(backend, func(b *testing.B) {
-			var st *store.Redis
+			var st, pods *store.Redis
 			if backend == redistest.Embedded {
+				// One embedded server (each Open starts its own) for the
+				// pods and the client.
 				st = store.New(redistest.Open(b, backend).Client)
+				pods = st
 			} else {
+				pods = store.New(redistest.Open(b, backend).Client)
 				var err error
 				if st, err = store.Dial(store.DialConfig{Addrs: redistest.Addrs(b, backend)}); err != nil {
 					b.Fatal(err)
@@ -398,7 +402,6 @@ func BenchmarkPlacement50(b *testing.B) {
 			// The pods heartbeat (default timing), so the client refreshes
 			// as it would in a storm: every second, and early every 16
 			// placements (at most every 100 ms).
-			pods := store.New(redistest.Open(b, backend).Client)
 			for p := range benchPods {
 				s, err := engine.NewServer(engine.ServerConfig{Store: pods, Namespace: ns, Service: svc, Pod: p})
 				if err != nil {
