@@ -133,9 +133,32 @@ func check(t *testing.T, cfg Config, r *Report) {
 			t.Errorf("storm placed %d of %d users, skew %.2f: %v", placed, cfg.StormUsers, s.Skew, s.Placements)
 		}
 	case Ramp:
+		// The capacity found is the machine's (a busy one misses the first
+		// step's rate): what is checked is that each step is judged by its
+		// own figures, the ramp stops at the first miss, and the capacity is
+		// the last rate that held.
 		rp := r.Ramp
-		if rp == nil || len(rp.Steps) == 0 || rp.Capacity < cfg.Rate {
-			t.Errorf("ramp: %+v", rp)
+		if rp == nil || len(rp.Steps) == 0 {
+			t.Fatalf("ramp: %+v", rp)
+		}
+		capacity := 0.0
+		for i, st := range rp.Steps {
+			held := st.P99 <= rp.SLOUS && st.Errors == 0 && st.Achieved >= 0.95*st.Rate
+			if st.Held != held || st.Achieved <= 0 {
+				t.Errorf("ramp step %d judged held=%v from %+v (SLO %vµs)", i, st.Held, st, rp.SLOUS)
+			}
+			if !st.Held && i != len(rp.Steps)-1 {
+				t.Errorf("ramp went on after step %d missed: %+v", i, rp.Steps)
+			}
+			if st.Held {
+				capacity = st.Rate
+			}
+		}
+		if last := rp.Steps[len(rp.Steps)-1]; last.Held && last.Rate*cfg.RampFactor <= cfg.RampMax {
+			t.Errorf("ramp stopped after a step that held, below the ramp's maximum: %+v", rp.Steps)
+		}
+		if rp.Capacity != capacity {
+			t.Errorf("ramp capacity %v, want %v (the last rate that held)", rp.Capacity, capacity)
 		}
 	}
 }
