@@ -365,7 +365,8 @@ func TestClosedSendsNothing(t *testing.T) {
 			if err := srv.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
-			c, err := engine.NewClient(engine.ClientConfig{Store: o.tracked(t), Timing: testTiming})
+			tracked := o.tracked(t)
+			c, err := engine.NewClient(engine.ClientConfig{Store: tracked, Timing: testTiming})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -378,18 +379,29 @@ func TestClosedSendsNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			// The client and its States, the store left open.
+			// The client and the server closed, their stores left open.
+			// Both first: the server counts every command, and one still
+			// running would send its refreshes or heartbeats while the other
+			// is checked (beside stress-ng, a heartbeat landed in the
+			// client's checks).
 			c.Close()
+			stop, cancel := context.WithCancel(ctx)
+			cancel() // no drain
+			_ = srv.Stop(stop)
+			// A round trip on each connection, after whatever a call that
+			// gave up left in it: Redis has processed all of it before the
+			// counts below begin.
+			for _, st := range []*store.Redis{pods, tracked} {
+				if err := st.Client().Do(ctx, st.Client().B().Ping().Build()).Error(); err != nil {
+					t.Fatal(err)
+				}
+			}
 			cc, sc := clientCalls(c, ns), statesCalls(c.States(), ns)
 			checkCovers(t, "Client", c, cc, "States", "CacheStats", "DegradedStats", "Close")
 			checkCovers(t, "States", c.States(), sc)
 			runClosed(t, o, "Client", cc)
 			runClosed(t, o, "States", sc)
 
-			// The server, its store left open.
-			stop, cancel := context.WithCancel(ctx)
-			cancel() // no drain
-			_ = srv.Stop(stop)
 			svr := serverCalls(srv, ns)
 			checkCovers(t, "Server", srv, svr, "GetLoadState", "GetRoutingState", "Stats", "Stop")
 			runClosed(t, o, "Server", svr)
