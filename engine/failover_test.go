@@ -144,11 +144,11 @@ func failover(t *testing.T, pl engine.DegradedPlacement) {
 	}
 	// Replication is asynchronous: a link the killed master acknowledged
 	// before it died may never have reached the replica that took over
-	// (beside stress-ng a run lost 33 links answered within 41 ms of one
-	// another around the kill, which the client's revalidation then found
-	// gone). Answers from before the kill that are missing are lost by
-	// Redis itself and reported apart; every answer given after the kill
-	// must hold.
+	// (beside stress-ng a run lost 33 links, the 5 it printed answered
+	// within 41 ms of one another, and the client's revalidation found 33
+	// cached links gone). Answers from before the kill that are missing
+	// are lost by Redis itself and reported apart; every answer given
+	// after the kill must hold.
 	tr.checkLinks(&o, killAt)
 	o.report(t)
 	t.Logf("failover took %v (replica promoted); degraded stats: %+v", failedOver.Round(time.Millisecond), r.client.DegradedStats())
