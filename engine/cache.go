@@ -204,6 +204,10 @@ type linkCache struct {
 	invalidations atomic.Uint64
 	recency       atomic.Uint64 // weight's float64 bits, for stats
 
+	// ghosted is set once a ghost ring remembers a hash: until then a new
+	// entry has no history to look up, and its put does not take mu.
+	ghosted atomic.Bool
+
 	// mu guards the adaptive policy's state. A hit never takes it.
 	mu     sync.Mutex
 	weight float64 // adaptive recency weight in [0, 1]
@@ -387,6 +391,13 @@ func (c *linkCache) store(h uint64, svc *service, uid string, pod int, token uin
 	}
 	now := c.clk.Millis()
 	e := makeCacheEntry(svc, uid, int32(pod), now+c.ttl)
+	if !c.ghosted.Load() && c.room() {
+		// Room without evicting and no eviction history: one pass under
+		// the shard lock, which gives the room back if it replaces the
+		// entry at h instead. A storm of new users puts this way.
+		stored, _ := c.storeAt(h, &e, token, checked, now, cacheLFUInit, true)
+		return stored
+	}
 	// Replacing the entry at h needs no room (nor an eviction).
 	stored, needRoom := c.storeAt(h, &e, token, checked, now, 0, false)
 	if !needRoom {
@@ -444,12 +455,20 @@ func (c *linkCache) storeAt(h uint64, e *cacheEntry, token uint64, checked bool,
 // taken. It fails when no room could be made in cacheEvictTries rounds.
 func (c *linkCache) reserve(now int64) bool {
 	for range cacheEvictTries {
-		for n := c.size.Load(); n < c.max; n = c.size.Load() {
-			if c.size.CompareAndSwap(n, n+1) {
-				return true
-			}
+		if c.room() {
+			return true
 		}
 		c.evict(now)
+	}
+	return false
+}
+
+// room takes room for one new entry if there is some without evicting.
+func (c *linkCache) room() bool {
+	for n := c.size.Load(); n < c.max; n = c.size.Load() {
+		if c.size.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
 	return false
 }
@@ -512,6 +531,7 @@ func (c *linkCache) evict(now int64) bool {
 		if ghosts != nil {
 			c.mu.Lock()
 			ghosts.add(victim.h, victim.freq)
+			c.ghosted.Store(true)
 			c.mu.Unlock()
 		}
 	}

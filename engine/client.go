@@ -32,7 +32,7 @@ type Client struct {
 	tempTTL int // seconds
 	// flight holds the cache misses in progress, one per key, so that
 	// concurrent callers for one user make one Redis round trip.
-	flight  *xsync.Map[uint64, *call]
+	flight  flights
 	untrack func()
 	closed  atomic.Bool
 	// last is the service of the latest cache miss: most processes route one
@@ -53,7 +53,9 @@ type Client struct {
 // call is one cache miss in progress, which other callers for the same key
 // wait for.
 type call struct {
+	h            uint64
 	ns, svc, uid string
+	next         *call // in the flight's list, guarded by its shard's mutex
 	// mu guards the fields below. wake is made by the first waiter only:
 	// most misses have none, and a channel is the largest part of a call.
 	mu   sync.Mutex
@@ -159,7 +161,6 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		store:    cfg.Store,
 		clk:      clock.New(0),
 		tempTTL:  int(cfg.TempLinkTTL / time.Second),
-		flight:   xsync.NewMap[uint64, *call](),
 		obs:      observer{cfg.Observer},
 		hits:     cfg.Observer != nil && cfg.ObserveHits,
 		strategy: cfg.Strategy.String(),
@@ -308,25 +309,16 @@ func (c *Client) serviceHash(ns, svc string) uint64 {
 // op receives what the observers are told (a caller that waited for another
 // one's round trip learns only the pod).
 func (c *Client) computeSlow(ctx context.Context, h uint64, ns, uid, svc string, op *Op) (int, error) {
-	mine := &call{ns: ns, svc: svc, uid: uid}
-	if other, loaded := c.flight.LoadOrStore(h, mine); loaded {
-		if other.ns == ns && other.svc == svc && other.uid == uid {
-			return other.wait(ctx)
-		}
-		// Another key with the same hash is in flight: do this one alone.
-		return c.compute(ctx, h, ns, uid, svc, op)
+	mine := &call{h: h, ns: ns, svc: svc, uid: uid}
+	if other := c.flight.join(mine); other != nil {
+		return other.wait(ctx)
 	}
 	// Deferred, so that a panic below (an Observer's, a nil context's)
 	// leaves no entry behind for later callers to wait on forever.
 	pod, err := NoPod, errLeaderPanicked
 	defer func() {
 		mine.finish(pod, err)
-		c.flight.Compute(h, func(cur *call, loaded bool) (*call, xsync.ComputeOp) {
-			if loaded && cur == mine {
-				return nil, xsync.DeleteOp
-			}
-			return cur, xsync.CancelOp
-		})
+		c.flight.leave(mine)
 	}()
 	if p, sv, ok := c.cache.peek(h, ns, svc, uid); ok && sv.view.routable(p, c.clk.Millis()) {
 		// The call that just left the flight cached the answer: a caller
