@@ -3,6 +3,8 @@ package store_test
 import (
 	"errors"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +18,14 @@ import (
 // process's writes; both closed when t ends.
 func trackedPair(t *testing.T, name string) (reader, writer *store.Redis) {
 	t.Helper()
-	reader, err := store.Dial(store.DialConfig{Addrs: redistest.Addrs(t, name)})
+	return trackedPairWith(t, name, store.DialConfig{})
+}
+
+// trackedPairWith is trackedPair dialling with cfg (its Addrs set here).
+func trackedPairWith(t *testing.T, name string, cfg store.DialConfig) (reader, writer *store.Redis) {
+	t.Helper()
+	cfg.Addrs = redistest.Addrs(t, name)
+	reader, err := store.Dial(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,64 +126,102 @@ func TestTrackingEmbeddedHasNone(t *testing.T) {
 // TestPlaceTracked: SetLinkedPodIfAbsentTracked places a new user and reads
 // an existing one in one call; Redis then tracks the link for the caller, who
 // hears of the next change made by another client, and not of its own write.
+//
+// Both ways Dial can run the placements: on a client of their own whose
+// connections track every read (the default), and on the store's one
+// connection with CLIENT CACHING YES (NoPlacementConnection).
 func TestPlaceTracked(t *testing.T) {
 	for _, name := range redistest.Real {
-		t.Run(name, func(t *testing.T) {
-			ctx := redistest.Ctx(t)
-			reader, writer := trackedPair(t, name)
-			var mu sync.Mutex
-			seen := map[string]int{}
-			defer reader.Tracker().Subscribe(func(keys []string) {
-				mu.Lock()
-				for _, k := range keys {
-					seen[k]++
+		for _, own := range []bool{true, false} {
+			mode := "placement-connection"
+			if !own {
+				mode = "one-connection"
+			}
+			t.Run(name+"/"+mode, func(t *testing.T) { testPlaceTracked(t, name, own) })
+		}
+	}
+}
+
+func testPlaceTracked(t *testing.T, name string, own bool) {
+	ctx := redistest.Ctx(t)
+	clientName := "placetest-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	reader, writer := trackedPairWith(t, name, store.DialConfig{ClientName: clientName, NoPlacementConnection: !own})
+	var mu sync.Mutex
+	seen := map[string]int{}
+	defer reader.Tracker().Subscribe(func(keys []string) {
+		mu.Lock()
+		for _, k := range keys {
+			seen[k]++
+		}
+		mu.Unlock()
+	})()
+	count := func(k string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[k]
+	}
+	ns := redistest.Namespace(t)
+
+	// A new user: placed, tracked; another client's move is heard once.
+	got, err := reader.SetLinkedPodIfAbsentTracked(ctx, ns, "new", "room", 2, 30)
+	if err != nil || got != (store.Placement{Link: store.TrackedLink{Pod: 2}, Placed: true, Tracked: true}) {
+		t.Fatalf("placing a new user = (%+v, %v)", got, err)
+	}
+	key := store.LinkKey(ns, "new", "room")
+	if name == redistest.Standalone {
+		// Where the placement ran: the last command of each of the
+		// reader's connections.
+		list, err := writer.Client().Do(ctx, writer.Client().B().ClientList().Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var placer, main string
+		for line := range strings.Lines(list) {
+			for f := range strings.FieldsSeq(line) {
+				switch f {
+				case "name=" + clientName + "-place":
+					placer = line
+				case "name=" + clientName:
+					main = line
 				}
-				mu.Unlock()
-			})()
-			count := func(k string) int {
-				mu.Lock()
-				defer mu.Unlock()
-				return seen[k]
 			}
-			ns := redistest.Namespace(t)
+		}
+		if own && !strings.Contains(placer, " cmd=evalsha ") {
+			t.Fatalf("the placement connection %q did not run the placement", placer)
+		}
+		if !own && (placer != "" || !strings.Contains(main, " cmd=evalsha ")) {
+			t.Fatalf("NoPlacementConnection: placement connection %q, store connection %q; want none, and the placement on the store's", placer, main)
+		}
+	}
+	if _, err := writer.SetLinkedPod(ctx, ns, "new", "room", 4, store.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Poll(t, 5*time.Second, "the move of "+key+" is reported", func() bool { return count(key) > 0 })
+	// Our own write came first on the connection: had it been reported,
+	// it would have been counted before the move.
+	if n := count(key); n != 1 {
+		t.Fatalf("%s reported %d times, want once (the other client's move only)", key, n)
+	}
 
-			// A new user: placed, tracked; another client's move is heard once.
-			got, err := reader.SetLinkedPodIfAbsentTracked(ctx, ns, "new", "room", 2, 30)
-			if err != nil || got != (store.Placement{Link: store.TrackedLink{Pod: 2}, Placed: true, Tracked: true}) {
-				t.Fatalf("placing a new user = (%+v, %v)", got, err)
-			}
-			key := store.LinkKey(ns, "new", "room")
-			if _, err := writer.SetLinkedPod(ctx, ns, "new", "room", 4, store.Persistent); err != nil {
-				t.Fatal(err)
-			}
-			redistest.Poll(t, 5*time.Second, "the move of "+key+" is reported", func() bool { return count(key) > 0 })
-			// Our own write came first on the connection: had it been reported,
-			// it would have been counted before the move.
-			if n := count(key); n != 1 {
-				t.Fatalf("%s reported %d times, want once (the other client's move only)", key, n)
-			}
+	// An existing persistent link: found, nothing written, tracked.
+	got, err = reader.SetLinkedPodIfAbsentTracked(ctx, ns, "new", "room", 1, 30)
+	if err != nil || got != (store.Placement{Link: store.TrackedLink{Pod: 4, Persistent: true}, Tracked: true}) {
+		t.Fatalf("an existing persistent link = (%+v, %v)", got, err)
+	}
+	if _, err := writer.RemoveLinkedPod(ctx, ns, "new", "room", store.Persistent); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Poll(t, 5*time.Second, "the removal of "+key+" is reported", func() bool { return count(key) == 2 })
 
-			// An existing persistent link: found, nothing written, tracked.
-			got, err = reader.SetLinkedPodIfAbsentTracked(ctx, ns, "new", "room", 1, 30)
-			if err != nil || got != (store.Placement{Link: store.TrackedLink{Pod: 4, Persistent: true}, Tracked: true}) {
-				t.Fatalf("an existing persistent link = (%+v, %v)", got, err)
-			}
-			if _, err := writer.RemoveLinkedPod(ctx, ns, "new", "room", store.Persistent); err != nil {
-				t.Fatal(err)
-			}
-			redistest.Poll(t, 5*time.Second, "the removal of "+key+" is reported", func() bool { return count(key) == 2 })
-
-			// An existing temporary link: found as temporary.
-			if _, err := writer.SetLinkedPod(ctx, ns, "temp", "room", 0, 30); err != nil {
-				t.Fatal(err)
-			}
-			got, err = reader.SetLinkedPodIfAbsentTracked(ctx, ns, "temp", "room", 3, 30)
-			if err != nil || got != (store.Placement{Link: store.TrackedLink{Pod: 0}, Tracked: true}) {
-				t.Fatalf("an existing temporary link = (%+v, %v)", got, err)
-			}
-			if _, err := reader.SetLinkedPodIfAbsentTracked(ctx, ns, "x", "room", 3, store.Persistent); !errors.Is(err, store.ErrInvalidArgument) {
-				t.Fatalf("a persistent tracked placement: %v, want an invalid argument", err)
-			}
-		})
+	// An existing temporary link: found as temporary.
+	if _, err := writer.SetLinkedPod(ctx, ns, "temp", "room", 0, 30); err != nil {
+		t.Fatal(err)
+	}
+	got, err = reader.SetLinkedPodIfAbsentTracked(ctx, ns, "temp", "room", 3, 30)
+	if err != nil || got != (store.Placement{Link: store.TrackedLink{Pod: 0}, Tracked: true}) {
+		t.Fatalf("an existing temporary link = (%+v, %v)", got, err)
+	}
+	if _, err := reader.SetLinkedPodIfAbsentTracked(ctx, ns, "x", "room", 3, store.Persistent); !errors.Is(err, store.ErrInvalidArgument) {
+		t.Fatalf("a persistent tracked placement: %v, want an invalid argument", err)
 	}
 }
