@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/internal/redisproc"
 	"github.com/stickyroute/stickyroute/internal/redistest"
 	"github.com/stickyroute/stickyroute/store"
@@ -31,8 +32,9 @@ const (
 // persistent links until it evicts keys, independently of one another: a
 // link (K1) may be gone while its uid's directory (K2) still lists it. It
 // then checks every uid: no read reports a link whose K1 is gone or names
-// another pod (SPEC §6), and GetLinkService still reports every link K1 and
-// K2 both hold.
+// another pod (SPEC §6), GetLinkService still reports every link K1 and K2
+// both hold, and an engine client routes every user to the pod K1 names (a
+// user whose link was evicted is placed anew).
 func TestEviction(t *testing.T) {
 	srv := redisproc.Start(t, "--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru")
 	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr},
@@ -191,6 +193,76 @@ func TestEviction(t *testing.T) {
 	}
 	if stale == 0 {
 		t.Fatalf("no evicted link was still listed in K2: the check proved nothing")
+	}
+	checkEngineAfterEviction(t, srv.Addr, s, ns, links, func(i int, svc string) (string, bool) {
+		v, ok := truths[i].k1[svc]
+		return v, ok
+	})
+}
+
+// checkEngineAfterEviction routes every user of TestEviction through an
+// engine client on the evicted Redis (its pods all published Ready): a user
+// whose link survived gets the pod it names, and one whose link was evicted
+// is a new user, placed anew and answered the pod Redis now holds. k1 tells
+// what K1 held after the evictions.
+func checkEngineAfterEviction(t *testing.T, addr string, s *store.Redis, ns string, links []map[string]int, k1 func(i int, svc string) (string, bool)) {
+	t.Helper()
+	ctx := redistest.Ctx(t)
+	for _, svc := range evictionServices {
+		for pod := range 50 {
+			if _, err := s.SetServiceState(ctx, ns, svc, pod, 0, store.Ready); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	st, err := store.Dial(store.DialConfig{Addrs: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// The pods publish once: alive for the whole check however long it takes.
+	c, err := engine.NewClient(engine.ClientConfig{Store: st,
+		Timing: engine.Timing{Heartbeat: time.Minute, Staleness: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var wrong []string
+	var kept, placed int
+	inParallel(t, 0, len(links), func(i int) error {
+		uid := evictionUID(i)
+		for svc := range links[i] {
+			pod, err := c.ComputeLinkedPod(ctx, ns, uid, svc)
+			if err != nil {
+				return err
+			}
+			want, survived := k1(i, svc)
+			if !survived {
+				// Placed anew: the answer is the link written now.
+				if want, err = s.Client().Do(ctx, s.Client().B().Get().Key(store.LinkKey(ns, uid, svc)).Build()).ToString(); err != nil {
+					return err
+				}
+			}
+			mu.Lock()
+			if strconv.Itoa(pod) != want {
+				wrong = append(wrong, "uid "+uid+" "+svc+": engine answered "+strconv.Itoa(pod)+", K1 holds "+want)
+			}
+			if survived {
+				kept++
+			} else {
+				placed++
+			}
+			mu.Unlock()
+		}
+		return nil
+	})
+	t.Logf("engine on the evicted Redis: %d users routed to their surviving link, %d whose link was evicted placed anew; wrong pods %d", kept, placed, len(wrong))
+	for _, w := range firstN(wrong, 10) {
+		t.Errorf("wrong pod: %s", w)
+	}
+	if len(wrong) != 0 || placed == 0 {
+		t.Fatalf("%d wrong pods (want 0), %d evicted users placed anew (want some)", len(wrong), placed)
 	}
 }
 
