@@ -66,6 +66,9 @@ type Config struct {
 
 	// Heartbeat, Staleness and Refresh are the fleet's engine timing.
 	Heartbeat, Staleness, Refresh time.Duration
+	// OpTimeout is the deadline of each operation (a route, a claim, a
+	// release); one that runs out is counted in the error class timeout.
+	OpTimeout time.Duration
 
 	// JSON and HTML are report files to write; Listen an address serving
 	// /metrics and the analyzer report while the run lasts.
@@ -86,6 +89,7 @@ func defaults() Config {
 		SLO:      time.Millisecond, RampStep: 2 * time.Second, RampFactor: 1.5, RampMax: 1_000_000,
 		StormUsers: 5000, BlipFor: 2 * time.Second,
 		Heartbeat: 500 * time.Millisecond, Staleness: 2 * time.Second, Refresh: 250 * time.Millisecond,
+		OpTimeout: 2 * time.Second,
 	}
 }
 
@@ -119,6 +123,7 @@ func parseFlags(args []string, fs *flag.FlagSet) (Config, error) {
 	fs.IntVar(&c.StormUsers, "storm-users", c.StormUsers, "storm: new users arriving at once")
 	fs.DurationVar(&c.BlipFor, "blip", c.BlipFor, "blip: how long the store is unreachable")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "servers' heartbeat period")
+	fs.DurationVar(&c.OpTimeout, "op-timeout", c.OpTimeout, "deadline of each operation")
 	fs.DurationVar(&c.Staleness, "staleness", c.Staleness, "age after which a pod's state is dead (≥ 3 × heartbeat)")
 	fs.DurationVar(&c.Refresh, "refresh", c.Refresh, "clients' refresh period of pod states (≤ heartbeat)")
 	fs.StringVar(&c.JSON, "json", "", "write every figure of the report to this JSON file")
@@ -172,6 +177,8 @@ func (c Config) check() error {
 		return errors.New("ramp needs the open loop, -ramp-step > 0, -ramp-factor > 1 and -slo > 0")
 	case c.StormUsers < 1 || c.BlipFor <= 0:
 		return errors.New("-storm-users and -blip must be positive")
+	case c.OpTimeout <= 0:
+		return fmt.Errorf("-op-timeout %v: want > 0", c.OpTimeout)
 	case c.Staleness < 3*c.Heartbeat || c.Refresh > c.Heartbeat || c.Refresh <= 0:
 		return fmt.Errorf("timing: want staleness ≥ 3 × heartbeat and 0 < refresh ≤ heartbeat (got %v, %v, %v)",
 			c.Staleness, c.Heartbeat, c.Refresh)

@@ -212,7 +212,7 @@ func (s *sim) drain(ctx context.Context) {
 		return
 	}
 	for _, ss := range s.sess.dropPod(i) {
-		rctx, cancel := context.WithTimeout(ctx, opTimeout)
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 		if _, err := p.srv.RemoveLinkedPodWithId(rctx, s.cfg.Namespace, uid(ss.user), s.cfg.Service, i, -1); err == nil {
 			d.Released++
 		}

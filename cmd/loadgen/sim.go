@@ -20,9 +20,6 @@ import (
 	"github.com/stickyroute/stickyroute/obs"
 )
 
-// opTimeout bounds each operation.
-const opTimeout = 2 * time.Second
-
 // pod is one simulated server process.
 type pod struct {
 	idx     int
@@ -320,7 +317,7 @@ func (s *sim) do(ctx context.Context, r *rand.Rand, o op) {
 	ownerBefore := had && s.inView(c, owner)
 	measured := !o.at.Before(s.measureFrom)
 	began := time.Now()
-	octx, cancel := context.WithTimeout(ctx, opTimeout)
+	octx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 	defer cancel()
 	pod, err := c.ComputeLinkedPod(octx, s.cfg.Namespace, id, s.cfg.Service)
 	took := time.Since(s.startOf(o))
@@ -477,7 +474,7 @@ func (s *sim) reap(ctx context.Context) {
 					<-sem
 					wg.Done()
 				}()
-				rctx, cancel := context.WithTimeout(ctx, opTimeout)
+				rctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 				defer cancel()
 				start := time.Now()
 				_, err := p.srv.RemoveLinkedPodWithId(rctx, s.cfg.Namespace, uid(ss.user), s.cfg.Service, ss.pod, grace)
