@@ -262,7 +262,12 @@ var (
 // run executes s with keys and args and returns its reply as an array.
 // op and keys[0] name the operation and its key in errors.
 func (r *Redis) run(ctx context.Context, op string, s script, keys, args []string) ([]rueidis.RedisMessage, error) {
-	return scriptReply(op, s, keys, s.lua.Exec(ctx, r.client, keys, args))
+	return runOn(ctx, r.client, op, s, keys, args)
+}
+
+// runOn is run on client c.
+func runOn(ctx context.Context, c rueidis.Client, op string, s script, keys, args []string) ([]rueidis.RedisMessage, error) {
+	return scriptReply(op, s, keys, s.lua.Exec(ctx, c, keys, args))
 }
 
 // runTracked is run with the script preceded, in the same round trip and on
@@ -282,7 +287,7 @@ func (r *Redis) runTracked(ctx context.Context, op string, s script, keys, args 
 	if r.placer != nil {
 		// Its connections track every read: no CLIENT CACHING to send, and
 		// on a cluster the client library redirects the script alone.
-		arr, err = scriptReply(op, s, keys, s.lua.Exec(ctx, r.placer, keys, args))
+		arr, err = runOn(ctx, r.placer, op, s, keys, args)
 		return arr, err == nil, err
 	}
 	res, caching := r.trackedOnce(ctx, s, keys, args, false)
