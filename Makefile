@@ -29,7 +29,8 @@ race: ## run the tests COUNT times under the race detector, against the real ser
 fuzz: ## run every fuzz target for FUZZTIME (default 30s), with the real servers up
 	$(REDIS) run scripts/fuzz.sh $(FUZZTIME)
 
-lint: ## gofmt check, go vet, staticcheck
+lint: ## tracked-files check (no build outputs in git), gofmt check, go vet, staticcheck
+	scripts/checkfiles.sh
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt would change: $$bad"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
