@@ -11,13 +11,16 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 REDIS := scripts/redis.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help test test-busy race bench fuzz lint run redis-up redis-down bench-check bench-pkgs
+.PHONY: help test test-busy race bench fuzz lint run redis-up redis-down bench-check bench-pkgs bench-portable
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-test: lint ## lint, start Redis (standalone + 3-master cluster), run go test -race ./..., the allocation tests without -race, fuzz each target briefly, bench-check, stop Redis; then the contrib modules and the demo
-	$(REDIS) run bash -c '$(GO) test -race -count=1 ./... && $(GO) test -count=1 -run "Allocs|MemoryPerEntry" ./... && scripts/fuzz.sh $(TEST_FUZZTIME) && scripts/bench.sh check'
+# PORTABLE is the build tag that builds internal/xruntime without go:linkname.
+PORTABLE := stickyroute_portable
+
+test: lint ## lint, start Redis (standalone + 3-master cluster), run go test -race ./..., the allocation tests without -race, lb and engine built without go:linkname, fuzz each target briefly, bench-check, stop Redis; then the contrib modules and the demo
+	$(REDIS) run bash -c '$(GO) test -race -count=1 ./... && $(GO) test -count=1 -run "Allocs|MemoryPerEntry" ./... && $(GO) test -count=1 -tags $(PORTABLE) ./internal/xruntime ./lb ./engine && scripts/fuzz.sh $(TEST_FUZZTIME) && scripts/bench.sh check'
 	$(MAKE) --no-print-directory test-contrib
 
 test-busy: ## make test while stress-ng --cpu <cores> keeps every core busy (installs stress-ng when missing)
@@ -77,6 +80,12 @@ bench-check: ## run the comparison suite briefly; fail if a goal (a ratio agains
 
 bench: ## run the comparison suite longer and write benchmarks/RESULTS.md (fails as bench-check does)
 	$(REDIS) run scripts/bench.sh full
+
+bench-portable: ## pick and cache-hit benchmarks of the default build and the portable one (no go:linkname), alternated COUNT times
+	$(REDIS) run bash -c 'for i in $$(seq $(COUNT)); do for tags in "" $(PORTABLE); do \
+		echo "== build tags: $${tags:-none} (round $$i)"; \
+		$(GO) test -tags "$$tags" -run "^$$" -bench "BenchmarkPick/(round_robin|p2c)/16/ours|BenchmarkComputeLinkedPodHit/uniform/ours" -benchmem -benchtime $(BENCHTIME) ./lb ./engine | grep -E "^Benchmark" || exit 1; \
+	done; done'
 
 bench-pkgs: ## run each package's own benchmarks against the real servers (BENCHTIME per benchmark)
 	$(REDIS) run $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
