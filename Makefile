@@ -64,8 +64,9 @@ lint-contrib: ## gofmt, go vet, staticcheck and go mod tidy -diff in each contri
 		(cd $$m && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; \
 	done
 
-test-contrib: lint-contrib ## test the contrib modules (race, every Redis backend) and run the demo for DEMO_DURATION
+test-contrib: lint-contrib ## test the contrib modules (race, every Redis backend), run the demo for DEMO_DURATION, and use the adapters from a module outside the repository
 	$(REDIS) run bash -c 'for m in $(CONTRIB_MODULES); do (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done && DURATION=$(DEMO_DURATION) examples/sticky-demo/run.sh'
+	scripts/scratch.sh
 
 demo: ## run the sticky-demo: 3 pod processes and a client on loopback, one pod drained mid-run
 	examples/sticky-demo/run.sh

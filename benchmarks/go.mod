@@ -10,7 +10,7 @@ require (
 	github.com/maypok86/otter/v2 v2.4.0
 	github.com/patrickmn/go-cache v2.1.0+incompatible
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/stickyroute/stickyroute v0.0.0-00010101000000-000000000000
+	github.com/stickyroute/stickyroute v0.1.0
 	go.uber.org/goleak v1.3.0
 )
 

@@ -9,8 +9,8 @@ replace (
 
 require (
 	github.com/redis/rueidis v1.0.79
-	github.com/stickyroute/stickyroute v0.0.0-00010101000000-000000000000
-	github.com/stickyroute/stickyroute/contrib/grpc v0.0.0-00010101000000-000000000000
+	github.com/stickyroute/stickyroute v0.1.0
+	github.com/stickyroute/stickyroute/contrib/grpc v0.1.0
 	google.golang.org/grpc v1.85.0
 )
 

@@ -6,7 +6,7 @@ replace github.com/stickyroute/stickyroute => ../..
 
 require (
 	github.com/redis/rueidis v1.0.79
-	github.com/stickyroute/stickyroute v0.0.0-00010101000000-000000000000
+	github.com/stickyroute/stickyroute v0.1.0
 	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.85.0
 )
