@@ -18,6 +18,7 @@ import (
 
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // The link cache: a lookup of (namespace, uid, service) → pod, through our
@@ -99,7 +100,7 @@ var slowTiming = engine.Timing{Heartbeat: time.Hour, Refresh: time.Hour}
 // it too, if not done before.
 func newClient(tb testing.TB, cache engine.CacheConfig) (release func(), _ *engine.Client) {
 	tb.Helper()
-	st, err := store.Dial(store.DialConfig{})
+	st, err := embedded.Dial(store.DialConfig{})
 	if err != nil {
 		tb.Fatal(err)
 	}

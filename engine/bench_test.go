@@ -16,6 +16,7 @@ import (
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/internal/redistest"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // The client benchmarks compare, in the same run (targets from the engine issue):
@@ -63,7 +64,7 @@ func uidOf(buf []byte, i int32) []byte {
 
 // newHitEnv builds the environment; it is closed when b ends.
 func newHitEnv(b *testing.B) *hitEnv {
-	st, err := store.Dial(store.DialConfig{})
+	st, err := embedded.Dial(store.DialConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func BenchmarkComputeLinkedPodHit(b *testing.B) {
 // is Ready (for good: slowTiming); both close when t ends.
 func podThreeClient(t *testing.T) (*engine.Client, context.Context) {
 	t.Helper()
-	st, err := store.Dial(store.DialConfig{})
+	st, err := embedded.Dial(store.DialConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

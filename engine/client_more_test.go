@@ -14,6 +14,7 @@ import (
 	"github.com/stickyroute/stickyroute/internal/redistest"
 	"github.com/stickyroute/stickyroute/lb"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // TestClientOperations covers the SPEC §5.2 operations on every backend.
@@ -180,7 +181,7 @@ func TestStatesQueries(t *testing.T) {
 }
 
 func TestClientConfigErrors(t *testing.T) {
-	st, err := store.Dial(store.DialConfig{})
+	st, err := embedded.Dial(store.DialConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

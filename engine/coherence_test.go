@@ -11,6 +11,7 @@ import (
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/internal/redistest"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // heartbeat publishes the given pods as Ready every 50 ms until the test ends,
@@ -123,7 +124,7 @@ func TestCoherence(t *testing.T) {
 // TestEmbeddedCacheLivesByTTL: without client tracking (the embedded Redis) a
 // cached link is trusted until its TTL, then read again.
 func TestEmbeddedCacheLivesByTTL(t *testing.T) {
-	st, err := store.Dial(store.DialConfig{})
+	st, err := embedded.Dial(store.DialConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

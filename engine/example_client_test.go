@@ -7,6 +7,7 @@ import (
 
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // A client places a new user on the least loaded accepting pod, and answers
@@ -15,7 +16,7 @@ import (
 func ExampleClient() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := store.Dial(store.DialConfig{}) // embedded Redis
+	st, err := embedded.Dial(store.DialConfig{}) // embedded Redis
 	if err != nil {
 		panic(err)
 	}
@@ -46,7 +47,7 @@ func ExampleClient() {
 func ExampleStates() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := store.Dial(store.DialConfig{})
+	st, err := embedded.Dial(store.DialConfig{})
 	if err != nil {
 		panic(err)
 	}

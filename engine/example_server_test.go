@@ -9,6 +9,7 @@ import (
 
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // ExampleServer runs pod 2 of the "room" service on the embedded Redis: it
@@ -17,7 +18,7 @@ func ExampleServer() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	st, err := store.Dial(store.DialConfig{}) // embedded Redis; give Addrs for a real one
+	st, err := embedded.Dial(store.DialConfig{}) // embedded Redis; store.Dial with Addrs for a real one
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/stickyroute/stickyroute/internal/redistest"
 	"github.com/stickyroute/stickyroute/obs"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // The overhead benchmarks compare, in the same run, one engine call through
@@ -79,7 +80,7 @@ func (dropProcessor) ForceFlush(context.Context) error                { return n
 
 // hotStore is the embedded Redis with pods 0..3 of ns/game Ready.
 func hotStore(tb testing.TB, ns string) *store.Redis {
-	st, err := store.Dial(store.DialConfig{})
+	st, err := embedded.Dial(store.DialConfig{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -159,11 +160,12 @@ func BenchmarkObserveHit(b *testing.B) {
 // tracked read; the entry is dropped before each call, outside the timing).
 func BenchmarkObserveRoundTrip(b *testing.B) {
 	ns := "bench" + strconv.Itoa(os.Getpid())
+	dial := embedded.Dial
 	cfg := store.DialConfig{}
 	if addr := os.Getenv(redistest.EnvStandalone); addr != "" {
-		cfg.Addrs = []string{addr}
+		cfg.Addrs, dial = []string{addr}, store.Dial
 	}
-	st, err := store.Dial(cfg)
+	st, err := dial(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

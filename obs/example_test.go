@@ -14,6 +14,7 @@ import (
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/obs"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // Metrics and tracing plug into a client through engine.ClientConfig.Observer;
@@ -21,7 +22,7 @@ import (
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := store.Dial(store.DialConfig{}) // embedded Redis
+	st, err := embedded.Dial(store.DialConfig{}) // embedded Redis
 	if err != nil {
 		panic(err)
 	}

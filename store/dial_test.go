@@ -12,11 +12,12 @@ import (
 
 	"github.com/stickyroute/stickyroute/internal/redistest"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 func TestDialEmbedded(t *testing.T) {
 	ctx := redistest.Ctx(t)
-	s, err := store.Dial(store.DialConfig{})
+	s, err := embedded.Dial(store.DialConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,6 +33,36 @@ func TestDialEmbedded(t *testing.T) {
 	_, err = s.GetLinkedPod(ctx, "ns", "u", "svc")
 	if !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("after Close: %v, want ErrClosed", err)
+	}
+}
+
+// closeCounter is an EmbeddedRedis that counts its Close calls.
+type closeCounter struct {
+	addr   string
+	closed int
+}
+
+func (c *closeCounter) Addr() string { return c.addr }
+func (c *closeCounter) Close()       { c.closed++ }
+
+// TestDialNeedsAnAddress: Dial with neither Addrs nor Embedded is an
+// invalid-argument error naming Addrs, not a private in-process Redis; with
+// both it refuses too and closes the Embedded it was handed (a store owns
+// it). embedded.Dial refuses an address of its own.
+func TestDialNeedsAnAddress(t *testing.T) {
+	_, err := store.Dial(store.DialConfig{})
+	var ia *store.InvalidArgumentError
+	if !errors.As(err, &ia) || ia.Arg != "Addrs" || !errors.Is(err, store.ErrInvalidArgument) {
+		t.Fatalf("Dial with no address: %v, want an invalid argument Addrs", err)
+	}
+	c := &closeCounter{addr: "127.0.0.1:1"}
+	_, err = store.Dial(store.DialConfig{Addrs: []string{"127.0.0.1:1"}, Embedded: c})
+	if !errors.As(err, &ia) || ia.Arg != "Addrs" || c.closed != 1 {
+		t.Fatalf("Dial with Addrs and Embedded: %v, closed %d times; want an invalid argument Addrs, closed once", err, c.closed)
+	}
+	_, err = embedded.Dial(store.DialConfig{Addrs: []string{"127.0.0.1:1"}})
+	if !errors.As(err, &ia) || ia.Arg != "Addrs" {
+		t.Fatalf("embedded.Dial with Addrs: %v, want an invalid argument Addrs", err)
 	}
 }
 

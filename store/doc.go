@@ -14,12 +14,13 @@
 //
 // Every operation is one round trip and atomic: a Lua script run by SHA (sent
 // again transparently after SCRIPT FLUSH) or a single command. They work
-// unchanged on a standalone Redis, a Redis Cluster and the embedded in-process
-// Redis that Dial starts when given no address. Redis 7.0 or newer is required.
+// unchanged on a standalone Redis, a Redis Cluster and the in-process Redis of
+// package store/embedded (for examples and tests). Redis 7.0 or newer is
+// required.
 //
 // Use:
 //
-//	s, err := store.Dial(store.DialConfig{}) // embedded; or Addrs: []string{"10.0.0.5:6379"}
+//	s, err := store.Dial(store.DialConfig{Addrs: []string{"10.0.0.5:6379"}}) // or embedded.Dial(store.DialConfig{})
 //	if err != nil { ... }
 //	defer s.Close()
 //	prev, err := s.SetLinkedPod(ctx, "game", "u42", "room", 3, store.Persistent)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // Dial with no address starts the embedded Redis: the whole store works with
@@ -13,7 +14,7 @@ import (
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := store.Dial(store.DialConfig{})
+	s, err := embedded.Dial(store.DialConfig{})
 	if err != nil {
 		panic(err)
 	}
@@ -50,7 +51,7 @@ func Example() {
 func ExampleRedis_GetServiceState() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := store.Dial(store.DialConfig{})
+	s, err := embedded.Dial(store.DialConfig{})
 	if err != nil {
 		panic(err)
 	}

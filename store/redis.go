@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
 )
 
@@ -84,10 +83,18 @@ func (r *Redis) usable(ctx context.Context) error {
 // DialConfig says how Dial builds a client.
 type DialConfig struct {
 	// Addrs are host:port addresses of a Redis server or of any nodes of a
-	// Redis Cluster (the mode is detected). Empty starts an embedded in-process
-	// Redis (miniredis) on a loopback port: zero setup, for examples, tests and
-	// the load generator; its data lives only as long as the store.
+	// Redis Cluster (the mode is detected). Required unless Embedded is set:
+	// Dial with neither is an invalid-argument error naming Addrs, so a
+	// program with a missing setting fails instead of routing on a Redis of
+	// its own that no other process sees.
 	Addrs []string
+	// Embedded, if set, is an in-process Redis the store dials instead of
+	// Addrs (which must then be empty) and owns: Close, or a failed Dial,
+	// closes it. Package store/embedded provides one (embedded.Dial does it
+	// all); store itself links no in-process Redis. The embedded Redis has
+	// no client tracking and is not a cluster, so the client is kept simple:
+	// no tracking, one connection.
+	Embedded EmbeddedRedis
 	// Username and Password authenticate to Redis (empty: no AUTH).
 	Username, Password string
 	// ClientName is sent with CLIENT SETNAME. Zero means "stickyroute".
@@ -115,6 +122,15 @@ type DialConfig struct {
 	NoPlacementConnection bool
 }
 
+// EmbeddedRedis is an in-process Redis server a store can own (see
+// DialConfig.Embedded and package store/embedded).
+type EmbeddedRedis interface {
+	// Addr returns the host:port the server listens on.
+	Addr() string
+	// Close stops the server.
+	Close()
+}
+
 // The connection timing Dial sets (Configure may change it): the keep-alive
 // period, also rueidis's ping gap, and how long a command may wait for its
 // reply before rueidis drops the connection as dead.
@@ -123,9 +139,9 @@ const (
 	dialWriteTimeout = 10 * time.Second
 )
 
-// Dial builds a rueidis client from cfg (starting the embedded Redis when
-// cfg.Addrs is empty) and returns a store that owns it: Close releases both.
-// On a real Redis the client tracks the keys read for caching and the store
+// Dial builds a rueidis client from cfg and returns a store that owns it
+// (and cfg.Embedded, if set): Close releases both. cfg.Addrs, or else
+// cfg.Embedded, is required. On a real Redis the client tracks the keys read for caching and the store
 // gets a Tracker, and a second client for the tracked placements unless
 // cfg.NoPlacementConnection; the embedded Redis has no client tracking, so
 // the store has none and cached values live by their TTL alone.
@@ -154,14 +170,15 @@ func Dial(cfg DialConfig) (*Redis, error) {
 	// handshake (3 round trips) and a refresh missed a 3s detection window,
 	// 5 times in 20 (0 in 20 with one connection).
 	opt.PipelineMultiplex = -1
-	var embedded *miniredis.Miniredis
-	if len(cfg.Addrs) == 0 {
-		embedded = miniredis.NewMiniRedis()
-		// TTLs follow the wall clock, as on a real server.
-		embedded.ClockTTL(true)
-		if err := embedded.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, fmt.Errorf("store: starting the embedded redis: %w", err)
-		}
+	embedded := cfg.Embedded
+	switch {
+	case embedded != nil && len(cfg.Addrs) != 0:
+		embedded.Close()
+		return nil, invalid("Addrs", "set together with Embedded: dial one or the other")
+	case embedded == nil && len(cfg.Addrs) == 0:
+		return nil, invalid("Addrs", "empty: give the Redis server's or cluster nodes' host:port (or an Embedded Redis, package store/embedded)")
+	}
+	if embedded != nil {
 		opt.InitAddress = []string{embedded.Addr()}
 		// No client tracking in the embedded Redis, and it answers CLUSTER
 		// commands as a one-node cluster: keep the client simple.

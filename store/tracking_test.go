@@ -11,6 +11,7 @@ import (
 
 	"github.com/stickyroute/stickyroute/internal/redistest"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // trackedPair returns, on the named real backend, a store dialled as an
@@ -105,7 +106,7 @@ func TestTracking(t *testing.T) {
 }
 
 func TestTrackingEmbeddedHasNone(t *testing.T) {
-	s, err := store.Dial(store.DialConfig{})
+	s, err := embedded.Dial(store.DialConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // backend is the Redis the fleet runs on: the embedded one (which the store
@@ -37,12 +37,11 @@ func openBackend(cfg Config) (*backend, error) {
 	case len(cfg.Cluster) > 0:
 		b.name, b.addrs = "cluster", cfg.Cluster
 	default:
-		m := miniredis.NewMiniRedis()
-		m.ClockTTL(true)
-		if err := m.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, fmt.Errorf("starting the embedded Redis: %w", err)
+		srv, err := embedded.Start()
+		if err != nil {
+			return nil, err
 		}
-		b.name, b.addrs, b.mini = "embedded", []string{m.Addr()}, m
+		b.name, b.addrs, b.mini = "embedded", []string{srv.Addr()}, srv.Miniredis()
 		return b, nil
 	}
 	b.proxies = &proxies{byDst: map[string]*proxy{}}

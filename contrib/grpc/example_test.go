@@ -14,6 +14,7 @@ import (
 	stickygrpc "github.com/stickyroute/stickyroute/contrib/grpc"
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // Two pods serve a service; every call of user u42 reaches the same one. In
@@ -22,7 +23,7 @@ import (
 func ExampleRouter() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := store.Dial(store.DialConfig{}) // embedded Redis
+	st, err := embedded.Dial(store.DialConfig{}) // embedded Redis
 	if err != nil {
 		panic(err)
 	}

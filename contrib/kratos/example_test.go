@@ -13,6 +13,7 @@ import (
 	stickykratos "github.com/stickyroute/stickyroute/contrib/kratos"
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/store"
+	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // A Kratos client reaches user u42's pod on every call. The pods here run in
@@ -22,7 +23,7 @@ import (
 func ExampleRouter() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := store.Dial(store.DialConfig{}) // embedded Redis
+	st, err := embedded.Dial(store.DialConfig{}) // embedded Redis
 	if err != nil {
 		panic(err)
 	}
