@@ -2,15 +2,13 @@ package stickygrpc
 
 import (
 	"context"
-	"errors"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc/resolver"
 
+	"github.com/stickyroute/stickyroute/adapter"
 	"github.com/stickyroute/stickyroute/engine"
 )
 
@@ -34,39 +32,19 @@ func EndpointPod(ep resolver.Endpoint) (pod int, ok bool) {
 // StatefulSetPod reads the pod index from the host name of ep's first
 // address, a StatefulSet pod's "<name>-<index>[.<more labels>][:port]", for
 // Config.PodOf with a resolver that yields such names (bare IPs carry no pod).
+// It is adapter.StatefulSetPod of the endpoint's first address.
 func StatefulSetPod(ep resolver.Endpoint) (pod int, ok bool) {
 	if len(ep.Addresses) == 0 {
 		return 0, false
 	}
-	host := ep.Addresses[0].Addr
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		host = host[:i]
-	}
-	label, _, _ := strings.Cut(host, ".")
-	i := strings.LastIndexByte(label, '-')
-	if i <= 0 || i == len(label)-1 {
-		return 0, false
-	}
-	digits := label[i+1:]
-	if digits != "0" && digits[0] == '0' {
-		return 0, false
-	}
-	n, err := strconv.Atoi(digits)
-	if err != nil || n < 0 {
-		return 0, false
-	}
-	return n, true
+	return adapter.StatefulSetPod(ep.Addresses[0].Addr)
 }
 
 // Template returns the address function of a template: {ns}, {svc} and
 // {pod} are replaced by ns, svc and the pod index. The template must contain
-// {pod}.
+// {pod}. It is adapter.Template, shared with the Kratos adapter.
 func Template(tmpl, ns, svc string) (func(pod int) string, error) {
-	if !strings.Contains(tmpl, "{pod}") {
-		return nil, errors.New("stickygrpc: template " + strconv.Quote(tmpl) + " has no {pod}")
-	}
-	parts := strings.Split(strings.NewReplacer("{ns}", ns, "{svc}", svc).Replace(tmpl), "{pod}")
-	return func(pod int) string { return strings.Join(parts, strconv.Itoa(pod)) }, nil
+	return adapter.Template(tmpl, ns, svc)
 }
 
 // podResolverBuilder builds the router's resolver for Target.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/resolver"
 
+	"github.com/stickyroute/stickyroute/adapter"
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/lb"
 	"github.com/stickyroute/stickyroute/store"
@@ -23,7 +24,7 @@ const Name = "stickyroute"
 
 // DefaultUIDKey is the outgoing metadata key read for the uid when
 // Config.UIDKey is empty.
-const DefaultUIDKey = "stickyroute-uid"
+const DefaultUIDKey = adapter.DefaultUIDKey
 
 // Config configures a Router: the service it routes to and where a call's
 // uid and the pods' addresses come from.

@@ -17,39 +17,15 @@ import (
 	"github.com/stickyroute/stickyroute/store"
 )
 
-func TestTemplate(t *testing.T) {
-	addr, err := stickygrpc.Template("{svc}-{pod}.{svc}.{ns}.svc:9000", "game", "room")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for pod, want := range map[int]string{0: "room-0.room.game.svc:9000", 12: "room-12.room.game.svc:9000"} {
-		if got := addr(pod); got != want {
-			t.Errorf("pod %d: %q, want %q", pod, got, want)
-		}
-	}
-	twice, _ := stickygrpc.Template("h{pod}:90{pod}", "ns", "svc")
-	if got := twice(3); got != "h3:903" {
-		t.Errorf("template with {pod} twice: %q", got)
-	}
-	if _, err := stickygrpc.Template("room.game.svc:9000", "game", "room"); err == nil || !strings.Contains(err.Error(), "{pod}") {
-		t.Errorf("template without {pod}: %v", err)
-	}
-}
-
+// TestStatefulSetPod: the endpoint's first address is read (the parse
+// itself is adapter's, tested there).
 func TestStatefulSetPod(t *testing.T) {
-	for addr, want := range map[string]int{
-		"room-0.room.game.svc:9000": 0, "room-17.room.game.svc.cluster.local:9000": 17,
-		"my-room-3:80": 3, "room-4": 4,
-		"room.game.svc:9000": -1, "room-:80": -1, "room-x:80": -1, "10.0.0.7:9000": -1,
-		"-3:80": -1, "room-03:80": -1, "[::1]:80": -1,
-	} {
-		got, ok := stickygrpc.StatefulSetPod(resolver.Endpoint{Addresses: []resolver.Address{{Addr: addr}}})
-		if !ok {
-			got = -1
-		}
-		if got != want {
-			t.Errorf("StatefulSetPod(%q) = %d, want %d", addr, got, want)
-		}
+	ep := resolver.Endpoint{Addresses: []resolver.Address{{Addr: "room-7.room.game.svc:9000"}, {Addr: "room-8:9000"}}}
+	if got, ok := stickygrpc.StatefulSetPod(ep); !ok || got != 7 {
+		t.Errorf("StatefulSetPod = (%d, %v), want pod 7 from the first address", got, ok)
+	}
+	if _, ok := stickygrpc.StatefulSetPod(resolver.Endpoint{Addresses: []resolver.Address{{Addr: "10.0.0.7:9000"}}}); ok {
+		t.Error("a bare IP has a StatefulSet pod")
 	}
 }
 

@@ -2,27 +2,23 @@ package stickykratos
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-kratos/kratos/v2/registry"
 
+	"github.com/stickyroute/stickyroute/adapter"
 	"github.com/stickyroute/stickyroute/engine"
 )
 
 // Template returns the address function of a template: {ns}, {svc} and
 // {pod} are replaced by ns, svc and the pod index, as in the StatefulSet
 // address "{svc}-{pod}.{svc}.{ns}.svc:9000". The template must contain {pod}.
+// It is adapter.Template, shared with the gRPC adapter.
 func Template(tmpl, ns, svc string) (func(pod int) string, error) {
-	if !strings.Contains(tmpl, "{pod}") {
-		return nil, errors.New("stickykratos: template " + strconv.Quote(tmpl) + " has no {pod}")
-	}
-	parts := strings.Split(strings.NewReplacer("{ns}", ns, "{svc}", svc).Replace(tmpl), "{pod}")
-	return func(pod int) string { return strings.Join(parts, strconv.Itoa(pod)) }, nil
+	return adapter.Template(tmpl, ns, svc)
 }
 
 // Discovery returns a registry.Discovery of the router's service: one

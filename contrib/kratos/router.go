@@ -12,6 +12,7 @@ import (
 	"github.com/go-kratos/kratos/v2/transport"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/stickyroute/stickyroute/adapter"
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/store"
 )
@@ -21,7 +22,7 @@ const MetadataKey = "stickyroute-pod"
 
 // DefaultUIDKey is the key read for the uid, in the call's outgoing gRPC
 // metadata or its Kratos request header, when Config.UID is nil.
-const DefaultUIDKey = "stickyroute-uid"
+const DefaultUIDKey = adapter.DefaultUIDKey
 
 // Reasons of the Kratos errors the middleware returns.
 const (

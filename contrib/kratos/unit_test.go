@@ -36,19 +36,6 @@ func TestNodePod(t *testing.T) {
 	}
 }
 
-func TestTemplate(t *testing.T) {
-	addr, err := stickykratos.Template("{svc}-{pod}.{svc}.{ns}.svc:9000", "game", "room")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := addr(4); got != "room-4.room.game.svc:9000" {
-		t.Fatalf("pod 4 at %q", got)
-	}
-	if _, err := stickykratos.Template("room:9000", "game", "room"); err == nil {
-		t.Fatal("a template without {pod} was accepted")
-	}
-}
-
 // TestFilter: a steered call keeps its pod's node only, other calls the
 // accepting pods' nodes, and the selector's slice is never written.
 func TestFilter(t *testing.T) {
