@@ -194,22 +194,20 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // invalidated is the tracker's callback: Redis reports link keys changed by
 // any process (nil: tracking lost, see trackingLost). It runs on the Redis
 // client's reading goroutine, so it only drops cache entries.
-func (c *Client) invalidated(keys []string) {
-	if keys == nil {
+func (c *Client) invalidated(links []store.Link) {
+	if links == nil {
 		c.trackingLost()
 		c.obs.note(context.Background(), Note{Kind: NoteInvalidated, Count: -1})
 		return
 	}
 	n, lag := 0, int64(0)
-	for _, k := range keys {
-		if ns, uid, svc, ok := store.ParseLinkKey(k); ok {
-			h := keyHash(serviceHash(ns, svc), uid)
-			c.cache.invalidate(h)
-			n++
-			if c.writes != nil {
-				if sent, ok := c.writes.LoadAndDelete(h); ok {
-					lag = max(lag, time.Now().UnixNano()-sent)
-				}
+	for _, l := range links {
+		h := keyHash(serviceHash(l.Namespace, l.Service), l.UID)
+		c.cache.invalidate(h)
+		n++
+		if c.writes != nil {
+			if sent, ok := c.writes.LoadAndDelete(h); ok {
+				lag = max(lag, time.Now().UnixNano()-sent)
 			}
 		}
 	}

@@ -23,37 +23,55 @@ type Tracker struct {
 	mu   sync.Mutex // serializes changes to subs
 }
 
-type subscription struct{ fn func(keys []string) }
+type subscription struct{ fn func(links []Link) }
+
+// Link names a link by its parts: the K1 key of (Namespace, UID, Service).
+// Trackers deliver invalidated links in this form, parsed once for every
+// subscriber, so no subscriber handles Redis keys.
+type Link struct {
+	Namespace, UID, Service string
+}
 
 // NewTracker returns a Tracker with no subscribers.
 func NewTracker() *Tracker { return &Tracker{} }
 
 // OnInvalidations is the rueidis hook; set ClientOption.OnInvalidations to it.
 // A nil batch (the connection was lost, or Redis flushed its data) reaches
-// subscribers as a nil key list: forget everything read before.
+// subscribers as a nil list: forget everything read before. Invalidated keys
+// that are not link keys (K1) are not passed on, and a batch holding none is
+// not delivered.
 func (t *Tracker) OnInvalidations(msgs []rueidis.RedisMessage) {
 	subs := t.subs.Load()
 	if subs == nil || len(*subs) == 0 {
 		return
 	}
-	var keys []string
+	var links []Link
 	if msgs != nil {
-		keys = make([]string, 0, len(msgs))
+		links = make([]Link, 0, len(msgs))
 		for i := range msgs {
-			if k, err := msgs[i].ToString(); err == nil {
-				keys = append(keys, k)
+			k, err := msgs[i].ToString()
+			if err != nil {
+				continue
 			}
+			if ns, uid, svc, ok := ParseLinkKey(k); ok {
+				links = append(links, Link{Namespace: ns, UID: uid, Service: svc})
+			}
+		}
+		if len(links) == 0 {
+			return
 		}
 	}
 	for _, s := range *subs {
-		s.fn(keys)
+		s.fn(links)
 	}
 }
 
-// Subscribe calls fn with every batch of invalidated keys (nil: forget
-// everything) until cancel is called. fn runs on the Redis client's reading
-// goroutine: it must be quick and must not call Redis.
-func (t *Tracker) Subscribe(fn func(keys []string)) (cancel func()) {
+// Subscribe calls fn with every batch of invalidated links (nil: tracking
+// was lost, forget everything read before) until cancel is called. fn runs
+// on the Redis client's reading goroutine: it must be quick and must not
+// call Redis, and the slice is shared with the other subscribers: read it,
+// do not keep or change it.
+func (t *Tracker) Subscribe(fn func(links []Link)) (cancel func()) {
 	s := &subscription{fn: fn}
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -47,9 +47,11 @@ func TestTracking(t *testing.T) {
 			tr := reader.Tracker()
 			var mu sync.Mutex
 			var seen []string
-			cancel := tr.Subscribe(func(keys []string) {
+			cancel := tr.Subscribe(func(links []store.Link) {
 				mu.Lock()
-				seen = append(seen, keys...)
+				for _, l := range links {
+					seen = append(seen, store.LinkKey(l.Namespace, l.UID, l.Service))
+				}
 				mu.Unlock()
 			})
 			defer cancel()
@@ -149,10 +151,10 @@ func testPlaceTracked(t *testing.T, name string, own bool) {
 	reader, writer := trackedPairWith(t, name, store.DialConfig{ClientName: clientName, NoPlacementConnection: !own})
 	var mu sync.Mutex
 	seen := map[string]int{}
-	defer reader.Tracker().Subscribe(func(keys []string) {
+	defer reader.Tracker().Subscribe(func(links []store.Link) {
 		mu.Lock()
-		for _, k := range keys {
-			seen[k]++
+		for _, l := range links {
+			seen[store.LinkKey(l.Namespace, l.UID, l.Service)]++
 		}
 		mu.Unlock()
 	})()
