@@ -263,7 +263,7 @@ func (c *linkCache) stripe() *cacheStripe {
 // expired. It takes no lock, allocates nothing, calls no time function (it
 // reads the coarse clock) and records the access for eviction.
 func (c *linkCache) get(h uint64, ns, name, uid string) (pod int, svc *service, ok bool) {
-	e, s, found := c.t.load(h)
+	e, r, found := c.t.load(h)
 	if !found || !e.is(ns, name, uid) {
 		c.stripe().misses.Add(1)
 		return -1, nil, false
@@ -274,7 +274,7 @@ func (c *linkCache) get(h uint64, ns, name, uid string) (pod int, svc *service, 
 		c.stripe().misses.Add(1)
 		return -1, nil, false
 	}
-	c.touch(&s.meta, e.meta, now)
+	c.touch(&r.slot().meta, e.meta, now)
 	c.stripe().hits.Add(1)
 	return int(e.pod), e.svc, true
 }
@@ -350,14 +350,13 @@ func (c *linkCache) deleteIf(h uint64, cond func(cacheEntry) bool) bool {
 	sh := c.t.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s := sh.find(h)
-	if s == nil {
+	r, ok := sh.find(h)
+	if !ok {
 		return false
 	}
-	if e, _, _, ok, _ := s.read(); !ok || !cond(e) {
+	if e, _, _, ok := r.slot().read(); !ok || !cond(e) || !sh.remove(r) {
 		return false
 	}
-	sh.remove(s)
 	c.size.Add(-1)
 	return true
 }
@@ -431,8 +430,9 @@ func (c *linkCache) storeAt(h uint64, e *cacheEntry, token uint64, checked bool,
 		}
 		return false, false
 	}
-	if s := sh.find(h); s != nil {
-		old, _, _, _, _ := s.read()
+	if r, ok := sh.find(h); ok {
+		s := r.slot()
+		old, _, _, _ := s.read()
 		meta := packMeta(uint32(now-c.base), cacheLFUInit)
 		if old.sameKey(e) {
 			c.touch(&s.meta, s.meta.Load(), now)
@@ -479,12 +479,11 @@ type cacheCandidate struct {
 	exp  int64
 	age  uint32 // milliseconds since the last access
 	freq uint8  // decayed frequency counter
-	// Where it was sampled: its shard, array, slot and version, checked
-	// again under the shard lock before it is evicted.
-	sh   *tshard
-	arr  *tarray
-	slot *tslot
-	ver  uint64
+	// Where it was sampled: its shard, slot and version, checked again
+	// under the shard lock before it is evicted.
+	sh  *tshard
+	ref slotRef
+	ver uint64
 }
 
 // evict drops one entry chosen by the policy among cacheSample sampled live
@@ -514,10 +513,10 @@ func (c *linkCache) evict(now int64) bool {
 	victim := &cands[v]
 	sh := victim.sh
 	sh.mu.Lock()
-	ok := sh.arr.Load() == victim.arr && victim.slot.ver.Load() == victim.ver
-	if ok {
-		sh.remove(victim.slot)
-	}
+	// remove refuses a slot of an array a rebuild replaced; the version
+	// catches an entry deleted or replaced in the current array. (The
+	// slots of a replaced array stay readable and never change again.)
+	ok := victim.ref.slot().ver.Load() == victim.ver && sh.remove(victim.ref)
 	sh.mu.Unlock()
 	if !ok {
 		return false // deleted or replaced meanwhile
@@ -546,12 +545,12 @@ func (c *linkCache) sample(now32 uint32) (cacheCandidate, bool) {
 		r := xruntime.Rand64()
 		sh := &c.t.shards[uint64(uint32(r))*uint64(len(c.t.shards))>>32]
 		a := sh.arr.Load()
-		s := &a.slots[(r>>32)*uint64(len(a.slots))>>32]
-		if e, h, v, ok, _ := s.read(); ok {
+		ref := a.at(int((r >> 32) * uint64(len(a.slots)) >> 32))
+		if e, h, v, ok := ref.slot().read(); ok {
 			age := uint32(max(int32(now32-uint32(e.meta)), 0))
 			return cacheCandidate{
 				h: h, exp: e.expiry(), age: age, freq: c.decayed(uint8(e.meta>>32), age),
-				sh: sh, arr: a, slot: s, ver: v,
+				sh: sh, ref: ref, ver: v,
 			}, true
 		}
 	}
@@ -749,7 +748,7 @@ func (c *linkCache) all() iter.Seq2[uint64, cacheEntry] {
 		for i := range c.t.shards {
 			a := c.t.shards[i].arr.Load()
 			for j := range a.slots {
-				if e, h, _, ok, _ := a.slots[j].read(); ok && !yield(h, e) {
+				if e, h, _, ok := a.slots[j].read(); ok && !yield(h, e) {
 					return
 				}
 			}

@@ -122,7 +122,7 @@ func checkSlots(t *testing.T, c *linkCache) {
 				if c.t.shard(h) != sh {
 					t.Errorf("hash %x sits in shard %d", h, i)
 				}
-				if _, s, ok := c.t.load(h); !ok || s != &a.slots[j] {
+				if _, r, ok := c.t.load(h); !ok || r != a.at(j) {
 					t.Errorf("hash %x is not found where it sits", h)
 				}
 			case slotDead:
@@ -947,5 +947,49 @@ func TestCacheTableReclaimsTombstones(t *testing.T) {
 				t.Fatalf("round %d: shard %d has %d used slots, %d live, after every entry was deleted", round, i, sh.used, sh.live)
 			}
 		}
+	}
+}
+
+// TestCacheTableRemoveStaleRef: a ref taken before its shard's array was
+// replaced names a frozen copy of the slot; removing by it is refused and
+// changes nothing, although its index names another live entry in the new
+// array, which a remove by index alone would delete.
+func TestCacheTableRemoveStaleRef(t *testing.T) {
+	tb := newTable(1)
+	sh := &tb.shards[0]
+	svc := testService("ns", "room")
+	hash := func(i int) uint64 { return uint64(i) << 32 } // all home at slot 0
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for i := range 6 {
+		e := makeCacheEntry(svc, "u"+strconv.Itoa(i), int32(i), 1)
+		sh.insert(hash(i), &e, 0) // slot i
+	}
+	if r, ok := sh.find(hash(1)); !ok || !sh.remove(r) {
+		t.Fatal("removing entry 1 failed")
+	}
+	stale, ok := sh.find(hash(3))
+	if !ok || stale.i != 3 {
+		t.Fatalf("entry 3 found %v at slot %d, want slot 3", ok, stale.i)
+	}
+	sh.rebuild(len(stale.a.slots)) // entries 0, 2, 3, 4, 5 in slots 0-4
+	if got := sh.arr.Load().slots[3].h.Load(); got != hash(4) {
+		t.Fatalf("slot 3 of the new array holds hash %#x, want entry 4's", got)
+	}
+	if sh.remove(stale) {
+		t.Fatal("remove by a ref to the replaced array was not refused")
+	}
+	for _, i := range []int{0, 2, 3, 4, 5} {
+		if _, ok := sh.find(hash(i)); !ok {
+			t.Errorf("entry %d is gone", i)
+		}
+	}
+	if sh.live != 5 || sh.used != 5 {
+		t.Errorf("%d live, %d used; want 5, 5", sh.live, sh.used)
+	}
+	// A ref to the current array removes once, then is refused.
+	r, _ := sh.find(hash(3))
+	if !sh.remove(r) || sh.remove(r) {
+		t.Error("remove by a current ref: want done once, then refused")
 	}
 }

@@ -57,9 +57,9 @@ const (
 
 // tslot is one entry of the table, exactly one cache line.
 type tslot struct {
-	// ver holds the entry's pod in its top 32 bits, then a version counter
-	// and the state (slotEmpty..slotBusy) in its low 2 bits. Only writers
-	// store it.
+	// ver holds the entry's pod in its top 32 bits, then a 30-bit version
+	// counter and the state (slotEmpty..slotBusy) in its low 2 bits (see
+	// slotVer). Only writers store it.
 	ver atomic.Uint64
 	// h is the entry's key hash.
 	h atomic.Uint64
@@ -91,25 +91,38 @@ func slotState(v uint64) uint64 { return v & 3 }
 
 // slotVer returns the version word of a slot in state st holding pod, one
 // step after v.
+//
+// The counter is the 30 bits between the state and the pod, and it wraps:
+// uint32 arithmetic drops the carry out of bit 31. Every change of a slot
+// (a write, a kill, a tombstone made never-used again) is one step; a write
+// and a kill store busy and then the final state at the same step. A
+// rebuild starts the slots of its new array at step one and never touches
+// the old array again. A reader trusts the fields it read when its two
+// loads of ver return the same word, so a wrap can fool it only if, between
+// those two loads, the same slot of the same array changed exactly a
+// non-zero multiple of 2^30 (1,073,741,824) times, any other count leaving
+// a different counter, and its last change left it live with the pod of
+// the first load, busy store over. Each change takes the shard's mutex and
+// writes a cache line: at tens of nanoseconds a change, that is tens of
+// seconds of writes to one slot, with no rebuild of its shard, while the
+// reader stalls between two loads a few nanoseconds apart; and only if the
+// writes land among its field loads does it return a mix of entries.
+// Widening the counter would take bits from the pod.
 func slotVer(v uint64, st uint64, pod int32) uint64 {
-	seq := (uint32(v)&^3 + slotSeq) & 0xFFFFFFFF
+	seq := uint32(v)&^3 + slotSeq
 	return uint64(uint32(pod))<<32 | uint64(seq) | st
 }
 
 // read returns the slot's entry and key hash when the slot is live, as one
 // consistent snapshot: ok is false for a slot that is empty, dead, or still
 // being written after tableReadTries attempts; v is the version it read, for
-// a writer to check that the slot did not change since. dead reports a slot
-// that a probe must step over (dead, or busy: it may be written with any
-// key).
-func (s *tslot) read() (e cacheEntry, h, v uint64, ok, dead bool) {
+// a writer to check that the slot did not change since.
+func (s *tslot) read() (e cacheEntry, h, v uint64, ok bool) {
 	for range tableReadTries {
 		v = s.ver.Load()
 		switch slotState(v) {
-		case slotEmpty:
-			return e, 0, v, false, false
-		case slotDead:
-			return e, 0, v, false, true
+		case slotEmpty, slotDead:
+			return e, 0, v, false
 		case slotBusy:
 			continue
 		}
@@ -134,9 +147,9 @@ func (s *tslot) read() (e cacheEntry, h, v uint64, ok, dead bool) {
 				binary.LittleEndian.PutUint64(e.uid[8*i:], u[i])
 			}
 		}
-		return e, h, v, true, false
+		return e, h, v, true
 	}
-	return e, 0, v, false, true
+	return e, 0, v, false
 }
 
 // write stores entry e of hash h with metadata meta in the slot. The
@@ -177,6 +190,28 @@ type tarray struct {
 func newTarray(n int) *tarray {
 	return &tarray{slots: make([]tslot, n)}
 }
+
+// slotRef names a slot by its array and index. A slot is only meaningful
+// with its array: after a rebuild the same entry sits elsewhere in another
+// array, and the old one is frozen. Carrying the array lets remove tell a
+// slot of the shard's current array from one of an array it replaced, which
+// an index or a bare *tslot cannot. The zero slotRef names no slot.
+type slotRef struct {
+	a *tarray
+	i int
+	// s is &a.slots[i], which whoever makes the ref has at hand. A hit
+	// records its access through s: going through a.slots[i] instead, to
+	// load the array's header and check the index again, took the median
+	// hit of BenchmarkCacheGet/uniform/cache/parallel from 302 ns to 377
+	// (335 before refs). Only a and i identify the slot.
+	s *tslot
+}
+
+// at returns the ref of slot i.
+func (a *tarray) at(i int) slotRef { return slotRef{a, i, &a.slots[i]} }
+
+// slot returns the slot r names.
+func (r slotRef) slot() *tslot { return r.s }
 
 // home returns the first slot a probe for hash h looks at: the low 32 bits
 // of h scaled to the array (the shard is chosen by the top bits).
@@ -241,13 +276,13 @@ func (t *table) shard(h uint64) *tshard {
 // load returns the entry of hash h and its slot, lock-free. The slot may be
 // written again at any time: its metadata word is the only part a reader
 // may change.
-func (t *table) load(h uint64) (cacheEntry, *tslot, bool) {
+func (t *table) load(h uint64) (cacheEntry, slotRef, bool) {
 	a := t.shard(h).arr.Load()
 	for i, n := a.home(h), 0; n < len(a.slots); i, n = a.next(i), n+1 {
 		s := &a.slots[i]
 		switch slotState(s.ver.Load()) {
 		case slotEmpty:
-			return cacheEntry{}, nil, false // the end of the run
+			return cacheEntry{}, slotRef{}, false // the end of the run
 		case slotDead:
 			continue
 		case slotLive:
@@ -256,29 +291,30 @@ func (t *table) load(h uint64) (cacheEntry, *tslot, bool) {
 			}
 		}
 		// Live with h, or busy: read it consistently.
-		if e, sh, _, ok, _ := s.read(); ok && sh == h {
-			return e, s, true
+		if e, sh, _, ok := s.read(); ok && sh == h {
+			return e, slotRef{a, i, s}, true
 		}
 	}
-	return cacheEntry{}, nil, false
+	return cacheEntry{}, slotRef{}, false
 }
 
-// find returns the slot of the live entry of hash h in the shard, or nil.
-// The caller holds the shard's mutex, so no slot is busy.
-func (sh *tshard) find(h uint64) *tslot {
+// find returns the slot of the live entry of hash h in the shard's current
+// array, if there is one. The caller holds the shard's mutex, so no slot is
+// busy.
+func (sh *tshard) find(h uint64) (slotRef, bool) {
 	a := sh.arr.Load()
 	for i, n := a.home(h), 0; n < len(a.slots); i, n = a.next(i), n+1 {
 		s := &a.slots[i]
 		switch slotState(s.ver.Load()) {
 		case slotEmpty:
-			return nil
+			return slotRef{}, false
 		case slotLive:
 			if s.h.Load() == h {
-				return s
+				return slotRef{a, i, s}, true
 			}
 		}
 	}
-	return nil
+	return slotRef{}, false
 }
 
 // insert stores the entry of hash h, which the shard does not hold, with
@@ -337,24 +373,31 @@ func (sh *tshard) rebuild(n int) *tarray {
 	return a
 }
 
-// remove turns the live slot s of the shard's current array into a
-// tombstone. The caller holds the mutex.
-func (sh *tshard) remove(s *tslot) {
-	s.kill()
+// remove turns the live slot r into a tombstone and reports whether it did.
+// It refuses, changing nothing, a slot that is not live or that belongs to
+// an array the shard no longer uses: a ref taken before a rebuild (an
+// eviction's sample, say) names a frozen copy, and the entry, if still
+// there, sits at another index of the new array. The caller holds the
+// mutex.
+func (sh *tshard) remove(r slotRef) bool {
+	a := sh.arr.Load()
+	if r.a != a || slotState(a.slots[r.i].ver.Load()) != slotLive {
+		return false
+	}
+	a.slots[r.i].kill()
 	sh.live--
 	// A tombstone followed by a never-used slot is in the way of no probe:
 	// it and the tombstones before it become never-used again, so that
 	// deletions do not pile up tombstones until the next rebuild.
-	a := sh.arr.Load()
-	i := int((uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(&a.slots[0]))) / unsafe.Sizeof(tslot{}))
+	i := r.i
 	if slotState(a.slots[a.next(i)].ver.Load()) != slotEmpty {
-		return
+		return true
 	}
 	for n := 0; n < len(a.slots); n++ {
 		d := &a.slots[i]
 		v := d.ver.Load()
 		if slotState(v) != slotDead {
-			return
+			return true
 		}
 		d.ver.Store(slotVer(v, slotEmpty, 0))
 		sh.used--
@@ -362,6 +405,7 @@ func (sh *tshard) remove(s *tslot) {
 			i = len(a.slots) - 1
 		}
 	}
+	return true
 }
 
 // clear drops every entry of the shard and returns how many there were. The
