@@ -122,6 +122,44 @@ func mustEcho(t *testing.T, c net.Conn, msg string) {
 	}
 }
 
+// through starts an echo server behind a proxy and returns them with a
+// connection through the proxy that has carried first both ways.
+func through(t *testing.T, first string) (*echo, *Proxy, net.Conn) {
+	t.Helper()
+	e := newEcho(t)
+	p := newProxy(t, e)
+	c := dial(t, p)
+	mustEcho(t, c, first)
+	return e, p, c
+}
+
+// wantTimeout checks that msg sent on c gets no answer, nor an end of
+// stream, within 200 ms.
+func wantTimeout(t *testing.T, c net.Conn, msg, what string) {
+	t.Helper()
+	if _, err := roundTrip(c, msg, 200*time.Millisecond); !isTimeout(err) {
+		t.Fatalf("%s: %v, want a timeout", what, err)
+	}
+}
+
+// wantReset checks that a read on c ends with a TCP reset within 5 s.
+func wantReset(t *testing.T, c net.Conn, what string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("%s: %v, want ECONNRESET", what, err)
+	}
+}
+
+// waitEnded waits until the i-th upstream connection has ended.
+func waitEnded(t *testing.T, e *echo, i int) {
+	t.Helper()
+	poll(t, "the server saw the connection end", func() bool {
+		_, ended, _ := e.conn(i)
+		return ended
+	})
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -139,10 +177,7 @@ func poll(t *testing.T, what string, cond func() bool) {
 }
 
 func TestPass(t *testing.T) {
-	e := newEcho(t)
-	p := newProxy(t, e)
-	c := dial(t, p)
-	mustEcho(t, c, "hello")
+	_, p, c := through(t, "hello")
 	mustEcho(t, c, "again")
 	// The proxy counts bytes after forwarding them: the echo may reach the
 	// client before the count is updated (seen beside stress-ng: Down 5).
@@ -158,10 +193,7 @@ func TestPass(t *testing.T) {
 // TestLatency: a round trip takes at least twice the added latency, and
 // removing it takes effect on the same connection.
 func TestLatency(t *testing.T) {
-	e := newEcho(t)
-	p := newProxy(t, e)
-	c := dial(t, p)
-	mustEcho(t, c, "warm")
+	_, p, c := through(t, "warm")
 	p.SetLatency(100 * time.Millisecond)
 	start := time.Now()
 	mustEcho(t, c, "slow")
@@ -189,10 +221,7 @@ func TestBandwidth(t *testing.T) {
 
 // TestRefuse: open connections are closed, new ones too, until Pass.
 func TestRefuse(t *testing.T) {
-	e := newEcho(t)
-	p := newProxy(t, e)
-	c := dial(t, p)
-	mustEcho(t, c, "a")
+	_, p, c := through(t, "a")
 	p.Set(Refuse)
 	if _, err := roundTrip(c, "b", 5*time.Second); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
 		t.Fatalf("open connection after Refuse: %v, want EOF", err)
@@ -207,15 +236,9 @@ func TestRefuse(t *testing.T) {
 
 // TestReset: open connections get a TCP reset, new ones too.
 func TestReset(t *testing.T) {
-	e := newEcho(t)
-	p := newProxy(t, e)
-	c := dial(t, p)
-	mustEcho(t, c, "a")
+	_, p, c := through(t, "a")
 	p.Set(Reset)
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("read after Reset: %v, want ECONNRESET", err)
-	}
+	wantReset(t, c, "read after Reset")
 	// The reset may come before the handshake ends, or after.
 	c2, err := net.Dial("tcp", p.Addr())
 	if err == nil {
@@ -236,18 +259,11 @@ func TestReset(t *testing.T) {
 // TestBlackHole: nothing is answered, on open or new connections, and
 // leaving the hole delivers what waited.
 func TestBlackHole(t *testing.T) {
-	e := newEcho(t)
-	p := newProxy(t, e)
-	c := dial(t, p)
-	mustEcho(t, c, "a")
+	e, p, c := through(t, "a")
 	p.Set(BlackHole)
-	if _, err := roundTrip(c, "held", 200*time.Millisecond); !isTimeout(err) {
-		t.Fatalf("open connection in the hole: %v, want a timeout", err)
-	}
+	wantTimeout(t, c, "held", "open connection in the hole")
 	c2 := dial(t, p)
-	if _, err := roundTrip(c2, "new", 200*time.Millisecond); !isTimeout(err) {
-		t.Fatalf("new connection in the hole: %v, want a timeout", err)
-	}
+	wantTimeout(t, c2, "new", "new connection in the hole")
 	if _, _, ok := e.conn(1); ok {
 		t.Fatal("a connection accepted into the hole reached the server")
 	}
@@ -267,46 +283,29 @@ func TestBlackHole(t *testing.T) {
 // TestHalfOpen: the server sees the connection end, the client sees nothing
 // (no data, no end of stream); leaving HalfOpen resets the client side.
 func TestHalfOpen(t *testing.T) {
-	e := newEcho(t)
-	p := newProxy(t, e)
-	c := dial(t, p)
-	mustEcho(t, c, "a")
+	e, p, c := through(t, "a")
 	p.Set(HalfOpen)
-	poll(t, "the server saw the connection end", func() bool {
-		_, ended, _ := e.conn(0)
-		return ended
-	})
-	if _, err := roundTrip(c, "lost", 200*time.Millisecond); !isTimeout(err) {
-		t.Fatalf("half-open connection: %v, want a timeout (no data, no EOF)", err)
-	}
+	waitEnded(t, e, 0)
+	wantTimeout(t, c, "lost", "half-open connection (no data, no EOF)")
 	if got, _, _ := e.conn(0); got != "a" {
 		t.Fatalf("server got %q, want only %q", got, "a")
 	}
 	p.Set(Pass)
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("after leaving HalfOpen: %v, want ECONNRESET", err)
-	}
+	wantReset(t, c, "after leaving HalfOpen")
 	mustEcho(t, dial(t, p), "b")
 }
 
 // TestResetAfter: the connection is cut after exactly n bytes toward the
 // server, in the middle of what the client wrote.
 func TestResetAfter(t *testing.T) {
-	e := newEcho(t)
-	p := newProxy(t, e)
-	c := dial(t, p)
-	mustEcho(t, c, "0123")
+	e, p, c := through(t, "0123")
 	if n := p.ResetAfter(6); n != 1 {
 		t.Fatalf("armed %d connections, want 1", n)
 	}
 	if _, err := c.Write([]byte("abcdefghijklmnop")); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "the server saw the connection end", func() bool {
-		_, ended, _ := e.conn(0)
-		return ended
-	})
+	waitEnded(t, e, 0)
 	if got, _, _ := e.conn(0); got != "0123abcdef" {
 		t.Fatalf("server got %q, want %q", got, "0123abcdef")
 	}
