@@ -186,7 +186,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		}
 		cl.untrack = tr.Subscribe(cl.invalidated)
 	}
-	cl.obs.note(context.Background(), Note{Kind: NoteClientOpened, Client: cl})
+	cl.obs.note(context.Background(), Note{Kind: NoteClientOpened})
 	cl.startDegraded()
 	return cl, nil
 }
@@ -762,5 +762,5 @@ func (c *Client) Close() {
 	c.states.close()
 	c.stopDegraded()
 	c.clk.Stop()
-	c.obs.note(context.Background(), Note{Kind: NoteClientClosed, Client: c})
+	c.obs.note(context.Background(), Note{Kind: NoteClientClosed})
 }

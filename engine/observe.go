@@ -166,11 +166,12 @@ type Op struct {
 type NoteKind uint8
 
 const (
-	// NoteClientOpened reports a new Client (Note.Client), whose CacheStats an
-	// observer may read from now until NoteClientClosed.
+	// NoteClientOpened reports a new Client. The note does not name it: an
+	// observer that reads a client's CacheStats is handed the client by the
+	// application (obs.Metrics.Watch).
 	NoteClientOpened NoteKind = iota + 1
-	// NoteClientClosed reports that Note.Client was closed; its CacheStats
-	// are final.
+	// NoteClientClosed reports that a Client was closed; its CacheStats are
+	// final.
 	NoteClientClosed
 	// NotePicked reports a pick of the client's balancer: Pod is the pod,
 	// Duration the time the pick took, Strategy the strategy's name.
@@ -227,8 +228,6 @@ type Note struct {
 	Count              int
 	Strategy           string
 	Duration, Delay    time.Duration
-	// Client is the client opened or closed.
-	Client *Client
 }
 
 // observer is an Observer that may be nil: every method does nothing then,

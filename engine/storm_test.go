@@ -161,6 +161,7 @@ func TestPlacedUserCached(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
+		m.Watch(c)
 		pass := func(uids []string) (pods []int) {
 			for _, u := range uids {
 				pod, err := c.ComputeLinkedPod(ctx, ns, u, svc)

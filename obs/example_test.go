@@ -40,6 +40,7 @@ func Example() {
 		panic(err)
 	}
 	defer c.Close()
+	m.Watch(c) // its cache's hits are read from it, not reported one by one
 	for range 3 {
 		_, _ = c.ComputeLinkedPod(ctx, "game", "u42", "room")
 	}

@@ -1,10 +1,10 @@
 package obs
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -35,9 +35,9 @@ var LatencyBuckets = []float64{
 // labels from a bounded set (namespace, service, op, outcome, and pod for
 // placements; never a uid).
 //
-// Cache hits are not observed one by one: the caches of the clients opened
-// with this observer are read when the set is written, so a hit costs
-// nothing here. Everything else is counted as it happens, with no lock
+// Cache hits are not observed one by one: the caches of the clients handed
+// to Watch are read when the set is written or a snapshot taken, so a hit
+// costs nothing here. Everything else is counted as it happens, with no lock
 // beyond the metric's own.
 //
 // The metrics:
@@ -75,19 +75,25 @@ type Metrics struct {
 	services *xsync.Map[svcKey, *svcMetrics]
 
 	invalidations, trackingLost *metrics.Counter
-	invalDelay                  *metrics.PrometheusHistogram
+	invalDelay                  *histogram
 
-	// The caches read at each write: the open clients, plus the final counts
-	// of the closed ones so that counters never go down.
-	mu      sync.Mutex
-	clients map[*engine.Client]struct{}
-	closed  engine.CacheStats
+	// What Snapshot reads, by series: the counters and custom gauges (held
+	// by the set too) and the histograms (written to the set by writeOwn).
+	counters *xsync.Map[string, *metrics.Counter]
+	gauges   *xsync.Map[string, *metrics.Gauge]
+	hists    *xsync.Map[string, *histogram]
+
+	// mu guards clients and unwatched: the caches read at each write, and
+	// the final counts of the clients unwatched, so that counters never go
+	// down.
+	mu        sync.Mutex
+	clients   map[*engine.Client]struct{}
+	unwatched engine.CacheStats
 	// Counts from the old API's RecordCacheHit/Miss and SetCacheSize.
 	manualHits, manualMisses atomic.Uint64
 	manualSize               atomic.Int64
 
-	customMu sync.Mutex
-	custom   map[string]bool
+	customMu sync.Mutex // serializes AddCustomMetric
 }
 
 // opKey names one series of an operation metric.
@@ -97,7 +103,7 @@ type opKey struct{ ns, svc, op, outcome string }
 // histogram is shared by the outcomes of an op).
 type opMetrics struct {
 	count    *metrics.Counter
-	duration *metrics.PrometheusHistogram
+	duration *histogram
 }
 
 type svcKey struct{ ns, svc string }
@@ -105,7 +111,7 @@ type svcKey struct{ ns, svc string }
 // svcMetrics are the per-service counters.
 type svcMetrics struct {
 	stale, relinks, conflicts, hbFailures, skipped *metrics.Counter
-	pickDuration                                   *metrics.PrometheusHistogram
+	pickDuration                                   *histogram
 	mu                                             sync.Mutex
 	picks                                          map[string]*metrics.Counter // by strategy
 	placements                                     map[int]*atomic.Uint64
@@ -118,19 +124,57 @@ func NewMetrics(set *metrics.Set) *Metrics {
 		set = metrics.NewSet()
 	}
 	m := &Metrics{
-		set:           set,
-		ops:           xsync.NewMap[opKey, *opMetrics](),
-		rts:           xsync.NewMap[opKey, *opMetrics](),
-		checks:        xsync.NewMap[opKey, *opMetrics](),
-		services:      xsync.NewMap[svcKey, *svcMetrics](),
-		invalidations: set.GetOrCreateCounter(Prefix + "invalidations_total"),
-		trackingLost:  set.GetOrCreateCounter(Prefix + "tracking_lost_total"),
-		invalDelay:    set.GetOrCreatePrometheusHistogramExt(Prefix+"invalidation_delay_seconds", LatencyBuckets),
-		clients:       map[*engine.Client]struct{}{},
-		custom:        map[string]bool{},
+		set:      set,
+		ops:      xsync.NewMap[opKey, *opMetrics](),
+		rts:      xsync.NewMap[opKey, *opMetrics](),
+		checks:   xsync.NewMap[opKey, *opMetrics](),
+		services: xsync.NewMap[svcKey, *svcMetrics](),
+		counters: xsync.NewMap[string, *metrics.Counter](),
+		gauges:   xsync.NewMap[string, *metrics.Gauge](),
+		hists:    xsync.NewMap[string, *histogram](),
+		clients:  map[*engine.Client]struct{}{},
 	}
-	set.RegisterMetricsWriter(m.writeComputed)
+	m.invalidations = m.counter(Prefix + "invalidations_total")
+	m.trackingLost = m.counter(Prefix + "tracking_lost_total")
+	m.invalDelay = m.histogram(Prefix + "invalidation_delay_seconds")
+	set.RegisterMetricsWriter(m.writeOwn)
 	return m
+}
+
+// counter returns the set's counter named series, registered for Snapshot.
+func (m *Metrics) counter(series string) *metrics.Counter {
+	c := m.set.GetOrCreateCounter(series)
+	m.counters.Store(series, c)
+	return c
+}
+
+// histogram returns the histogram named series, creating it on first use.
+func (m *Metrics) histogram(series string) *histogram {
+	h, _ := m.hists.LoadOrCompute(series, func() (*histogram, bool) { return newHistogram(), false })
+	return h
+}
+
+// Watch adds the link cache of c to the stickyroute_cache_* metrics: its
+// counts are read whenever the set is written or a snapshot taken. A client
+// watched twice is counted once.
+func (m *Metrics) Watch(c *engine.Client) {
+	m.mu.Lock()
+	m.clients[c] = struct{}{}
+	m.mu.Unlock()
+}
+
+// Unwatch stops reading the cache of c, usually once c is closed: its hits,
+// misses and evictions stay in the totals (counters never go down), its
+// entries and capacity leave the gauges. A closed client still answers
+// CacheStats, so until it is unwatched its final counts and last size stay
+// in the metrics.
+func (m *Metrics) Unwatch(c *engine.Client) {
+	m.mu.Lock()
+	if _, ok := m.clients[c]; ok {
+		delete(m.clients, c)
+		addCounts(&m.unwatched, c.CacheStats())
+	}
+	m.mu.Unlock()
 }
 
 // Set returns the set the metrics are recorded into.
@@ -165,21 +209,9 @@ func (m *Metrics) End(_ context.Context, op *engine.Op) {
 // Note implements engine.Observer.
 func (m *Metrics) Note(_ context.Context, n engine.Note) {
 	switch n.Kind {
-	case engine.NoteClientOpened:
-		m.mu.Lock()
-		m.clients[n.Client] = struct{}{}
-		m.mu.Unlock()
-	case engine.NoteClientClosed:
-		st := n.Client.CacheStats()
-		m.mu.Lock()
-		if _, ok := m.clients[n.Client]; ok {
-			delete(m.clients, n.Client)
-			addCounts(&m.closed, st)
-		}
-		m.mu.Unlock()
 	case engine.NotePicked:
 		sm := m.service(n.Namespace, n.Service)
-		sm.pick(m.set, n.Namespace, n.Service, n.Strategy).Inc()
+		m.pick(sm, n.Namespace, n.Service, n.Strategy).Inc()
 		sm.pickDuration.Update(n.Duration.Seconds())
 	case engine.NotePlaced:
 		m.service(n.Namespace, n.Service).placed(n.Pod)
@@ -230,8 +262,8 @@ func (m *Metrics) op(tab *xsync.Map[opKey, *opMetrics], family string, k opKey) 
 		}
 		durName := strings.TrimSuffix(family, "s") + "_duration_seconds"
 		return &opMetrics{
-			count:    m.set.GetOrCreateCounter(Prefix + family + "_total" + labels),
-			duration: m.set.GetOrCreatePrometheusHistogramExt(Prefix+durName+durLabels, LatencyBuckets),
+			count:    m.counter(Prefix + family + "_total" + labels),
+			duration: m.histogram(Prefix + durName + durLabels),
 		}, false
 	})
 	return om
@@ -246,12 +278,12 @@ func (m *Metrics) service(ns, svc string) *svcMetrics {
 	sm, _ := m.services.LoadOrCompute(k, func() (*svcMetrics, bool) {
 		l := labelSet("namespace", ns, "service", svc)
 		return &svcMetrics{
-			stale:        m.set.GetOrCreateCounter(Prefix + "cache_stale_total" + l),
-			relinks:      m.set.GetOrCreateCounter(Prefix + "relinks_total" + l),
-			conflicts:    m.set.GetOrCreateCounter(Prefix + "claim_conflicts_total" + l),
-			hbFailures:   m.set.GetOrCreateCounter(Prefix + "heartbeat_failures_total" + l),
-			skipped:      m.set.GetOrCreateCounter(Prefix + "state_fields_skipped_total" + l),
-			pickDuration: m.set.GetOrCreatePrometheusHistogramExt(Prefix+"balancer_pick_duration_seconds"+l, LatencyBuckets),
+			stale:        m.counter(Prefix + "cache_stale_total" + l),
+			relinks:      m.counter(Prefix + "relinks_total" + l),
+			conflicts:    m.counter(Prefix + "claim_conflicts_total" + l),
+			hbFailures:   m.counter(Prefix + "heartbeat_failures_total" + l),
+			skipped:      m.counter(Prefix + "state_fields_skipped_total" + l),
+			pickDuration: m.histogram(Prefix + "balancer_pick_duration_seconds" + l),
 			picks:        map[string]*metrics.Counter{},
 			placements:   map[int]*atomic.Uint64{},
 		}, false
@@ -259,13 +291,13 @@ func (m *Metrics) service(ns, svc string) *svcMetrics {
 	return sm
 }
 
-// pick returns the pick counter of strategy.
-func (sm *svcMetrics) pick(set *metrics.Set, ns, svc, strategy string) *metrics.Counter {
+// pick returns the pick counter of strategy in sm.
+func (m *Metrics) pick(sm *svcMetrics, ns, svc, strategy string) *metrics.Counter {
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	c := sm.picks[strategy]
 	if c == nil {
-		c = set.GetOrCreateCounter(Prefix + "balancer_picks_total" + labelSet("namespace", ns, "service", svc, "strategy", strategy))
+		c = m.counter(Prefix + "balancer_picks_total" + labelSet("namespace", ns, "service", svc, "strategy", strategy))
 		sm.picks[strategy] = c
 	}
 	return c
@@ -283,11 +315,11 @@ func (sm *svcMetrics) placed(pod int) {
 	c.Add(1)
 }
 
-// cacheStats sums the caches of the open clients, the final counts of the
-// closed ones and the counts recorded by hand.
+// cacheStats sums the caches of the watched clients, the final counts of the
+// unwatched ones and the counts recorded by hand.
 func (m *Metrics) cacheStats() engine.CacheStats {
 	m.mu.Lock()
-	sum := m.closed
+	sum := m.unwatched
 	sum.Size, sum.MaxEntries = 0, 0
 	for c := range m.clients {
 		st := c.CacheStats()
@@ -311,17 +343,21 @@ func addCounts(sum *engine.CacheStats, st engine.CacheStats) {
 	sum.Invalidations += st.Invalidations
 }
 
-// writeComputed writes the metrics read at write time: the caches and the
-// placement counts and skew.
-func (m *Metrics) writeComputed(w io.Writer) {
+// own calls f with every series of m that the set does not hold: the
+// histograms, and what is read at the time (the caches, the placement counts
+// and skew). typ is the Prometheus type of the series' family.
+func (m *Metrics) own(f func(series, typ string, v float64)) {
+	for name, h := range m.hists.All() {
+		h.read(name, func(series string, v float64) { f(series, "histogram", v) })
+	}
 	st := m.cacheStats()
-	metrics.WriteCounterUint64(w, Prefix+"cache_hits_total", st.Hits)
-	metrics.WriteCounterUint64(w, Prefix+"cache_misses_total", st.Misses)
-	metrics.WriteCounterUint64(w, Prefix+`cache_evictions_total{reason="capacity"}`, st.Evictions)
-	metrics.WriteCounterUint64(w, Prefix+`cache_evictions_total{reason="expired"}`, st.Expired)
-	metrics.WriteCounterUint64(w, Prefix+`cache_evictions_total{reason="invalidated"}`, st.Invalidations)
-	metrics.WriteGaugeUint64(w, Prefix+"cache_entries", uint64(st.Size))
-	metrics.WriteGaugeUint64(w, Prefix+"cache_capacity", uint64(st.MaxEntries))
+	f(Prefix+"cache_hits_total", "counter", float64(st.Hits))
+	f(Prefix+"cache_misses_total", "counter", float64(st.Misses))
+	f(Prefix+`cache_evictions_total{reason="capacity"}`, "counter", float64(st.Evictions))
+	f(Prefix+`cache_evictions_total{reason="expired"}`, "counter", float64(st.Expired))
+	f(Prefix+`cache_evictions_total{reason="invalidated"}`, "counter", float64(st.Invalidations))
+	f(Prefix+"cache_entries", "gauge", float64(st.Size))
+	f(Prefix+"cache_capacity", "gauge", float64(st.MaxEntries))
 
 	for k, sm := range m.services.All() {
 		sm.mu.Lock()
@@ -339,14 +375,38 @@ func (m *Metrics) writeComputed(w io.Writer) {
 		}
 		var total, most uint64
 		for i, p := range pods {
-			metrics.WriteCounterUint64(w, Prefix+"placements_total"+
-				labelSet("namespace", k.ns, "service", k.svc, "pod", strconv.Itoa(p)), counts[i])
+			f(Prefix+"placements_total"+labelSet("namespace", k.ns, "service", k.svc, "pod", strconv.Itoa(p)),
+				"counter", float64(counts[i]))
 			total += counts[i]
 			most = max(most, counts[i])
 		}
 		skew := float64(most) / (float64(total) / float64(len(pods)))
-		metrics.WriteGaugeFloat64(w, Prefix+"placement_skew"+labelSet("namespace", k.ns, "service", k.svc), skew)
+		f(Prefix+"placement_skew"+labelSet("namespace", k.ns, "service", k.svc), "gauge", skew)
 	}
+}
+
+// writeOwn writes the series of own in the Prometheus text format: the set
+// calls it when it is written.
+func (m *Metrics) writeOwn(w io.Writer) {
+	var b []byte
+	last := ""
+	m.own(func(series, typ string, v float64) {
+		family, _, _ := strings.Cut(series, "{")
+		if typ == "histogram" {
+			family = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(family, "_bucket"), "_sum"), "_count")
+		}
+		if family != last { // HELP and TYPE once per family, when enabled
+			metrics.WriteMetadataIfNeeded(w, family, typ)
+			last = family
+		}
+		b = append(append(b[:0], series...), ' ')
+		if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+			b = strconv.AppendInt(b, int64(v), 10)
+		} else {
+			b = strconv.AppendFloat(b, v, 'g', -1, 64)
+		}
+		_, _ = w.Write(append(b, '\n'))
+	})
 }
 
 // labelSet renders name/value pairs as a Prometheus label set, values escaped.
@@ -429,27 +489,29 @@ func (m *Metrics) AddCustomMetric(name string, value func() float64) error {
 	full := Prefix + strings.TrimPrefix(name, Prefix)
 	m.customMu.Lock()
 	defer m.customMu.Unlock()
-	if m.custom[full] {
+	if _, ok := m.gauges.Load(full); ok {
 		return fmt.Errorf("obs: custom metric %q already added", full)
 	}
-	m.custom[full] = true
-	m.set.NewGauge(full, value)
+	m.gauges.Store(full, m.set.NewGauge(full, value))
 	return nil
 }
 
-// GetMetrics returns every series of the set as it would be exposed now:
+// GetMetrics returns every series of m as it would be exposed now:
 // "name{labels}" → value (histograms as their _bucket, _sum and _count
 // series).
 func (m *Metrics) GetMetrics() map[string]float64 { return m.Snapshot().Values }
 
-// Snapshot reads every series of the set now.
+// Snapshot reads every series of m now, from the metrics themselves: the
+// series and values its part of the set's Prometheus text shows (metrics the
+// application added to the set are not included).
 func (m *Metrics) Snapshot() Snapshot {
-	var b bytes.Buffer
-	m.set.WritePrometheus(&b)
-	s, err := ParseSnapshot(b.Bytes())
-	if err != nil {
-		// The set writes valid text; a failure here is a bug in this package.
-		panic(err)
+	s := Snapshot{Time: time.Now(), Values: map[string]float64{}}
+	for series, c := range m.counters.All() {
+		s.Values[series] = float64(c.Get())
 	}
+	for series, g := range m.gauges.All() {
+		s.Values[series] = g.Get()
+	}
+	m.own(func(series, _ string, v float64) { s.Values[series] = v })
 	return s
 }

@@ -98,6 +98,7 @@ func TestMetricsAfterEngineCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Close)
+		m.Watch(c)
 		real := b.Mini == nil
 		uids := []string{"u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9"}
 		svcLabels := []string{"namespace", ns, "service", svc}
@@ -351,4 +352,99 @@ func TestLabelValuesEscaped(t *testing.T) {
 	if len(smp) != 1 || smp[0].Value != 1 {
 		t.Fatalf("samples = %+v, want one with value 1", smp)
 	}
+}
+
+// quiet returns metrics that have seen traffic of every kind, on the
+// embedded Redis, with the servers stopped and the client closed (but still
+// watched) so that nothing moves any more.
+func quiet(t *testing.T) (*obs.Metrics, *engine.Client) {
+	t.Helper()
+	b := redistest.Open(t, redistest.Embedded)
+	ctx, ns := redistest.Ctx(t), redistest.Namespace(t)
+	m := obs.NewMetrics(nil)
+	srv, err := engine.NewServer(engine.ServerConfig{Store: store.New(b.Client), Namespace: ns, Service: svc,
+		Timing: timing, MaxRequest: 100 * time.Millisecond, Drain: 200 * time.Millisecond, Observer: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := engine.NewClient(engine.ClientConfig{Store: store.New(b.Client), Timing: timing,
+		Cache: engine.CacheConfig{MaxEntries: 100}, Observer: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Watch(c)
+	for i := range 20 {
+		if _, err := c.ComputeLinkedPod(ctx, ns, "u"+strconv.Itoa(i%10), svc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.GetLinkedPodNotCache(ctx, ns, "nobody", svc); err != nil {
+		t.Fatal(err)
+	}
+	m.RecordHealthCheck(`we"ird`, "back\\slash\n", 1500*time.Microsecond, false)
+	m.RecordLoadBalancerRequest(ns, "other", 30*time.Microsecond)
+	if err := m.AddCustomMetric("ratio", func() float64 { return 0.25 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	return m, c
+}
+
+// TestSnapshotMatchesText: the snapshot, read from the metrics, holds
+// exactly the series and values of the Prometheus text, parsed back.
+func TestSnapshotMatchesText(t *testing.T) {
+	m, c := quiet(t)
+	same := func(when string) {
+		t.Helper()
+		got, want := m.Snapshot(), exposed(t, m)
+		for k, v := range want.Values {
+			if g, ok := got.Values[k]; !ok || g != v {
+				t.Errorf("%s: %s = %v (present %v) in the snapshot, %v in the text", when, k, g, ok, v)
+			}
+		}
+		for k, v := range got.Values {
+			if _, ok := want.Values[k]; !ok {
+				t.Errorf("%s: %s = %v in the snapshot only", when, k, v)
+			}
+		}
+		if n := len(want.Values); n < 100 {
+			t.Errorf("%s: %d series, want a Metrics that has seen traffic", when, n)
+		}
+	}
+	same("watched")
+	m.Unwatch(c)
+	same("unwatched")
+}
+
+// TestWatch: the cache metrics read the watched clients; an unwatched
+// client's counts stay in the totals and its entries leave the gauges.
+func TestWatch(t *testing.T) {
+	m, c := quiet(t)
+	st := c.CacheStats()
+	if st.Hits != 10 || st.Misses != 10 || st.Size != 10 {
+		t.Fatalf("client cache %+v, want 10 hits, 10 misses, 10 entries", st)
+	}
+	check := func(when string, entries, capacity float64) {
+		t.Helper()
+		s := m.Snapshot()
+		for name, want := range map[string]float64{"cache_hits_total": 10, "cache_misses_total": 10,
+			"cache_entries": entries, "cache_capacity": capacity} {
+			if got := s.Sum(obs.Prefix + name); got != want {
+				t.Errorf("%s: %s = %v, want %v", when, name, got, want)
+			}
+		}
+	}
+	check("closed, watched", 10, 100)
+	m.Watch(c) // once only
+	check("watched twice", 10, 100)
+	m.Unwatch(c)
+	check("unwatched", 0, 0)
+	m.Unwatch(c) // no-op
+	check("unwatched twice", 0, 0)
 }

@@ -180,6 +180,7 @@ func (s *sim) startFleet(ctx context.Context) error {
 			return err
 		}
 		s.clients = append(s.clients, c)
+		s.metrics.Watch(c) // for the analyzer's cache hit ratio
 	}
 	return nil
 }
@@ -201,6 +202,7 @@ func (s *sim) closeFleet() {
 	wg.Wait()
 	for _, c := range s.clients {
 		c.Close()
+		s.metrics.Unwatch(c)
 	}
 	for _, f := range s.closers {
 		f()
