@@ -430,12 +430,8 @@ func (s *Server) Start(ctx context.Context) error {
 			return ErrClosed
 		case starting:
 			// Another Start is publishing; its outcome is ours.
-			trans := s.trans
-			s.mu.Unlock()
-			select {
-			case <-trans:
-			case <-ctx.Done():
-				return ctx.Err()
+			if err := s.awaitTransition(ctx); err != nil {
+				return err
 			}
 			s.mu.Lock()
 			continue
@@ -485,9 +481,7 @@ func (s *Server) Start(ctx context.Context) error {
 		// is overwritten rather than left alive until it goes stale.
 		s.phase, s.withdrawn = closed, true
 		s.routing.Store(uint32(Shutdown))
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopPublishTimeout)
-		_ = s.publish(wctx)
-		cancel()
+		_ = s.publishWithin(context.WithoutCancel(ctx))
 		return ErrClosed
 	default:
 		s.phase = idle
@@ -523,22 +517,13 @@ func (s *Server) Stop(ctx context.Context) error {
 			s.mu.Unlock()
 			return nil
 		case stopping:
-			trans := s.trans
-			s.mu.Unlock()
-			select {
-			case <-trans:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return s.awaitTransition(ctx)
 		case starting:
 			// Abort the first publish (its wait is short once cancelled),
 			// then see where Start left the Server.
 			s.stopReq = true
 			s.startCancel()
-			trans := s.trans
-			s.mu.Unlock()
-			<-trans
+			_ = s.awaitTransition(context.Background())
 			s.mu.Lock()
 			continue
 		}
@@ -565,9 +550,7 @@ func (s *Server) Stop(ctx context.Context) error {
 
 	// The heartbeats keep publishing DenyNewCall through the drain, so a
 	// failure here is retried by them.
-	pctx, cancel := context.WithTimeout(ctx, stopPublishTimeout)
-	_ = s.publish(pctx)
-	cancel()
+	_ = s.publishWithin(ctx)
 
 	var drainErr error
 	t := time.NewTimer(s.drain)
@@ -586,9 +569,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.withdrawn = true
 	s.routing.Store(uint32(Shutdown))
 	s.mu.Unlock()
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopPublishTimeout)
-	pubErr := s.publish(fctx)
-	cancel()
+	pubErr := s.publishWithin(context.WithoutCancel(ctx))
 
 	s.mu.Lock()
 	s.phase = closed
@@ -599,6 +580,20 @@ func (s *Server) Stop(ctx context.Context) error {
 		pubErr = fmt.Errorf("engine: publishing Shutdown: %w", pubErr)
 	}
 	return errors.Join(drainErr, pubErr)
+}
+
+// awaitTransition waits for the starting or stopping phase in progress to
+// end, or for ctx to, and returns ctx.Err() in the latter case. It is called
+// with s.mu held and returns with it released.
+func (s *Server) awaitTransition(ctx context.Context) error {
+	trans := s.trans
+	s.mu.Unlock()
+	select {
+	case <-trans:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Stats returns the Server's counters. It does not block on Redis.
@@ -628,6 +623,14 @@ func (s *Server) publish(ctx context.Context) error {
 	_, err := s.st.SetServiceState(rctx, s.ns, s.svc, s.pod, load, s.GetRoutingState())
 	s.obs.end(rctx, rt, err)
 	return err
+}
+
+// publishWithin publishes with stopPublishTimeout at the most (less when ctx
+// ends sooner): the publishes of a Start cut short and of Stop.
+func (s *Server) publishWithin(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, stopPublishTimeout)
+	defer cancel()
+	return s.publish(ctx)
 }
 
 // loop runs the heartbeats and the workload duty until ctx ends, then
