@@ -16,10 +16,7 @@ import (
 func ExampleClient() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := embedded.Dial(store.DialConfig{}) // embedded Redis
-	if err != nil {
-		panic(err)
-	}
+	st := embedded.MustDial(store.DialConfig{}) // embedded Redis
 	defer st.Close()
 	_, _ = st.SetServiceState(ctx, "game", "room", 0, 80, store.Ready)
 	_, _ = st.SetServiceState(ctx, "game", "room", 1, 5, store.Ready)
@@ -47,10 +44,7 @@ func ExampleClient() {
 func ExampleStates() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := embedded.Dial(store.DialConfig{})
-	if err != nil {
-		panic(err)
-	}
+	st := embedded.MustDial(store.DialConfig{})
 	defer st.Close()
 	_, _ = st.SetServiceState(ctx, "game", "room", 0, 10, store.Ready)
 	_, _ = st.SetServiceState(ctx, "game", "room", 1, 10, store.DenyNewCall)

@@ -18,10 +18,7 @@ func ExampleServer() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	st, err := embedded.Dial(store.DialConfig{}) // embedded Redis; store.Dial with Addrs for a real one
-	if err != nil {
-		log.Fatal(err)
-	}
+	st := embedded.MustDial(store.DialConfig{}) // embedded Redis; store.Dial with Addrs for a real one
 	defer st.Close()
 
 	srv, err := engine.NewServer(engine.ServerConfig{

@@ -10,4 +10,7 @@
 //	s, err := embedded.Dial(store.DialConfig{}) // store.Dial with an embedded Redis it owns
 //	if err != nil { ... }
 //	defer s.Close() // stops the embedded Redis too
+//
+// MustDial, which panics instead of returning an error, keeps examples and
+// tests short.
 package embedded

@@ -50,3 +50,13 @@ func Dial(cfg store.DialConfig) (*store.Redis, error) {
 	cfg.Embedded = srv
 	return store.Dial(cfg)
 }
+
+// MustDial is Dial for examples, tests and demos: it panics if the embedded
+// Redis cannot start or the store cannot dial it.
+func MustDial(cfg store.DialConfig) *store.Redis {
+	s, err := Dial(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
