@@ -188,6 +188,10 @@ type linkCache struct {
 	base     int64         // clk.Millis() at construction: the zero of access times
 	decay    uint32        // milliseconds of idleness that cost one frequency level
 	policy   Eviction
+	// deg says whether an expired entry may still be served (its service
+	// is in an outage); read only once an entry has expired. nil in a bare
+	// cache. Set by NewClient.
+	deg *degraded
 
 	// Read on the miss path only.
 	ttl       int64 // milliseconds
@@ -269,7 +273,7 @@ func (c *linkCache) get(h uint64, ns, name, uid string) (pod int, svc *service, 
 		return -1, nil, false
 	}
 	now := c.clk.Millis()
-	if now >= e.expiry() && !e.svc.view.servesStale(e.expiry(), now) {
+	if now >= e.expiry() && !c.deg.servesStale(e.svc, e.expiry(), now) {
 		c.dropExpired(h, now)
 		c.stripe().misses.Add(1)
 		return -1, nil, false
@@ -286,7 +290,7 @@ func (c *linkCache) peek(h uint64, ns, name, uid string) (pod int, svc *service,
 	if !found || !e.is(ns, name, uid) {
 		return -1, nil, false
 	}
-	if now := c.clk.Millis(); now >= e.expiry() && !e.svc.view.servesStale(e.expiry(), now) {
+	if now := c.clk.Millis(); now >= e.expiry() && !c.deg.servesStale(e.svc, e.expiry(), now) {
 		return -1, nil, false
 	}
 	return int(e.pod), e.svc, true

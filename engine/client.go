@@ -46,8 +46,8 @@ type Client struct {
 	// time this client sent its latest write of a link key (by key hash), so
 	// that the invalidation the write causes reports the tracking lag.
 	writes *xsync.Map[uint64, int64]
-	// deg is the degraded mode's state (degraded.go, reconcile.go).
-	deg clientDegraded
+	// deg is the client's degraded mode (degraded.go, reconcile.go).
+	deg *degraded
 }
 
 // call is one cache miss in progress, which other callers for the same key
@@ -178,8 +178,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		bal.Band = lb.Band{Min: cfg.LoadBandMin, Ratio: cfg.LoadBandRatio}
 	}
 	newBal := func() (*lb.Balancer, error) { return lb.New(bal) }
-	cl.initDegraded(cfg.Degraded)
-	cl.states = newStates(cfg.Store, cfg.Timing, cfg.Degraded.DetectAfter, cl.clk, newBal, cl.obs, &cl.deg.policy)
+	cl.deg = newDegraded(cfg.Degraded, cfg.Staleness)
+	cl.cache.deg = cl.deg
+	cl.states = newStates(cfg.Store, cfg.Timing, cfg.Degraded.DetectAfter, cl.clk, newBal, cl.obs, cl.deg)
 	if tr := cfg.Store.Tracker(); tr != nil {
 		if cl.obs.o != nil {
 			cl.writes = xsync.NewMap[uint64, int64]()

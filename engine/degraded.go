@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/puzpuzpuz/xsync/v4"
 
 	"github.com/stickyroute/stickyroute/lb"
 	"github.com/stickyroute/stickyroute/store"
@@ -140,17 +143,62 @@ func (d DegradedConfig) withDefaults(refresh time.Duration) (DegradedConfig, err
 	return d, nil
 }
 
-// degradedPolicy is what States needs of the client's DegradedConfig.
-type degradedPolicy struct {
-	// maxStale is MaxStaleness in ms; ≤ 0 when off.
-	maxStale int64
-	// recovered is called (from the refresher) when a service's refresh
-	// succeeds after an outage.
-	recovered func()
-	// unreachable is called when a refresh finds the store unreachable.
-	unreachable func()
+// degraded is a Client's degraded mode, whole: its settings and counters,
+// each service's outage state, the placements an outage made that wait to
+// be written (reconcile.go), the revalidation owed after tracking was lost,
+// and the goroutine that does both. The Client owns it; its States reports
+// every refresh to it (loaded, carry), and its cache asks it whether an
+// expired entry may still be served (servesStale).
+type degraded struct {
+	cfg DegradedConfig
+	// maxStale is MaxStaleness in ms (≤ 0: off); carryFor is
+	// Timing.Staleness in ms, how long the pods an outage kept alive stay
+	// routable after it.
+	maxStale, carryFor int64
 
-	outages, recoveries atomic.Uint64
+	// services holds each service's outage state, from its first refresh
+	// on; ndown counts the services in an outage, so that the cache reads
+	// the map only during one.
+	services *xsync.Map[*service, *svcOutage]
+	ndown    atomic.Int32
+
+	pending  *xsync.Map[uint64, pendingLink]
+	npending atomic.Int64
+
+	// lost is the local time of the latest tracking loss; revalidated the
+	// loss the latest complete revalidation covered (only the worker
+	// writes it).
+	lost, revalidated atomic.Int64
+
+	kick chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	outages, recoveries                                  atomic.Uint64
+	failedFast, placed, reconciled, conflicts, abandoned atomic.Uint64
+	trackingLost, confirmed, dropped                     atomic.Uint64
+}
+
+// newDegraded returns the degraded mode of a client configured with cfg
+// (defaulted) and staleness; its worker starts with start.
+func newDegraded(cfg DegradedConfig, staleness time.Duration) *degraded {
+	return &degraded{
+		cfg:      cfg,
+		maxStale: cfg.MaxStaleness.Milliseconds(),
+		carryFor: staleness.Milliseconds(),
+		services: xsync.NewMap[*service, *svcOutage](),
+		pending:  xsync.NewMap[uint64, pendingLink](),
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+	}
+}
+
+// wake asks the worker for a round now.
+func (d *degraded) wake() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
 }
 
 // outage is a service's time without a successful refresh, in local coarse ms.
@@ -168,15 +216,13 @@ type carriedPod struct {
 	load  int64
 }
 
-// viewDegraded is a view's outage state.
-type viewDegraded struct {
-	// lastGood is the local time of the last successful load; 0 before.
-	lastGood atomic.Int64
+// svcOutage is one service's outage state.
+type svcOutage struct {
 	// outage is set while the refreshes fail because the store is
 	// unreachable. Read by cache hits on expired entries, without a lock.
 	outage atomic.Pointer[outage]
 
-	// carried, carriedUntil and fails are guarded by view.loadMu.
+	// carried, carriedUntil and fails are guarded by the view's loadMu.
 	carried      []carriedPod
 	carriedUntil int64
 	// fails counts the refreshes in a row that found the store unreachable.
@@ -190,45 +236,60 @@ type viewDegraded struct {
 // detection window in vain declares it alone.
 const outageAfter = 2
 
-// down reports whether the service's store was unreachable at the latest refresh.
-func (v *view) down() bool { return v.deg.outage.Load() != nil }
+// service returns sv's outage state, creating it on first use.
+func (d *degraded) service(sv *service) *svcOutage {
+	o, _ := d.services.LoadOrCompute(sv, func() (*svcOutage, bool) { return &svcOutage{}, false })
+	return o
+}
 
-// servesStale reports whether a cache entry that expired at exp may still be
-// served at now: its service is in an outage that began while the entry was
-// live, and what the client knew then is still trusted.
-func (v *view) servesStale(exp, now int64) bool {
-	if v == nil {
-		return false // a bare cache in tests
+// current returns the outage sv is in, or nil. It takes no lock and
+// allocates nothing.
+func (d *degraded) current(sv *service) *outage {
+	if d == nil || d.ndown.Load() == 0 {
+		return nil
 	}
-	o := v.deg.outage.Load()
+	if st, ok := d.services.Load(sv); ok {
+		return st.outage.Load()
+	}
+	return nil
+}
+
+// down reports whether sv's store was unreachable at the latest refresh.
+func (d *degraded) down(sv *service) bool { return d.current(sv) != nil }
+
+// servesStale reports whether a cache entry of sv that expired at exp may
+// still be served at now: its service is in an outage that began while the
+// entry was live, and what the client knew then is still trusted. A nil d
+// (a bare cache in tests) serves nothing stale.
+func (d *degraded) servesStale(sv *service, exp, now int64) bool {
+	o := d.current(sv)
 	return o != nil && exp > o.since && now < o.until
 }
 
 // loaded is the refresher's report of one load of v. waited says the
 // refresh's own deadline (the detection window, or a period during an
 // outage) ran out.
-func (s *States) loaded(v *view, err error, waited bool) {
-	if !unreachable(err, waited) || s.deg == nil {
+func (d *degraded) loaded(v *view, err error, waited bool) {
+	if !unreachable(err, waited) {
 		return
 	}
 	v.loadMu.Lock()
 	defer v.loadMu.Unlock()
-	v.deg.fails++
+	st := d.service(v.svc)
+	st.fails++
 	if waited {
 		// No answer for the whole window: unreachable now.
-		v.deg.fails = max(v.deg.fails, outageAfter)
+		st.fails = max(st.fails, outageAfter)
 	}
-	good := v.deg.lastGood.Load()
-	if good == 0 || v.deg.outage.Load() != nil || v.deg.fails < outageAfter {
+	good := v.loadedAt.Load()
+	if good == 0 || st.outage.Load() != nil || st.fails < outageAfter {
 		return // nothing known yet, the outage is already recorded, or not yet one
 	}
-	o := &outage{since: good, until: good + s.deg.maxStale}
-	v.deg.outage.Store(o)
-	s.deg.outages.Add(1)
-	if s.deg.unreachable != nil {
-		s.deg.unreachable()
-	}
-	if s.deg.maxStale <= 0 {
+	o := &outage{since: good, until: good + d.maxStale}
+	d.ndown.Add(1) // before the store: current must not miss the outage
+	st.outage.Store(o)
+	d.outages.Add(1)
+	if d.maxStale <= 0 {
 		return
 	}
 	// The pods were alive at the last read and cannot have published since
@@ -259,41 +320,38 @@ func unreachable(err error, waited bool) bool {
 	return waited || !errors.Is(err, context.DeadlineExceeded)
 }
 
-// carry runs inside a successful load of v, with v.loadMu held, before snap
-// is published: it ends an outage, and keeps the pods the outage kept alive
+// carry runs inside a successful load of v at local, with v.loadMu held,
+// before snap is published: it ends an outage, and keeps the pods the outage kept alive
 // routable (and accepting, as they were) for one staleness window from now,
 // unless snap has fresh news of them. It returns the accepting pods to give
 // the balancer.
-func (s *States) carry(v *view, snap *podSnapshot, accepting []lb.Pod, local int64) []lb.Pod {
-	v.deg.lastGood.Store(local)
-	v.deg.fails = 0
-	if s.deg == nil {
-		return accepting
-	}
-	if v.deg.outage.Swap(nil) != nil {
-		s.deg.recoveries.Add(1)
-		v.deg.carried, v.deg.carriedUntil = nil, 0
-		if prev := v.snap.Load(); prev != nil && s.deg.maxStale > 0 {
+func (d *degraded) carry(v *view, snap *podSnapshot, accepting []lb.Pod, local int64) []lb.Pod {
+	st := d.service(v.svc)
+	st.fails = 0
+	if st.outage.Swap(nil) != nil {
+		d.ndown.Add(-1)
+		d.recoveries.Add(1)
+		st.carried, st.carriedUntil = nil, 0
+		if prev := v.snap.Load(); prev != nil && d.maxStale > 0 {
 			loads := map[int]int64{}
 			for _, p := range prev.Pods {
 				loads[p.Pod] = p.Load
 			}
 			for pod, f := range prev.flags {
 				if f != 0 && prev.aliveUntil[pod] >= local {
-					v.deg.carried = append(v.deg.carried, carriedPod{pod: pod, flags: f, load: loads[pod]})
+					st.carried = append(st.carried, carriedPod{pod: pod, flags: f, load: loads[pod]})
 				}
 			}
-			v.deg.carriedUntil = local + s.timing.Staleness.Milliseconds()
+			st.carriedUntil = local + d.carryFor
 		}
-		if s.deg.recovered != nil {
-			defer s.deg.recovered()
-		}
+		// The pending placements can be written now.
+		defer d.wake()
 	}
-	if local >= v.deg.carriedUntil {
-		v.deg.carried = nil
+	if local >= st.carriedUntil {
+		st.carried = nil
 		return accepting
 	}
-	for _, c := range v.deg.carried {
+	for _, c := range st.carried {
 		if c.pod < len(snap.flags) && local <= snap.aliveUntil[c.pod] {
 			continue // it published again: the fresh state rules
 		}
@@ -302,7 +360,7 @@ func (s *States) carry(v *view, snap *podSnapshot, accepting []lb.Pod, local int
 			snap.aliveUntil = append(snap.aliveUntil, make([]int64, c.pod+1-len(snap.aliveUntil))...)
 		}
 		snap.flags[c.pod] = c.flags
-		snap.aliveUntil[c.pod] = v.deg.carriedUntil
+		snap.aliveUntil[c.pod] = st.carriedUntil
 		if c.flags&flagAccepting != 0 {
 			accepting = append(accepting, lb.Pod{Index: c.pod, Load: c.load})
 		}

@@ -116,7 +116,7 @@ func (s *States) commit(v *view, r lb.PickResult, now int64) {
 	l.since++
 	due := l.since >= earlyAfter
 	l.mu.Unlock()
-	if due && now-v.deg.lastGood.Load() >= s.earlyEvery && l.early.CompareAndSwap(false, true) {
+	if due && now-v.loadedAt.Load() >= s.earlyEvery && l.early.CompareAndSwap(false, true) {
 		select {
 		case s.early <- v:
 		default:

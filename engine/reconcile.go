@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/puzpuzpuz/xsync/v4"
@@ -20,42 +18,8 @@ type pendingLink struct {
 	at  int64 // local ms of the placement
 }
 
-// clientDegraded is a Client's side of degraded mode: the placements to
-// write back, the revalidation owed after tracking was lost, and the
-// goroutine that does both.
-type clientDegraded struct {
-	cfg    DegradedConfig
-	policy degradedPolicy
-
-	pending  *xsync.Map[uint64, pendingLink]
-	npending atomic.Int64
-
-	// lost is the local time of the latest tracking loss; revalidated the
-	// loss the latest complete revalidation covered (only the worker
-	// writes it).
-	lost, revalidated atomic.Int64
-
-	kick chan struct{}
-	stop chan struct{}
-	wg   sync.WaitGroup
-
-	failedFast, placed, reconciled, conflicts, abandoned atomic.Uint64
-	trackingLost, confirmed, dropped                     atomic.Uint64
-}
-
 // revalidateBatch is how many cached links one revalidation round trip reads.
 const revalidateBatch = 256
-
-// initDegraded sets up degraded mode; the worker starts with startDegraded.
-func (c *Client) initDegraded(cfg DegradedConfig) {
-	d := &c.deg
-	d.cfg = cfg
-	d.pending = xsync.NewMap[uint64, pendingLink]()
-	d.kick = make(chan struct{}, 1)
-	d.stop = make(chan struct{})
-	d.policy.maxStale = cfg.MaxStaleness.Milliseconds()
-	d.policy.recovered = c.wakeDegraded
-}
 
 func (c *Client) startDegraded() {
 	c.deg.wg.Go(c.degradedWorker)
@@ -66,19 +30,11 @@ func (c *Client) stopDegraded() {
 	c.deg.wg.Wait()
 }
 
-// wakeDegraded asks the worker for a round now.
-func (c *Client) wakeDegraded() {
-	select {
-	case c.deg.kick <- struct{}{}:
-	default:
-	}
-}
-
 // DegradedStats returns the client's degraded-mode counters.
 func (c *Client) DegradedStats() DegradedStats {
-	d := &c.deg
+	d := c.deg
 	return DegradedStats{
-		Outages: d.policy.outages.Load(), Recoveries: d.policy.recoveries.Load(),
+		Outages: d.outages.Load(), Recoveries: d.recoveries.Load(),
 		FailedFast: d.failedFast.Load(), Placed: d.placed.Load(), Pending: int(d.npending.Load()),
 		Reconciled: d.reconciled.Load(), Conflicts: d.conflicts.Load(), Abandoned: d.abandoned.Load(),
 		TrackingLost: d.trackingLost.Load(), Revalidated: d.confirmed.Load(), Dropped: d.dropped.Load(),
@@ -95,14 +51,14 @@ func (c *Client) trackingLost() {
 	c.cache.global.Add(1)
 	c.deg.lost.Store(c.clk.Millis())
 	c.deg.trackingLost.Add(1)
-	c.wakeDegraded()
+	c.deg.wake()
 }
 
 // degradedAnswer answers a cache miss of ComputeLinkedPod while the
 // service's store is unreachable, without calling Redis. ok is false when
 // the store is reachable.
 func (c *Client) degradedAnswer(h uint64, sv *service, uid string) (pod int, err error, ok bool) {
-	if !sv.view.down() {
+	if !c.deg.down(sv) {
 		return NoPod, nil, false
 	}
 	if pod, ok := c.pendingPod(h, sv, uid); ok {
@@ -253,7 +209,7 @@ func (c *Client) reconcile() {
 			c.drop(h, p)
 			continue
 		}
-		if p.sv.view.down() {
+		if c.deg.down(p.sv) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Refresh)
@@ -311,7 +267,7 @@ func (c *Client) revalidate() {
 		todo[e.svc] = append(todo[e.svc], item{h: h, uid: uid, pod: int(e.pod)})
 	}
 	for sv, items := range todo {
-		if sv.view.down() {
+		if c.deg.down(sv) {
 			return
 		}
 		for len(items) > 0 {

@@ -74,8 +74,8 @@ type States struct {
 	clk    *clock.Coarse
 	newBal func() (*lb.Balancer, error)
 	obs    observer
-	// deg is the client's degraded-mode policy (degraded.go).
-	deg *degradedPolicy
+	// deg is the client's degraded mode, told of every refresh (degraded.go).
+	deg *degraded
 
 	// services are the services asked about, read without a lock (a
 	// routable check is a hot path); mu serializes their creation.
@@ -131,7 +131,7 @@ type subscriber struct {
 // maxQueued bounds a subscriber's backlog; older events are dropped first.
 const maxQueued = 4096
 
-func newStates(st *store.Redis, t Timing, detect time.Duration, clk *clock.Coarse, newBal func() (*lb.Balancer, error), obs observer, deg *degradedPolicy) *States {
+func newStates(st *store.Redis, t Timing, detect time.Duration, clk *clock.Coarse, newBal func() (*lb.Balancer, error), obs observer, deg *degraded) *States {
 	s := &States{
 		store: st, timing: t, clk: clk, newBal: newBal, obs: obs, deg: deg,
 		services:    xsync.NewMap[[2]string, *service](),
@@ -191,7 +191,7 @@ func (s *States) refresh(v *view) {
 	// aliveUntil, so a Redis outage cannot keep a dead pod routable beyond
 	// the degraded mode's MaxStaleness.
 	err := s.load(ctx, v)
-	s.loaded(v, err, ctx.Err() != nil)
+	s.deg.loaded(v, err, ctx.Err() != nil)
 }
 
 // register returns the interned service of (ns, name), creating it (without
@@ -291,7 +291,8 @@ func (s *States) reload(ctx context.Context, v *view, op *Op) error {
 			accepting = append(accepting, lb.Pod{Index: p.Pod, Load: ps.Load})
 		}
 	}
-	accepting = s.carry(v, snap, accepting, local)
+	v.loadedAt.Store(local)
+	accepting = s.deg.carry(v, snap, accepting, local)
 	old := v.snap.Load()
 	if err := v.bal.Update(accepting); err != nil {
 		return err

@@ -96,8 +96,8 @@ func (v *view) accepting(pod int, now int64) bool {
 type view struct {
 	svc  *service
 	snap atomic.Pointer[podSnapshot]
-	// deg is the view's outage state (degraded.go).
-	deg viewDegraded
+	// loadedAt is the local time of the latest successful load; 0 before.
+	loadedAt atomic.Int64
 	// waiting is when the refresher's refresh in progress began (local
 	// ms), 0 when none is: see routable.
 	waiting atomic.Int64
