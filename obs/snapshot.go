@@ -22,8 +22,9 @@ type Snapshot struct {
 	Values map[string]float64
 }
 
-// ParseSnapshot reads Prometheus text (without timestamps) into a snapshot
-// taken now. Comment lines are skipped.
+// ParseSnapshot reads Prometheus text (without timestamps), such as the
+// /metrics of another process, into a snapshot taken now. Comment lines are
+// skipped. Metrics.Snapshot needs no text: it reads the metrics.
 func ParseSnapshot(text []byte) (Snapshot, error) {
 	s := Snapshot{Time: time.Now(), Values: map[string]float64{}}
 	sc := bufio.NewScanner(bytes.NewReader(text))
