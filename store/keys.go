@@ -38,8 +38,10 @@ const (
 )
 
 // LinkKey returns K1, the string key holding the pod of uid's link to svc:
-// sf:{<ns>:lk:<escaped uid>}<svc>. The arguments must be valid (see the
-// package doc); the store's operations validate them before building keys.
+// sf:{<ns>:lk:<escaped uid>}<svc>, where the uid's bytes '{', '}' and '%' are
+// written %7B, %7D and %25, so that no uid breaks a key and a uid's two link
+// keys share a cluster slot. The arguments must be valid (ValidateName,
+// ValidateUID); the store's operations validate them before building keys.
 func LinkKey(ns, uid, svc string) string {
 	return buildUIDKey(ns, uid, svc)
 }
