@@ -15,7 +15,6 @@ import (
 	"github.com/stickyroute/stickyroute/adapter"
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/lb"
-	"github.com/stickyroute/stickyroute/store"
 )
 
 // Name is the name of the balancer this package registers with grpc-go and
@@ -84,14 +83,8 @@ var (
 
 // New returns a Router for cfg, or an error naming a bad setting.
 func New(cfg Config) (*Router, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("stickygrpc: Config.Client is required")
-	}
-	if err := store.ValidateName("namespace", cfg.Namespace); err != nil {
-		return nil, errors.New("stickygrpc: Config.Namespace: " + err.Error())
-	}
-	if err := store.ValidateName("service", cfg.Service); err != nil {
-		return nil, errors.New("stickygrpc: Config.Service: " + err.Error())
+	if err := adapter.CheckConfig("stickygrpc", cfg.Client, cfg.Namespace, cfg.Service); err != nil {
+		return nil, err
 	}
 	if cfg.Template != "" && cfg.Addr != nil {
 		return nil, errors.New("stickygrpc: set Config.Template or Config.Addr, not both")
@@ -227,18 +220,16 @@ type uidOption struct {
 // the metadata key, and is not sent to the server.
 func UID(uid string) grpc.CallOption { return uidOption{uid: uid} }
 
-// podKey is the context key of the pod a call is steered to.
-type podKey struct{}
-
 // ContextWithPod steers the calls made with ctx to pod. The interceptors set
 // it for calls with a user; set it yourself to reach one pod on purpose (a
-// call with a user is still steered to the user's pod).
+// call with a user is still steered to the user's pod). It is
+// adapter.ContextWithPod, shared with the Kratos adapter.
 func ContextWithPod(ctx context.Context, pod int) context.Context {
-	return context.WithValue(ctx, podKey{}, pod)
+	return adapter.ContextWithPod(ctx, pod)
 }
 
-// PodFromContext returns the pod set by ContextWithPod (or the interceptors).
+// PodFromContext returns the pod set by ContextWithPod (or the
+// interceptors), or engine.NoPod and false. It is adapter.PodFromContext.
 func PodFromContext(ctx context.Context) (pod int, ok bool) {
-	pod, ok = ctx.Value(podKey{}).(int)
-	return pod, ok
+	return adapter.PodFromContext(ctx)
 }

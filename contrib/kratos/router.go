@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"sync/atomic"
 
 	kerrors "github.com/go-kratos/kratos/v2/errors"
 	"github.com/go-kratos/kratos/v2/middleware"
@@ -67,14 +66,8 @@ type Router struct {
 
 // New returns a Router for cfg, or an error naming a bad setting.
 func New(cfg Config) (*Router, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("stickykratos: Config.Client is required")
-	}
-	if err := store.ValidateName("namespace", cfg.Namespace); err != nil {
-		return nil, errors.New("stickykratos: Config.Namespace: " + err.Error())
-	}
-	if err := store.ValidateName("service", cfg.Service); err != nil {
-		return nil, errors.New("stickykratos: Config.Service: " + err.Error())
+	if err := adapter.CheckConfig("stickykratos", cfg.Client, cfg.Namespace, cfg.Service); err != nil {
+		return nil, err
 	}
 	if cfg.UIDKey == "" {
 		cfg.UIDKey = DefaultUIDKey
@@ -96,17 +89,8 @@ func NodePod(n selector.Node) (pod int, ok bool) {
 	return pod, err == nil && pod >= 0
 }
 
-// route is what the middleware records in the call context: the pod, and
-// whether the filter found its node.
-type route struct {
-	pod    int
-	missed atomic.Bool
-}
-
-type (
-	routeKey struct{}
-	uidKey   struct{}
-)
+// uidKey is the context key of ContextWithUID.
+type uidKey struct{}
 
 // ContextWithUID names the user of the calls made with ctx; it wins over
 // Config.UID and the metadata key, and is not sent to the server.
@@ -115,17 +99,16 @@ func ContextWithUID(ctx context.Context, uid string) context.Context {
 }
 
 // ContextWithPod steers the calls made with ctx to pod, as the middleware
-// does for a call's user. Use it to reach one pod on purpose.
+// does for a call's user. Use it to reach one pod on purpose. It is
+// adapter.ContextWithPod, shared with the gRPC adapter.
 func ContextWithPod(ctx context.Context, pod int) context.Context {
-	return context.WithValue(ctx, routeKey{}, &route{pod: pod})
+	return adapter.ContextWithPod(ctx, pod)
 }
 
-// PodFromContext returns the pod the calls made with ctx are steered to.
+// PodFromContext returns the pod the calls made with ctx are steered to, or
+// engine.NoPod and false. It is adapter.PodFromContext.
 func PodFromContext(ctx context.Context) (pod int, ok bool) {
-	if r, ok := ctx.Value(routeKey{}).(*route); ok {
-		return r.pod, true
-	}
-	return engine.NoPod, false
+	return adapter.PodFromContext(ctx)
 }
 
 // Route returns ctx steered to uid's pod, as the middleware does for a call.
@@ -136,13 +119,15 @@ func (r *Router) Route(ctx context.Context, uid string) (context.Context, error)
 	return ctx, err
 }
 
-func (r *Router) route(ctx context.Context, uid string) (context.Context, *route, error) {
+// route steers ctx to uid's pod. The Filter marks the returned Route missed
+// when the pod has no node, for the middleware's error.
+func (r *Router) route(ctx context.Context, uid string) (context.Context, *adapter.Route, error) {
 	pod, err := r.cfg.Client.ComputeLinkedPod(ctx, r.cfg.Namespace, uid, r.cfg.Service)
 	if err != nil {
 		return ctx, nil, routeError(err)
 	}
-	rt := &route{pod: pod}
-	return context.WithValue(ctx, routeKey{}, rt), rt, nil
+	ctx, rt := adapter.WithRoute(ctx, pod)
+	return ctx, rt, nil
 }
 
 // Middleware is the client middleware: it finds the pod of the call's user
@@ -160,9 +145,9 @@ func (r *Router) Middleware() middleware.Middleware {
 				return nil, err
 			}
 			reply, err := next(ctx, req)
-			if err != nil && rt.missed.Load() {
-				return reply, kerrors.ServiceUnavailable(ReasonPodUnreachable, "stickykratos: pod "+strconv.Itoa(rt.pod)+" has no ready connection").
-					WithMetadata(map[string]string{"pod": strconv.Itoa(rt.pod)}).WithCause(err)
+			if err != nil && rt.Missed() {
+				return reply, kerrors.ServiceUnavailable(ReasonPodUnreachable, "stickykratos: pod "+strconv.Itoa(rt.Pod)+" has no ready connection").
+					WithMetadata(map[string]string{"pod": strconv.Itoa(rt.Pod)}).WithCause(err)
 			}
 			return reply, err
 		}
@@ -199,13 +184,13 @@ func (r *Router) uid(ctx context.Context, req any) (string, bool) {
 // lock and calls no Redis.
 func (r *Router) Filter() selector.NodeFilter {
 	return func(ctx context.Context, nodes []selector.Node) []selector.Node {
-		if rt, ok := ctx.Value(routeKey{}).(*route); ok {
+		if rt := adapter.RouteFromContext(ctx); rt != nil {
 			for i, n := range nodes {
-				if pod, ok := r.cfg.PodOf(n); ok && pod == rt.pod {
+				if pod, ok := r.cfg.PodOf(n); ok && pod == rt.Pod {
 					return nodes[i : i+1]
 				}
 			}
-			rt.missed.Store(true)
+			rt.Miss()
 			return nil
 		}
 		if kept := r.keep(nodes, r.states.IsPodAvailable); len(kept) > 0 {
