@@ -57,41 +57,30 @@ const (
 // Plain scripts, as a go-redis user would write them for the same contract
 // (SPEC §4): KEYS[1] the link, KEYS[2] the uid's directory of persistent links.
 const (
-	plainSet = `local prev = redis.call('GET', KEYS[1])
-if ARGV[3] == '-1' then
+	// plainWrite writes the link, listed in the directory when persistent
+	// (ARGV[3] -1) and unlisted when temporary; the writing scripts share it.
+	plainWrite = `if ARGV[3] == '-1' then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
   redis.call('SET', KEYS[1], ARGV[2])
 else
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 end
-return prev`
+`
+	plainSet = `local prev = redis.call('GET', KEYS[1])
+` + plainWrite + `return prev`
 	plainTrySet = `local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[2] and redis.call('TTL', KEYS[1]) == -1 then
   return {0, cur}
 end
-if ARGV[3] == '-1' then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  redis.call('SET', KEYS[1], ARGV[2])
-else
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-end
-return {1, cur}`
+` + plainWrite + `return {1, cur}`
 	plainIfAbsent = `local cur = redis.call('GET', KEYS[1])
 if cur then return cur end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return ARGV[2]`
 	plainReplace = `local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[4] then return {0, cur} end
-if ARGV[3] == '-1' then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  redis.call('SET', KEYS[1], ARGV[2])
-else
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-end
-return {1, ARGV[2]}`
+` + plainWrite + `return {1, ARGV[2]}`
 )
 
 // storeEnv is both clients on the standalone server, one namespace.

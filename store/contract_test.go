@@ -24,37 +24,23 @@ var contract = []struct {
 }{
 	// --- SetLinkedPod ---
 	{"SetLinkedPod/persistent_no_ttl_and_listed", func(e *env) {
-		prev, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
-		e.must(err)
+		prev := e.link("u1", svc, 3, store.Persistent)
 		if prev != store.NoPod {
 			e.t.Fatalf("previous = %d, want -1", prev)
 		}
-		if v, _ := e.get("u1", svc); v != "3" {
-			e.t.Fatalf("K1 = %q, want 3", v)
-		}
-		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
-		if d := e.dir("u1"); !maps.Equal(d, map[string]string{svc: "3"}) {
-			e.t.Fatalf("K2 = %v, want {room:3}", d)
-		}
+		e.wantOnlyPersistentLink("u1", "3")
 	}},
 	{"SetLinkedPod/temporary_has_ttl_not_listed", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, store.Persistent)
-		e.must(err)
-		prev, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 5, 30)
-		e.must(err)
+		e.link("u1", svc, 2, store.Persistent)
+		prev := e.link("u1", svc, 5, 30)
 		if prev != 2 {
 			e.t.Fatalf("previous = %d, want 2", prev)
 		}
-		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 30)
-		if d := e.dir("u1"); len(d) != 0 {
-			e.t.Fatalf("K2 = %v, want empty: a temporary link is not listed", d)
-		}
+		e.wantOnlyTemporaryLink("u1", 30)
 	}},
 	{"SetLinkedPod/temporary_to_persistent_clears_ttl", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 1, 30)
-		e.must(err)
-		prev, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 1, store.Persistent)
-		e.must(err)
+		e.link("u1", svc, 1, 30)
+		prev := e.link("u1", svc, 1, store.Persistent)
 		if prev != 1 {
 			e.t.Fatalf("previous = %d, want 1", prev)
 		}
@@ -64,10 +50,8 @@ var contract = []struct {
 		}
 	}},
 	{"SetLinkedPod/pod0_is_a_pod", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 0, store.Persistent)
-		e.must(err)
-		prev, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 7, store.Persistent)
-		e.must(err)
+		e.link("u1", svc, 0, store.Persistent)
+		prev := e.link("u1", svc, 7, store.Persistent)
 		if prev != 0 {
 			e.t.Fatalf("previous = %d, want 0 (pod 0, not 'none')", prev)
 		}
@@ -75,96 +59,57 @@ var contract = []struct {
 
 	// --- TrySetLinkedPod ---
 	{"TrySetLinkedPod/claims_free_uid", func(e *env) {
-		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 4, store.Persistent)
-		e.must(err)
-		if want := (store.Claim{Claimed: true, Owner: 4, Previous: store.NoPod}); c != want {
-			e.t.Fatalf("claim = %+v, want %+v", c, want)
-		}
+		e.wantClaim("u1", svc, 4, store.Persistent, store.Claim{Claimed: true, Owner: 4, Previous: store.NoPod})
 		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
 		if e.dir("u1")[svc] != "4" {
 			e.t.Fatal("K2 does not list the claimed link")
 		}
 	}},
 	{"TrySetLinkedPod/refused_by_other_persistent_owner_changes_nothing", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, store.Persistent)
-		e.must(err)
-		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 5, store.Persistent)
-		e.must(err)
-		if want := (store.Claim{Claimed: false, Owner: 2, Previous: 2}); c != want {
-			e.t.Fatalf("claim = %+v, want %+v", c, want)
-		}
-		if v, _ := e.get("u1", svc); v != "2" {
-			e.t.Fatalf("K1 = %q, want 2 unchanged", v)
-		}
-		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
-		if d := e.dir("u1"); !maps.Equal(d, map[string]string{svc: "2"}) {
-			e.t.Fatalf("K2 = %v, want {room:2} unchanged", d)
-		}
+		e.link("u1", svc, 2, store.Persistent)
+		e.wantClaim("u1", svc, 5, store.Persistent, store.Claim{Claimed: false, Owner: 2, Previous: 2})
+		e.wantOnlyPersistentLink("u1", "2") // unchanged
 	}},
 	{"TrySetLinkedPod/refused_temporary_claim_too", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, store.Persistent)
-		e.must(err)
-		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 5, 60)
-		e.must(err)
+		e.link("u1", svc, 2, store.Persistent)
+		c := e.claim("u1", svc, 5, 60)
 		if c.Claimed || c.Owner != 2 {
 			e.t.Fatalf("claim = %+v, want refused by owner 2", c)
 		}
 		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
 	}},
 	{"TrySetLinkedPod/takes_over_temporary_link", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, 60)
-		e.must(err)
-		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 5, store.Persistent)
-		e.must(err)
-		if want := (store.Claim{Claimed: true, Owner: 5, Previous: 2}); c != want {
-			e.t.Fatalf("claim = %+v, want %+v", c, want)
-		}
+		e.link("u1", svc, 2, 60)
+		e.wantClaim("u1", svc, 5, store.Persistent, store.Claim{Claimed: true, Owner: 5, Previous: 2})
 		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
 	}},
 	{"TrySetLinkedPod/owner_reclaims_own_link", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
-		e.must(err)
-		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
-		e.must(err)
-		if want := (store.Claim{Claimed: true, Owner: 3, Previous: 3}); c != want {
-			e.t.Fatalf("claim = %+v, want %+v", c, want)
-		}
+		e.link("u1", svc, 3, store.Persistent)
+		e.wantClaim("u1", svc, 3, store.Persistent, store.Claim{Claimed: true, Owner: 3, Previous: 3})
 	}},
 	{"TrySetLinkedPod/pod0_owner_refuses_pod1", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 0, store.Persistent)
-		e.must(err)
-		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 1, store.Persistent)
-		e.must(err)
-		if want := (store.Claim{Claimed: false, Owner: 0, Previous: 0}); c != want {
-			e.t.Fatalf("claim = %+v, want %+v", c, want)
-		}
+		e.link("u1", svc, 0, store.Persistent)
+		e.wantClaim("u1", svc, 1, store.Persistent, store.Claim{Claimed: false, Owner: 0, Previous: 0})
 	}},
 
 	// --- SetLinkedPodIfAbsent ---
 	{"SetLinkedPodIfAbsent/writes_when_absent", func(e *env) {
-		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 6, 45)
-		e.must(err)
+		got := e.linkIfAbsent("u1", svc, 6, 45)
 		if got != 6 {
 			e.t.Fatalf("actual = %d, want 6", got)
 		}
-		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 45)
-		if d := e.dir("u1"); len(d) != 0 {
-			e.t.Fatalf("K2 = %v, want empty", d)
-		}
+		e.wantOnlyTemporaryLink("u1", 45)
 	}},
 	{"SetLinkedPodIfAbsent/keeps_existing_and_its_ttl", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, 20)
-		e.must(err)
-		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 6, 1000)
-		e.must(err)
+		e.link("u1", svc, 2, 20)
+		got := e.linkIfAbsent("u1", svc, 6, 1000)
 		if got != 2 {
 			e.t.Fatalf("actual = %d, want the earlier 2", got)
 		}
 		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 20) // not refreshed to 1000
 	}},
 	{"SetLinkedPodIfAbsent/persistent_writes_directory", func(e *env) {
-		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 0, store.Persistent)
-		e.must(err)
+		got := e.linkIfAbsent("u1", svc, 0, store.Persistent)
 		if got != 0 {
 			e.t.Fatalf("actual = %d, want 0", got)
 		}
@@ -172,17 +117,14 @@ var contract = []struct {
 		if e.dir("u1")[svc] != "0" {
 			e.t.Fatal("K2 does not list the persistent link")
 		}
-		got, err = e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 9, store.Persistent)
-		e.must(err)
+		got = e.linkIfAbsent("u1", svc, 9, store.Persistent)
 		if got != 0 {
 			e.t.Fatalf("second call actual = %d, want 0", got)
 		}
 	}},
 	{"SetLinkedPodIfAbsent/existing_pod0_returned", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 0, 60)
-		e.must(err)
-		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 4, 60)
-		e.must(err)
+		e.link("u1", svc, 0, 60)
+		got := e.linkIfAbsent("u1", svc, 4, 60)
 		if got != 0 {
 			e.t.Fatalf("actual = %d, want 0", got)
 		}
@@ -191,13 +133,10 @@ var contract = []struct {
 	{"SetLinkedPodIfAbsent/temporary_drops_a_leftover_directory_entry", func(e *env) {
 		// A persistent link whose K1 was evicted (maxmemory) leaves K2[svc]
 		// behind; the temporary link written in its place is not in K2.
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
-		e.must(err)
-		_, err = e.s.SetLinkedPod(e.ctx, e.ns, "u1", "other", 5, store.Persistent)
-		e.must(err)
+		e.link("u1", svc, 3, store.Persistent)
+		e.link("u1", "other", 5, store.Persistent)
 		e.must(e.raw(e.b.Client.B().Del().Key(store.LinkKey(e.ns, "u1", svc)).Build()).Error())
-		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 6, 45)
-		e.must(err)
+		got := e.linkIfAbsent("u1", svc, 6, 45)
 		if got != 6 {
 			e.t.Fatalf("actual = %d, want 6", got)
 		}
@@ -217,8 +156,7 @@ var contract = []struct {
 	}},
 	{"SetLinkedPodIfAbsent/after_script_flush", func(e *env) {
 		e.b.FlushScripts(e.t)
-		got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 2, 45)
-		e.must(err)
+		got := e.linkIfAbsent("u1", svc, 2, 45)
 		if got != 2 {
 			e.t.Fatalf("actual = %d, want 2", got)
 		}
@@ -226,8 +164,7 @@ var contract = []struct {
 
 	// --- ReplaceLinkedPod ---
 	{"ReplaceLinkedPod/replaces_when_expected", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 2, 60)
-		e.must(err)
+		e.link("u1", svc, 2, 60)
 		ok, actual, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, 2, 7, 90)
 		e.must(err)
 		if !ok || actual != 7 {
@@ -236,8 +173,7 @@ var contract = []struct {
 		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 90)
 	}},
 	{"ReplaceLinkedPod/refuses_when_not_expected", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, 60)
-		e.must(err)
+		e.link("u1", svc, 3, 60)
 		ok, actual, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, 2, 7, 90)
 		e.must(err)
 		if ok || actual != 3 {
@@ -275,8 +211,7 @@ var contract = []struct {
 		}
 	}},
 	{"ReplaceLinkedPod/persistent_to_temporary_unlists", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 1, store.Persistent)
-		e.must(err)
+		e.link("u1", svc, 1, store.Persistent)
 		ok, _, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, 1, 2, 30)
 		e.must(err)
 		if !ok {
@@ -295,8 +230,7 @@ var contract = []struct {
 		}
 	}},
 	{"GetLinkedPod/reads_pod0_and_temporary", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 0, 60)
-		e.must(err)
+		e.link("u1", svc, 0, 60)
 		p, err := e.s.GetLinkedPod(e.ctx, e.ns, "u1", svc)
 		if err != nil || p != 0 {
 			e.t.Fatalf("= (%d, %v), want (0, nil)", p, err)
@@ -310,10 +244,8 @@ var contract = []struct {
 		}
 	}},
 	{"GetLinkedPodIfPersist/only_persistent", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "tmp", svc, 3, 60)
-		e.must(err)
-		_, err = e.s.SetLinkedPod(e.ctx, e.ns, "per", svc, 0, store.Persistent)
-		e.must(err)
+		e.link("tmp", svc, 3, 60)
+		e.link("per", svc, 0, store.Persistent)
 		for _, c := range []struct {
 			uid  string
 			want int
@@ -329,8 +261,7 @@ var contract = []struct {
 	{"BatchGetLinkedPod/groups_in_input_order_and_omits_missing", func(e *env) {
 		links := map[string]int{"a": 0, "b": 1, "c": 0, "d": 2, "e": 1, "f": 0}
 		for uid, pod := range links {
-			_, err := e.s.SetLinkedPod(e.ctx, e.ns, uid, svc, pod, 60)
-			e.must(err)
+			e.link(uid, svc, pod, 60)
 		}
 		uids := []string{"f", "x", "a", "e", "c", "b", "y", "d"}
 		got, err := e.s.BatchGetLinkedPod(e.ctx, e.ns, uids, svc)
@@ -356,8 +287,7 @@ var contract = []struct {
 				continue // unlinked
 			}
 			pod := i % 7
-			_, err := e.s.SetLinkedPod(e.ctx, e.ns, uids[i], svc, pod, 120)
-			e.must(err)
+			e.link(uids[i], svc, pod, 120)
 			want[pod] = append(want[pod], uids[i])
 		}
 		got, err := e.s.BatchGetLinkedPod(e.ctx, e.ns, uids, svc)
@@ -369,8 +299,7 @@ var contract = []struct {
 
 	// --- RemoveLinkedPod ---
 	{"RemoveLinkedPod/delete_now", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
-		e.must(err)
+		e.link("u1", svc, 3, store.Persistent)
 		existed, err := e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, store.Persistent)
 		e.must(err)
 		if !existed {
@@ -388,10 +317,8 @@ var contract = []struct {
 	{"RemoveLinkedPod/grace_period_keeps_link_readable_as_temporary", func(e *env) {
 		// The Java scripts put the TTL on the whole directory hash, so a grace
 		// period for one service ended every other persistent link of the uid.
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
-		e.must(err)
-		_, err = e.s.SetLinkedPod(e.ctx, e.ns, "u1", "chat", 0, store.Persistent)
-		e.must(err)
+		e.link("u1", svc, 3, store.Persistent)
+		e.link("u1", "chat", 0, store.Persistent)
 		existed, err := e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, 30)
 		e.must(err)
 		if !existed {
@@ -414,9 +341,8 @@ var contract = []struct {
 		}
 	}},
 	{"RemoveLinkedPod/grace_period_ends", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 3, store.Persistent)
-		e.must(err)
-		_, err = e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, 1)
+		e.link("u1", svc, 3, store.Persistent)
+		_, err := e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, 1)
 		e.must(err)
 		redistest.Poll(e.t, 5*time.Second, "the 1 s grace period ends", func() bool {
 			p, err := e.s.GetLinkedPod(e.ctx, e.ns, "u1", svc)
@@ -436,8 +362,7 @@ var contract = []struct {
 
 	// --- RemoveLinkedPodWithId ---
 	{"RemoveLinkedPodWithId/removes_when_pod_matches", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 0, store.Persistent)
-		e.must(err)
+		e.link("u1", svc, 0, store.Persistent)
 		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 0, store.Persistent)
 		e.must(err)
 		if !removed {
@@ -448,8 +373,7 @@ var contract = []struct {
 		}
 	}},
 	{"RemoveLinkedPodWithId/leaves_other_pods_link", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 4, store.Persistent)
-		e.must(err)
+		e.link("u1", svc, 4, store.Persistent)
 		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 3, 30)
 		e.must(err)
 		if removed {
@@ -461,8 +385,7 @@ var contract = []struct {
 		}
 	}},
 	{"RemoveLinkedPodWithId/grace_period", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 4, store.Persistent)
-		e.must(err)
+		e.link("u1", svc, 4, store.Persistent)
 		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 4, 25)
 		e.must(err)
 		if !removed {
@@ -471,10 +394,7 @@ var contract = []struct {
 		if p, _ := e.s.GetLinkedPod(e.ctx, e.ns, "u1", svc); p != 4 {
 			e.t.Fatalf("during grace GetLinkedPod = %d, want 4", p)
 		}
-		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 25)
-		if d := e.dir("u1"); len(d) != 0 {
-			e.t.Fatalf("K2 = %v, want empty", d)
-		}
+		e.wantOnlyTemporaryLink("u1", 25)
 	}},
 	{"RemoveLinkedPodWithId/missing_link", func(e *env) {
 		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 4, store.Persistent)
@@ -486,12 +406,9 @@ var contract = []struct {
 
 	// --- GetLinkService ---
 	{"GetLinkService/persistent_links_only", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", "a", 0, store.Persistent)
-		e.must(err)
-		_, err = e.s.SetLinkedPod(e.ctx, e.ns, "u1", "b", 5, store.Persistent)
-		e.must(err)
-		_, err = e.s.SetLinkedPod(e.ctx, e.ns, "u1", "c", 2, 60)
-		e.must(err)
+		e.link("u1", "a", 0, store.Persistent)
+		e.link("u1", "b", 5, store.Persistent)
+		e.link("u1", "c", 2, 60)
 		got, err := e.s.GetLinkService(e.ctx, e.ns, "u1")
 		e.must(err)
 		if want := map[string]int{"a": 0, "b": 5}; !maps.Equal(got, want) {
@@ -682,11 +599,9 @@ var contract = []struct {
 
 	// --- Scripts ---
 	{"Scripts/reloaded_after_SCRIPT_FLUSH", func(e *env) {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, "u1", svc, 1, store.Persistent)
-		e.must(err)
+		e.link("u1", svc, 1, store.Persistent)
 		e.b.FlushScripts(e.t)
-		c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, "u1", svc, 1, store.Persistent)
-		e.must(err)
+		c := e.claim("u1", svc, 1, store.Persistent)
 		if !c.Claimed {
 			e.t.Fatalf("after flush claim = %+v", c)
 		}
@@ -719,12 +634,67 @@ func TestErrorKindsAreDistinct(t *testing.T) {
 	}
 }
 
+// link writes a link with SetLinkedPod, failing the test on an error, and
+// returns the previous pod.
+func (e *env) link(uid, service string, pod, seconds int) int {
+	e.t.Helper()
+	prev, err := e.s.SetLinkedPod(e.ctx, e.ns, uid, service, pod, seconds)
+	e.must(err)
+	return prev
+}
+
 // linkAll writes a persistent link of uid to each service's pod.
 func (e *env) linkAll(uid string, links map[string]int) {
 	e.t.Helper()
 	for s, p := range links {
-		_, err := e.s.SetLinkedPod(e.ctx, e.ns, uid, s, p, store.Persistent)
-		e.must(err)
+		e.link(uid, s, p, store.Persistent)
+	}
+}
+
+// linkIfAbsent calls SetLinkedPodIfAbsent, failing the test on an error.
+func (e *env) linkIfAbsent(uid, service string, pod, seconds int) int {
+	e.t.Helper()
+	got, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, uid, service, pod, seconds)
+	e.must(err)
+	return got
+}
+
+// wantOnlyPersistentLink checks that uid's link to svc holds pod with no
+// expiry and that K2 lists it and nothing else.
+func (e *env) wantOnlyPersistentLink(uid, pod string) {
+	e.t.Helper()
+	if v, _ := e.get(uid, svc); v != pod {
+		e.t.Fatalf("K1 = %q, want %s", v, pod)
+	}
+	e.wantPersistent(store.LinkKey(e.ns, uid, svc))
+	if d := e.dir(uid); !maps.Equal(d, map[string]string{svc: pod}) {
+		e.t.Fatalf("K2 = %v, want {%s:%s}", d, svc, pod)
+	}
+}
+
+// wantOnlyTemporaryLink checks that uid's link to svc expires in about
+// seconds and that K2 lists nothing: a temporary link is not listed.
+func (e *env) wantOnlyTemporaryLink(uid string, seconds int) {
+	e.t.Helper()
+	e.wantTTL(store.LinkKey(e.ns, uid, svc), seconds)
+	if d := e.dir(uid); len(d) != 0 {
+		e.t.Fatalf("K2 = %v, want empty: a temporary link is not listed", d)
+	}
+}
+
+// claim calls TrySetLinkedPod, failing the test on an error.
+func (e *env) claim(uid, service string, pod, seconds int) store.Claim {
+	e.t.Helper()
+	c, err := e.s.TrySetLinkedPod(e.ctx, e.ns, uid, service, pod, seconds)
+	e.must(err)
+	return c
+}
+
+// wantClaim checks that TrySetLinkedPod returns exactly want.
+func (e *env) wantClaim(uid, service string, pod, seconds int, want store.Claim) {
+	e.t.Helper()
+	if c := e.claim(uid, service, pod, seconds); c != want {
+		e.t.Fatalf("claim = %+v, want %+v", c, want)
 	}
 }
 
