@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -210,15 +212,13 @@ func (a *Analyzer) History() History {
 
 // Run takes a snapshot now and every Interval until ctx ends.
 func (a *Analyzer) Run(ctx context.Context) {
-	a.Collect()
 	t := time.NewTicker(a.cfg.Interval)
 	defer t.Stop()
-	for {
+	for ctx.Err() == nil {
+		a.Collect()
 		select {
 		case <-ctx.Done():
-			return
 		case <-t.C:
-			a.Collect()
 		}
 	}
 }
@@ -316,12 +316,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "stickyroute performance report, %s\n", r.Generated.Format(time.RFC3339))
 	fmt.Fprintf(&b, "window %s .. %s (%d snapshots)\n", r.From.Format(time.TimeOnly), r.To.Format(time.TimeOnly), r.Snapshots)
-	keys := make([]string, 0, len(r.Summary))
-	for k := range r.Summary {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(r.Summary)) {
 		fmt.Fprintf(&b, "  %-22s %.6g\n", k, r.Summary[k])
 	}
 	if len(r.Findings) == 0 {
@@ -333,12 +328,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, " (%s)", f.Subject)
 		}
 		fmt.Fprintf(&b, ": %s\n", f.Summary)
-		ev := make([]string, 0, len(f.Evidence))
-		for k := range f.Evidence {
-			ev = append(ev, k)
-		}
-		sort.Strings(ev)
-		for _, k := range ev {
+		for _, k := range slices.Sorted(maps.Keys(f.Evidence)) {
 			fmt.Fprintf(&b, "    %s = %.6g\n", k, f.Evidence[k])
 		}
 		fmt.Fprintf(&b, "    → %s\n", f.Suggestion)

@@ -46,30 +46,30 @@ func Outcome(op *engine.Op) string {
 	return ErrorClass(op.Err)
 }
 
+// errorClasses are the errors ErrorClass matches, first match wins.
+var errorClasses = []struct {
+	err   error
+	class string
+}{
+	{context.Canceled, OutcomeCanceled},
+	{context.DeadlineExceeded, OutcomeTimeout},
+	{store.ErrUnavailable, OutcomeUnavailable},
+	{store.ErrInvalidArgument, OutcomeInvalid},
+	{store.ErrCorrupt, OutcomeCorrupt},
+	{engine.ErrPodNotRoutable, OutcomeNotRoutable},
+	{engine.ErrNoAvailablePod, OutcomeNoPod},
+	{engine.ErrClaimed, OutcomeClaimed},
+	{engine.ErrDraining, OutcomeDraining},
+	{engine.ErrClosed, OutcomeClosed},
+}
+
 // ErrorClass names the class of a non-nil error from the engine or the store:
 // one of the Outcome constants.
 func ErrorClass(err error) string {
-	switch {
-	case errors.Is(err, context.Canceled):
-		return OutcomeCanceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return OutcomeTimeout
-	case errors.Is(err, store.ErrUnavailable):
-		return OutcomeUnavailable
-	case errors.Is(err, store.ErrInvalidArgument):
-		return OutcomeInvalid
-	case errors.Is(err, store.ErrCorrupt):
-		return OutcomeCorrupt
-	case errors.Is(err, engine.ErrPodNotRoutable):
-		return OutcomeNotRoutable
-	case errors.Is(err, engine.ErrNoAvailablePod):
-		return OutcomeNoPod
-	case errors.Is(err, engine.ErrClaimed):
-		return OutcomeClaimed
-	case errors.Is(err, engine.ErrDraining):
-		return OutcomeDraining
-	case errors.Is(err, engine.ErrClosed):
-		return OutcomeClosed
+	for _, c := range errorClasses {
+		if errors.Is(err, c.err) {
+			return c.class
+		}
 	}
 	return OutcomeOtherFailure
 }

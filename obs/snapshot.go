@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,12 +62,7 @@ type Sample struct {
 // name/value pair of match, sorted by series.
 func (s Snapshot) Samples(name string, match ...string) []Sample {
 	var out []Sample
-	keys := make([]string, 0, len(s.Values))
-	for k := range s.Values {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(s.Values)) {
 		n, labels := splitSeries(k)
 		if n != name || !matches(labels, match) {
 			continue
