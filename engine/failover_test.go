@@ -107,9 +107,7 @@ func failover(t *testing.T, pl engine.DegradedPlacement) {
 		ha.WaitHealthy(t, 60*time.Second)
 	})
 
-	tr := r.traffic(50, 3)
-	start := time.Now()
-	tr.waitCalls(start, 100, "traffic before the fault")
+	tr, _ := r.warmTraffic()
 	// The killed master served the pod states: the client's refreshes are
 	// refused until a replica takes over.
 	outage := r.watchOutage(r.client.DegradedStats().Outages)
@@ -123,11 +121,7 @@ func failover(t *testing.T, pl engine.DegradedPlacement) {
 	failedOver := time.Since(killAt)
 	tr.waitHealthy(killAt.Add(failedOver))
 	tr.halt()
-	if pl == engine.HashPlacement {
-		redistest.Poll(t, 20*time.Second, "every placement made by hash written back", func() bool {
-			return r.client.DegradedStats().Pending == 0
-		})
-	}
+	r.waitWrittenBack(pl)
 	o := tr.summarize("master killed, failover ("+pl.String()+")", killAt, killAt.Add(failedOver))
 	o.detected = detected
 	// Calls during the failover window and after are all "after the kill":

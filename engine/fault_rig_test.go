@@ -226,6 +226,34 @@ func (r *rig) traffic(n, workers int) *traffic {
 	return tr
 }
 
+// directRig is a rig whose pods, client and direct reads all use the Redis
+// at addr, with no proxy between.
+func directRig(t *testing.T, addr string, pl engine.DegradedPlacement) *rig {
+	t.Helper()
+	return newRig(t, rigConfig{serverAddr: addr, clientAddr: addr, directAddr: addr, placement: pl})
+}
+
+// warmTraffic starts the traffic of every fault test (50 users placed and
+// cached, 3 workers) and waits for 100 calls; it returns when it started.
+func (r *rig) warmTraffic() (*traffic, time.Time) {
+	r.t.Helper()
+	tr := r.traffic(50, 3)
+	start := time.Now()
+	tr.waitCalls(start, 100, "traffic before the fault")
+	return tr, start
+}
+
+// waitWrittenBack waits, under HashPlacement, until every placement made by
+// hash during an outage has been written back to Redis.
+func (r *rig) waitWrittenBack(pl engine.DegradedPlacement) {
+	r.t.Helper()
+	if pl == engine.HashPlacement {
+		redistest.Poll(r.t, 20*time.Second, "every placement made by hash written back", func() bool {
+			return r.client.DegradedStats().Pending == 0
+		})
+	}
+}
+
 // waitAccepting waits until the client sees every pod accepting.
 func (r *rig) waitAccepting(ctx context.Context) {
 	r.t.Helper()
@@ -438,6 +466,28 @@ func (tr *traffic) checkLinks(o *outcome, redisLost time.Time) {
 				tr.r.t.Errorf("%s: answered pod %d at %v, linked to %d now", uid, c.pod, c.start.Format("15:04:05.000"), pod)
 			}
 		}
+	}
+}
+
+// conclude stops the traffic and returns its row, summarized over the fault
+// window [from, lifted), with the links checked (see checkLinks for
+// redisLost) and detected set as in outcome; it logs the row.
+func (tr *traffic) conclude(name string, from, lifted, redisLost time.Time, detected time.Duration) outcome {
+	tr.r.t.Helper()
+	tr.halt()
+	o := tr.summarize(name, from, lifted)
+	o.detected = detected
+	tr.checkLinks(&o, redisLost)
+	o.report(tr.r.t)
+	return o
+}
+
+// wantCachedServed checks that no call for a cached user failed during the
+// fault and that no link was lost; lost qualifies the lost links in the message.
+func (o outcome) wantCachedServed(t *testing.T, lost string) {
+	t.Helper()
+	if o.warmErrsDuring != 0 || o.linksLost != 0 {
+		t.Errorf("cached users failed %d times, %d links lost%s; want 0 and 0", o.warmErrsDuring, o.linksLost, lost)
 	}
 }
 

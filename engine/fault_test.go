@@ -52,9 +52,7 @@ func runFault(t *testing.T, f fault, placement engine.DegradedPlacement) outcome
 	w.proxy = proxied(t, w.srv.Addr)
 	r := newRig(t, rigConfig{serverAddr: w.proxy.Addr(), clientAddr: w.proxy.Addr(), directAddr: w.srv.Addr,
 		placement: placement, timing: f.timing, deadline: f.deadline})
-	tr := r.traffic(50, 3)
-	start := time.Now()
-	tr.waitCalls(start, 100, "traffic before the fault")
+	tr, start := r.warmTraffic()
 	if cs := tr.calls(start, time.Now()); errCount(cs) > 0 {
 		t.Fatalf("%d errors before the fault, first %v", errCount(cs), firstErr(cs))
 	}
@@ -74,17 +72,8 @@ func runFault(t *testing.T, f fault, placement engine.DegradedPlacement) outcome
 	liftAt := time.Now()
 	f.lift(t, w)
 	tr.waitHealthy(liftAt)
-	if placement == engine.HashPlacement {
-		redistest.Poll(t, 20*time.Second, "every placement made by hash written back", func() bool {
-			return r.client.DegradedStats().Pending == 0
-		})
-	}
-	tr.halt()
-
-	o := tr.summarize(f.name+" ("+placement.String()+")", faultAt, liftAt)
-	o.detected = detected
-	tr.checkLinks(&o, time.Time{})
-	o.report(t)
+	r.waitWrittenBack(placement)
+	o := tr.conclude(f.name+" ("+placement.String()+")", faultAt, liftAt, time.Time{}, detected)
 	st := r.client.DegradedStats()
 	t.Logf("degraded stats: %+v", st)
 	if f.slow {
@@ -275,10 +264,8 @@ func TestFaultRedisDown(t *testing.T) {
 	for _, pl := range []engine.DegradedPlacement{engine.FailFast, engine.HashPlacement} {
 		t.Run(pl.String(), func(t *testing.T) {
 			srv := redisproc.Start(t, "--appendonly", "yes", "--appendfsync", "always")
-			r := newRig(t, rigConfig{serverAddr: srv.Addr, clientAddr: srv.Addr, directAddr: srv.Addr, placement: pl})
-			tr := r.traffic(50, 3)
-			start := time.Now()
-			tr.waitCalls(start, 100, "traffic before the fault")
+			r := directRig(t, srv.Addr, pl)
+			tr, _ := r.warmTraffic()
 			outage := r.watchOutage(r.client.DegradedStats().Outages)
 			downAt := time.Now()
 			srv.Stop(t)
@@ -287,20 +274,10 @@ func TestFaultRedisDown(t *testing.T) {
 			upAt := time.Now()
 			srv.Restart(t)
 			tr.waitHealthy(upAt)
-			if pl == engine.HashPlacement {
-				redistest.Poll(t, 20*time.Second, "every placement made by hash written back", func() bool {
-					return r.client.DegradedStats().Pending == 0
-				})
-			}
-			tr.halt()
-			o := tr.summarize("redis down mid-traffic ("+pl.String()+")", downAt, upAt)
-			o.detected = detected
-			tr.checkLinks(&o, time.Time{})
-			o.report(t)
+			r.waitWrittenBack(pl)
+			o := tr.conclude("redis down mid-traffic ("+pl.String()+")", downAt, upAt, time.Time{}, detected)
 			t.Logf("degraded stats: %+v", r.client.DegradedStats())
-			if o.warmErrsDuring != 0 || o.linksLost != 0 {
-				t.Errorf("cached users failed %d times, %d links lost; want 0 and 0", o.warmErrsDuring, o.linksLost)
-			}
+			o.wantCachedServed(t, "")
 		})
 	}
 }
@@ -311,10 +288,8 @@ func TestFaultRedisDown(t *testing.T) {
 // heartbeat; users are placed again.
 func TestFaultRestartEmpty(t *testing.T) {
 	srv := redisproc.Start(t)
-	r := newRig(t, rigConfig{serverAddr: srv.Addr, clientAddr: srv.Addr, directAddr: srv.Addr})
-	tr := r.traffic(50, 3)
-	start := time.Now()
-	tr.waitCalls(start, 100, "traffic before the fault")
+	r := directRig(t, srv.Addr, engine.FailFast)
+	tr, _ := r.warmTraffic()
 	downAt := time.Now()
 	srv.Kill(t)
 	tr.hold(downAt, 3*r.timing.Staleness, 100, "traffic while Redis is down")
@@ -349,24 +324,17 @@ func TestFaultRestartEmpty(t *testing.T) {
 	redistest.Poll(t, 10*time.Second, "the cache re-validated", func() bool {
 		return r.client.DegradedStats().Dropped > 0
 	})
-	tr.halt()
-	o := tr.summarize("restart with empty data", downAt, upAt)
-	tr.checkLinks(&o, upAt)
-	o.report(t)
+	o := tr.conclude("restart with empty data", downAt, upAt, upAt, -1)
 	t.Logf("pods published again %v after the restart; degraded stats: %+v", republished.Round(time.Millisecond), r.client.DegradedStats())
-	if o.warmErrsDuring != 0 || o.linksLost != 0 {
-		t.Errorf("cached users failed %d times, %d links lost (beyond Redis's own); want 0 and 0", o.warmErrsDuring, o.linksLost)
-	}
+	o.wantCachedServed(t, " (beyond Redis's own)")
 }
 
 // TestFaultScriptFlush: SCRIPT FLUSH twenty times mid-traffic costs nothing:
 // the store sends a script again when Redis forgot it.
 func TestFaultScriptFlush(t *testing.T) {
 	srv := redisproc.Start(t)
-	r := newRig(t, rigConfig{serverAddr: srv.Addr, clientAddr: srv.Addr, directAddr: srv.Addr})
-	tr := r.traffic(50, 3)
-	start := time.Now()
-	tr.waitCalls(start, 100, "traffic before the fault")
+	r := directRig(t, srv.Addr, engine.FailFast)
+	tr, _ := r.warmTraffic()
 	faultAt := time.Now()
 	for i := range 20 {
 		if err := redisproc.Do(t, srv.Addr, "SCRIPT", "FLUSH").Error(); err != nil {
@@ -376,10 +344,7 @@ func TestFaultScriptFlush(t *testing.T) {
 	}
 	liftAt := time.Now()
 	tr.waitHealthy(liftAt)
-	tr.halt()
-	o := tr.summarize("SCRIPT FLUSH x20", faultAt, liftAt)
-	tr.checkLinks(&o, time.Time{})
-	o.report(t)
+	o := tr.conclude("SCRIPT FLUSH x20", faultAt, liftAt, time.Time{}, -1)
 	if o.errsDuring+o.errsAfter != 0 || o.linksLost != 0 {
 		t.Errorf("%d errors, %d links lost; want none", o.errsDuring+o.errsAfter, o.linksLost)
 	}
