@@ -241,6 +241,21 @@ func realClient(b *testing.B) (*engine.Client, *store.Redis, string) {
 	return c, st, ns
 }
 
+// linkUsers links n users named prefix0, prefix1, ... to the pods in turn,
+// each link for seconds (store.Persistent: persistent), and returns their uids.
+func linkUsers(b *testing.B, st *store.Redis, ns, prefix string, n, seconds int) []string {
+	b.Helper()
+	ctx := benchCtx(b)
+	uids := make([]string, n)
+	for i := range uids {
+		uids[i] = prefix + strconv.Itoa(i)
+		if _, err := st.SetLinkedPod(ctx, ns, uids[i], svc, i%benchPods, seconds); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return uids
+}
+
 // BenchmarkComputeLinkedPodMiss times a cache miss on an existing link (a
 // tracked read, then cached) next to the store's plain read of the same link,
 // alternating in every iteration; op/store is the ratio.
@@ -248,13 +263,7 @@ func BenchmarkComputeLinkedPodMiss(b *testing.B) {
 	c, st, ns := realClient(b)
 	ctx := benchCtx(b)
 	const users = 1024
-	uids := make([]string, users)
-	for i := range uids {
-		uids[i] = "miss" + strconv.Itoa(i)
-		if _, err := st.SetLinkedPod(ctx, ns, uids[i], svc, i%benchPods, store.Persistent); err != nil {
-			b.Fatal(err)
-		}
-	}
+	uids := linkUsers(b, st, ns, "miss", users, store.Persistent)
 	b.ReportAllocs()
 	var opNs, storeNs time.Duration
 	for i := 0; b.Loop(); i++ {
@@ -282,17 +291,7 @@ func BenchmarkBatchGetLinkedPod(b *testing.B) {
 	c, st, ns := realClient(b)
 	ctx := benchCtx(b)
 	const n = 10000
-	uids := make([]string, n)
-	for i := range uids {
-		uids[i] = "batch" + strconv.Itoa(i)
-	}
-	for lo := 0; lo < n; lo += 1000 {
-		for i := lo; i < lo+1000; i++ {
-			if _, err := st.SetLinkedPod(ctx, ns, uids[i], svc, i%benchPods, 7200); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	uids := linkUsers(b, st, ns, "batch", n, 7200)
 	for _, cached := range []int{90, 0} {
 		b.Run(strconv.Itoa(cached)+"pct_cached", func(b *testing.B) {
 			b.ReportAllocs()

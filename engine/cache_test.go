@@ -65,6 +65,14 @@ func lookup(c *linkCache, k testKey) (int, bool) {
 	return pod, ok
 }
 
+// wantHit checks that a read of k hits pod; what names the read.
+func wantHit(t testing.TB, c *linkCache, k testKey, pod int, what string) {
+	t.Helper()
+	if got, ok := lookup(c, k); !ok || got != pod {
+		t.Fatalf("%s = %d, %v; want %d, true", what, got, ok, pod)
+	}
+}
+
 // fill puts pod for k with a fresh token, as a client does after a miss.
 func fill(t testing.TB, c *linkCache, k testKey, pod int) {
 	t.Helper()
@@ -243,9 +251,7 @@ func TestCacheTTL(t *testing.T) {
 			t.Fatalf("remove of an expired entry = %d, true", pod)
 		}
 		fill(t, c, a, 3)
-		if pod, ok := lookup(c, a); !ok || pod != 3 {
-			t.Fatalf("get after refill = %d, %v; want 3, true", pod, ok)
-		}
+		wantHit(t, c, a, 3, "get after refill")
 		st := c.stats()
 		if st.Hits != 3 || st.Misses != 1 || st.Expired != 2 || st.Size != 1 || st.Evictions != 0 {
 			t.Fatalf("stats = %+v; want 3 hits, 1 miss, 2 expired, size 1", st)
@@ -272,9 +278,7 @@ func TestCacheRemove(t *testing.T) {
 		t.Fatal("get hit after remove")
 	}
 	fill(t, c, k, 4)
-	if pod, ok := lookup(c, k); !ok || pod != 4 {
-		t.Fatalf("get after refill = %d, %v; want 4, true", pod, ok)
-	}
+	wantHit(t, c, k, 4, "get after refill")
 	if st := c.stats(); st.Invalidations != 0 || st.Expired != 0 || st.Evictions != 0 || st.Size != 1 {
 		t.Fatalf("stats = %+v; remove counts as none of evicted, expired, invalidated", st)
 	}
@@ -288,13 +292,9 @@ func TestCacheSet(t *testing.T) {
 	c.invalidate(k.h)
 	c.invalidateAll()
 	c.set(k.h, svc, k.uid, 7) // takes no token: stores whatever ran before
-	if pod, ok := lookup(c, k); !ok || pod != 7 {
-		t.Fatalf("get after set = %d, %v; want 7, true", pod, ok)
-	}
+	wantHit(t, c, k, 7, "get after set")
 	c.set(k.h, svc, k.uid, 8)
-	if pod, ok := lookup(c, k); !ok || pod != 8 {
-		t.Fatalf("get after second set = %d, %v; want 8, true", pod, ok)
-	}
+	wantHit(t, c, k, 8, "get after second set")
 	c.set(k.h, svc, "w", 1<<40) // not representable: not cached
 	if pod, ok := lookup(c, k); !ok || pod != 8 || c.len() != 1 {
 		t.Fatalf("get = %d, %v, len %d; want 8, true, 1", pod, ok, c.len())

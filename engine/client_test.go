@@ -101,6 +101,15 @@ func (sc *scenario) publish(pod int, load int, r store.RoutingState) {
 	}
 }
 
+// link writes uid's link to pod in Redis, for seconds (store.Persistent:
+// persistent).
+func (sc *scenario) link(uid string, pod, seconds int) {
+	sc.t.Helper()
+	if _, err := sc.st.SetLinkedPod(sc.ctx, sc.ns, uid, svc, pod, seconds); err != nil {
+		sc.t.Fatal(err)
+	}
+}
+
 func (sc *scenario) compute(uid string) int {
 	sc.t.Helper()
 	pod, err := sc.c.ComputeLinkedPod(sc.ctx, sc.ns, uid, svc)
@@ -140,9 +149,7 @@ var clientScenarios = []struct {
 		sc.publish(0, 0, store.DenyNewCall)
 		sc.publish(1, 100, store.Ready)
 		sc.publish(2, 100, store.Ready)
-		if _, err := sc.st.SetLinkedPod(sc.ctx, sc.ns, "old", svc, 0, store.Persistent); err != nil {
-			sc.t.Fatal(err)
-		}
+		sc.link("old", 0, store.Persistent)
 		for range 3 {
 			if pod := sc.compute("old"); pod != 0 {
 				sc.t.Fatalf("existing user routed to %d, want its DenyNewCall pod 0", pod)
@@ -157,9 +164,7 @@ var clientScenarios = []struct {
 	{"stale_pod_not_routable_within_staleness", func(sc *scenario) {
 		sc.publish(0, 0, store.Ready)
 		sc.publish(1, 0, store.Ready)
-		if _, err := sc.st.SetLinkedPod(sc.ctx, sc.ns, "u", svc, 0, 30); err != nil {
-			sc.t.Fatal(err)
-		}
+		sc.link("u", 0, 30)
 		if pod := sc.compute("u"); pod != 0 {
 			sc.t.Fatalf("= %d, want 0", pod)
 		}
@@ -181,12 +186,8 @@ var clientScenarios = []struct {
 	{"temporary_link_to_shutdown_pod_moved_persistent_not", func(sc *scenario) {
 		sc.publish(0, 0, store.Shutdown)
 		sc.publish(1, 0, store.Ready)
-		if _, err := sc.st.SetLinkedPod(sc.ctx, sc.ns, "temp", svc, 0, 30); err != nil {
-			sc.t.Fatal(err)
-		}
-		if _, err := sc.st.SetLinkedPod(sc.ctx, sc.ns, "pers", svc, 0, store.Persistent); err != nil {
-			sc.t.Fatal(err)
-		}
+		sc.link("temp", 0, 30)
+		sc.link("pers", 0, store.Persistent)
 		if pod := sc.compute("temp"); pod != 1 {
 			sc.t.Fatalf("temporary link: = %d, want moved to 1", pod)
 		}
@@ -263,9 +264,7 @@ var clientScenarios = []struct {
 	}},
 	{"cache_answers_without_redis", func(sc *scenario) {
 		sc.publish(0, 0, store.Ready)
-		if _, err := sc.st.SetLinkedPod(sc.ctx, sc.ns, "u", svc, 0, store.Persistent); err != nil {
-			sc.t.Fatal(err)
-		}
+		sc.link("u", 0, store.Persistent)
 		sc.compute("u")
 		if got := sc.c.GetLinkedInCache(sc.ns, "u", svc); got != 0 {
 			sc.t.Fatalf("GetLinkedInCache = %d, want 0 cached", got)
