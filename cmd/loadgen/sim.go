@@ -66,10 +66,15 @@ type sim struct {
 	// never), as the fleet knows it.
 	denyAt, downAt, staleAt []atomic.Int64
 
-	errMu      sync.Mutex
-	errs       map[string]int64
-	samples    map[string]string
-	doubles    atomic.Int64
+	errMu   sync.Mutex
+	errs    map[string]int64
+	samples map[string]string
+	doubles atomic.Int64
+	// unsure holds the users whose latest claim ended without an answer
+	// (a deadline, a dropped connection): Redis may have taken it. Their
+	// next operation re-learns the owner from the claim's reply instead
+	// of judging the answer against a model that may be stale.
+	unsure     sync.Map // uint64 → struct{}
 	unroutable atomic.Int64
 	drainViol  atomic.Int64
 	placements []atomic.Int64
@@ -344,13 +349,14 @@ func (s *sim) do(ctx context.Context, r *rand.Rand, o op) {
 		}
 		return
 	}
-	if had && ownerBefore && s.inView(c, owner) {
+	_, unsure := s.unsure.LoadAndDelete(user)
+	if had && ownerBefore && s.inView(c, owner) && !unsure {
 		// The pod holding the user was routable to this client before and
 		// after the call, yet it answered another: a user on two pods.
 		s.doubles.Add(1)
 		return
 	}
-	s.claim(octx, r, c, user, id, pod, had, measured, o.storm)
+	s.claim(octx, r, c, user, id, pod, had, measured, o.storm, unsure)
 }
 
 // generatorSlack is how late the open loop may release an operation and
@@ -375,7 +381,9 @@ func (s *sim) startOf(o op) time.Time {
 
 // claim has pod take user persistently: a new session, or one moved off a
 // pod that went away.
-func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user uint64, id string, pod int, moving, measured, storm bool) {
+// unsure says the user's previous claim ended without an answer: a refusal
+// then names the owner the model missed, not a second pod.
+func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user uint64, id string, pod int, moving, measured, storm, unsure bool) {
 	p := s.pods[pod]
 	if p.gone.Load() {
 		s.fail("pod_down")
@@ -394,6 +402,13 @@ func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user ui
 	case errors.Is(err, engine.ErrClosed):
 		s.fail("pod_down") // the pod stopped while claiming
 		return
+	case errors.Is(err, engine.ErrClaimed) && unsure:
+		if moving {
+			s.sess.move(user, owner)
+		} else if s.sess.start(user, owner, time.Now().Add(s.cfg.Session)) {
+			s.setLoad(ctx, owner)
+		}
+		return
 	case errors.Is(err, engine.ErrClaimed):
 		if s.inView(c, owner) {
 			// The client answered pod while the user is held by another
@@ -408,6 +423,7 @@ func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user ui
 		case ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded):
 			s.failErr(err)
 		}
+		s.unsure.Store(user, struct{}{})
 		return
 	}
 	if moving {
