@@ -41,14 +41,8 @@ func (r *Redis) BatchGetLinkedPod(ctx context.Context, ns string, uids []string,
 	if err := r.usable(ctx); err != nil {
 		return nil, err
 	}
-	if err := serviceArgs(ns, svc); err != nil {
+	if err := batchArgs(ns, uids, svc); err != nil {
 		return nil, err
-	}
-	for i, uid := range uids {
-		if err := validUID("uid", uid); err != nil {
-			err.(*InvalidArgumentError).Arg = "uids[" + strconv.Itoa(i) + "]"
-			return nil, err
-		}
 	}
 	if len(uids) == 0 {
 		return map[int][]string{}, nil

@@ -304,6 +304,21 @@ func linkArgs(ns, uid, svc string) error {
 	return validName("service", svc)
 }
 
+// batchArgs validates the arguments of a lookup of many uids' links to svc;
+// a bad uid is named by its index, uids[i].
+func batchArgs(ns string, uids []string, svc string) error {
+	if err := serviceArgs(ns, svc); err != nil {
+		return err
+	}
+	for i, uid := range uids {
+		if err := validUID("uid", uid); err != nil {
+			err.(*InvalidArgumentError).Arg = "uids[" + strconv.Itoa(i) + "]"
+			return err
+		}
+	}
+	return nil
+}
+
 // ValidateName reports whether v is a valid namespace or service name; arg
 // names the argument in the returned *InvalidArgumentError.
 func ValidateName(arg, v string) error { return validName(arg, v) }

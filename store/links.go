@@ -33,6 +33,21 @@ func linkCall(ns, uid, svc string, pod, ttl int) (keys []string, err error) {
 	return linkKeyPair(ns, uid, svc), nil
 }
 
+// runLink checks that r is usable and the arguments valid, then runs s on the
+// link's {K1, K2} with ARGV {svc, pod, ttl}, as the writes by pod do. It
+// returns the keys beside the reply.
+func (r *Redis) runLink(ctx context.Context, op string, s script, ns, uid, svc string, pod, ttl int) ([]string, []rueidis.RedisMessage, error) {
+	if err := r.usable(ctx); err != nil {
+		return nil, nil, err
+	}
+	keys, err := linkCall(ns, uid, svc, pod, ttl)
+	if err != nil {
+		return nil, nil, err
+	}
+	arr, err := r.run(ctx, op, s, keys, []string{svc, strconv.Itoa(pod), strconv.Itoa(ttl)})
+	return keys, arr, err
+}
+
 // linkKeyPair returns {K1, K2} of a link. K2 is a prefix of K1, so one
 // allocation serves both.
 func linkKeyPair(ns, uid, svc string) []string {
@@ -46,15 +61,8 @@ func linkKeyPair(ns, uid, svc string) []string {
 // directory). A previous value that is not a pod index is overwritten (which
 // repairs it) and reported as NoPod.
 func (r *Redis) SetLinkedPod(ctx context.Context, ns, uid, svc string, pod, ttl int) (previous int, err error) {
-	if err := r.usable(ctx); err != nil {
-		return NoPod, err
-	}
 	const op = "SetLinkedPod"
-	keys, err := linkCall(ns, uid, svc, pod, ttl)
-	if err != nil {
-		return NoPod, err
-	}
-	arr, err := r.run(ctx, op, scriptSet, keys, []string{svc, strconv.Itoa(pod), strconv.Itoa(ttl)})
+	keys, arr, err := r.runLink(ctx, op, scriptSet, ns, uid, svc, pod, ttl)
 	if err != nil {
 		return NoPod, err
 	}
@@ -72,15 +80,8 @@ func (r *Redis) SetLinkedPod(ctx context.Context, ns, uid, svc string, pod, ttl 
 // in which case it changes nothing and names that owner. Otherwise it writes
 // like SetLinkedPod.
 func (r *Redis) TrySetLinkedPod(ctx context.Context, ns, uid, svc string, pod, ttl int) (Claim, error) {
-	if err := r.usable(ctx); err != nil {
-		return Claim{Owner: NoPod, Previous: NoPod}, err
-	}
 	const op = "TrySetLinkedPod"
-	keys, err := linkCall(ns, uid, svc, pod, ttl)
-	if err != nil {
-		return Claim{Owner: NoPod, Previous: NoPod}, err
-	}
-	arr, err := r.run(ctx, op, scriptTrySet, keys, []string{svc, strconv.Itoa(pod), strconv.Itoa(ttl)})
+	keys, arr, err := r.runLink(ctx, op, scriptTrySet, ns, uid, svc, pod, ttl)
 	if err == nil {
 		var st int64
 		if st, err = status(op, keys[0], arr); err == nil {
@@ -333,15 +334,8 @@ func (r *Redis) RemoveLinkedPod(ctx context.Context, ns, uid, svc string, ttl in
 // points at pod; it answers whether it removed (or started the grace period of)
 // the link. A corrupted link is a *CorruptError and is left alone.
 func (r *Redis) RemoveLinkedPodWithId(ctx context.Context, ns, uid, svc string, pod, ttl int) (removed bool, err error) {
-	if err := r.usable(ctx); err != nil {
-		return false, err
-	}
 	const op = "RemoveLinkedPodWithId"
-	keys, err := linkCall(ns, uid, svc, pod, ttl)
-	if err != nil {
-		return false, err
-	}
-	arr, err := r.run(ctx, op, scriptRemoveID, keys, []string{svc, strconv.Itoa(pod), strconv.Itoa(ttl)})
+	keys, arr, err := r.runLink(ctx, op, scriptRemoveID, ns, uid, svc, pod, ttl)
 	if err != nil {
 		return false, err
 	}

@@ -13,11 +13,8 @@ import (
 // SetServiceState publishes pod's load and routing state for svc, stamped with
 // the Redis server's clock. It returns the stamp (Unix milliseconds).
 func (r *Redis) SetServiceState(ctx context.Context, ns, svc string, pod, load int, routing RoutingState) (updated int64, err error) {
-	if err := r.usable(ctx); err != nil {
-		return 0, err
-	}
 	const op = "SetServiceState"
-	if err := serviceArgs(ns, svc); err != nil {
+	if err := r.serviceCall(ctx, ns, svc); err != nil {
 		return 0, err
 	}
 	if err := validPod("pod", pod); err != nil {
@@ -56,11 +53,8 @@ func stamp(op, key string, res rueidis.RedisResult) (int64, error) {
 // one round trip. Fields that cannot be parsed are skipped and listed in
 // ServiceState.Skipped; they never fail the whole service.
 func (r *Redis) GetServiceState(ctx context.Context, ns, svc string) (ServiceState, error) {
-	if err := r.usable(ctx); err != nil {
-		return ServiceState{}, err
-	}
 	const op = "GetServiceState"
-	if err := serviceArgs(ns, svc); err != nil {
+	if err := r.serviceCall(ctx, ns, svc); err != nil {
 		return ServiceState{}, err
 	}
 	key := StateKey(ns, svc)
@@ -96,11 +90,8 @@ func (r *Redis) GetServiceState(ctx context.Context, ns, svc string) (ServiceSta
 // RemoveServiceState deletes pod's state from svc (a pod scaled away for good).
 // It answers whether a state was there.
 func (r *Redis) RemoveServiceState(ctx context.Context, ns, svc string, pod int) (bool, error) {
-	if err := r.usable(ctx); err != nil {
-		return false, err
-	}
 	const op = "RemoveServiceState"
-	if err := serviceArgs(ns, svc); err != nil {
+	if err := r.serviceCall(ctx, ns, svc); err != nil {
 		return false, err
 	}
 	if err := validPod("pod", pod); err != nil {
@@ -117,11 +108,8 @@ func (r *Redis) RemoveServiceState(ctx context.Context, ns, svc string, pod int)
 // SetWorkloadState publishes the workload state of svc (accepting and alive
 // pod counts) stamped with the server's clock, expiring after ttl seconds.
 func (r *Redis) SetWorkloadState(ctx context.Context, ns, svc string, accepting, alive, ttl int) (updated int64, err error) {
-	if err := r.usable(ctx); err != nil {
-		return 0, err
-	}
 	const op = "SetWorkloadState"
-	if err := serviceArgs(ns, svc); err != nil {
+	if err := r.serviceCall(ctx, ns, svc); err != nil {
 		return 0, err
 	}
 	if alive < 0 || alive > MaxPod {
@@ -143,11 +131,8 @@ func (r *Redis) SetWorkloadState(ctx context.Context, ns, svc string, accepting,
 // is WorkloadUnknown with no error; an unparsable one is WorkloadUnknown with a
 // *CorruptError.
 func (r *Redis) GetWorkloadState(ctx context.Context, ns, svc string) (WorkloadState, error) {
-	if err := r.usable(ctx); err != nil {
-		return WorkloadState{}, err
-	}
 	const op = "GetWorkloadState"
-	if err := serviceArgs(ns, svc); err != nil {
+	if err := r.serviceCall(ctx, ns, svc); err != nil {
 		return WorkloadState{}, err
 	}
 	key := WorkloadKey(ns, svc)
@@ -205,4 +190,13 @@ func workloadValue(op, key string, res rueidis.RedisResult) (WorkloadState, erro
 		return WorkloadState{}, &CorruptError{Key: key, Value: v}
 	}
 	return w, nil
+}
+
+// serviceCall checks that r is usable and then that ns and svc are valid, as
+// every operation on a service's states does first.
+func (r *Redis) serviceCall(ctx context.Context, ns, svc string) error {
+	if err := r.usable(ctx); err != nil {
+		return err
+	}
+	return serviceArgs(ns, svc)
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -262,14 +261,8 @@ func (r *Redis) LinkedPodsTracked(ctx context.Context, ns string, uids []string,
 		return nil, err
 	}
 	const op = "LinkedPodsTracked"
-	if err := serviceArgs(ns, svc); err != nil {
+	if err := batchArgs(ns, uids, svc); err != nil {
 		return nil, err
-	}
-	for i, uid := range uids {
-		if err := validUID("uid", uid); err != nil {
-			err.(*InvalidArgumentError).Arg = "uids[" + strconv.Itoa(i) + "]"
-			return nil, err
-		}
 	}
 	pods := make([]int, len(uids))
 	if len(uids) == 0 {
