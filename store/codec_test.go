@@ -43,12 +43,27 @@ func TestParseLinkKey(t *testing.T) {
 	}
 }
 
+// parseCase is an input of a parser, the value it must parse to and whether
+// it parses at all.
+type parseCase[T comparable] struct {
+	in   string
+	want T
+	ok   bool
+}
+
+// checkParse runs parse, named name in messages, on every case.
+func checkParse[T comparable](t *testing.T, name string, parse func(string) (T, error), cases []parseCase[T]) {
+	t.Helper()
+	for _, c := range cases {
+		got, err := parse(c.in)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("%s(%q) = (%+v, %v), want (%+v, ok=%v)", name, c.in, got, err, c.want, c.ok)
+		}
+	}
+}
+
 func TestParseStateValue(t *testing.T) {
-	cases := []struct {
-		in   string
-		want store.StateValue
-		ok   bool
-	}{
+	checkParse(t, "ParseStateValue", store.ParseStateValue, []parseCase[store.StateValue]{
 		{"5-1700000000000-1", store.StateValue{Load: 5, Updated: 1700000000000, Routing: store.Ready}, true},
 		{"5-1700000000000-2", store.StateValue{Load: 5, Updated: 1700000000000, Routing: store.DenyNewCall}, true},
 		{"0-1-0", store.StateValue{Load: 0, Updated: 1, Routing: store.Shutdown}, true},
@@ -67,21 +82,11 @@ func TestParseStateValue(t *testing.T) {
 		{"+1-1-1", store.StateValue{}, false},
 		{"1-99999999999999999999-1", store.StateValue{}, false},
 		{" 1-1-1", store.StateValue{}, false},
-	}
-	for _, c := range cases {
-		got, err := store.ParseStateValue(c.in)
-		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("ParseStateValue(%q) = (%+v, %v), want (%+v, ok=%v)", c.in, got, err, c.want, c.ok)
-		}
-	}
+	})
 }
 
 func TestParseWorkloadValue(t *testing.T) {
-	cases := []struct {
-		in   string
-		want store.WorkloadState
-		ok   bool
-	}{
+	checkParse(t, "ParseWorkloadValue", store.ParseWorkloadValue, []parseCase[store.WorkloadState]{
 		{"2-3-100", store.WorkloadState{Status: store.WorkloadReady, Accepting: 2, Alive: 3, Updated: 100}, true},
 		{"0-3-100", store.WorkloadState{Status: store.WorkloadDraining, Alive: 3, Updated: 100}, true},
 		{"0-0-100", store.WorkloadState{Status: store.WorkloadDown, Updated: 100}, true},
@@ -90,28 +95,27 @@ func TestParseWorkloadValue(t *testing.T) {
 		{"1-3", store.WorkloadState{}, false},
 		{"1-3-100-1", store.WorkloadState{}, false},
 		{"", store.WorkloadState{}, false},
-	}
-	for _, c := range cases {
-		got, err := store.ParseWorkloadValue(c.in)
-		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("ParseWorkloadValue(%q) = (%+v, %v), want (%+v, ok=%v)", c.in, got, err, c.want, c.ok)
-		}
-	}
+	})
 }
 
 func TestStringers(t *testing.T) {
-	for s, want := range map[store.RoutingState]string{
+	checkStrings(t, map[store.RoutingState]string{
 		store.RoutingUnknown: "Unknown", store.Ready: "Ready", store.DenyNewCall: "DenyNewCall", store.Shutdown: "Shutdown", 99: "Unknown",
-	} {
-		if s.String() != want {
-			t.Errorf("%d.String() = %q, want %q", s, s.String(), want)
-		}
-	}
-	for s, want := range map[store.WorkloadStatus]string{
+	})
+	checkStrings(t, map[store.WorkloadStatus]string{
 		store.WorkloadUnknown: "Unknown", store.WorkloadReady: "Ready", store.WorkloadDraining: "Draining", store.WorkloadDown: "Down",
-	} {
-		if s.String() != want {
-			t.Errorf("%d.String() = %q, want %q", s, s.String(), want)
+	})
+}
+
+// checkStrings checks the String of every enum value against its name.
+func checkStrings[S interface {
+	~uint8
+	String() string
+}](t *testing.T, want map[S]string) {
+	t.Helper()
+	for s, name := range want {
+		if s.String() != name {
+			t.Errorf("%d.String() = %q, want %q", uint8(s), s.String(), name)
 		}
 	}
 }

@@ -56,6 +56,15 @@ func TestTracking(t *testing.T) {
 			})
 			defer cancel()
 
+			// reported waits until the tracker has reported what of key.
+			reported := func(key, what string) {
+				t.Helper()
+				redistest.Poll(t, 5*time.Second, "the "+what+" of "+key+" is reported", func() bool {
+					mu.Lock()
+					defer mu.Unlock()
+					return slices.Contains(seen, key)
+				})
+			}
 			ns := redistest.Namespace(t)
 			if _, err := writer.SetLinkedPod(ctx, ns, "u1", "room", 3, store.Persistent); err != nil {
 				t.Fatal(err)
@@ -71,12 +80,7 @@ func TestTracking(t *testing.T) {
 			if _, err := writer.SetLinkedPod(ctx, ns, "u1", "room", 5, store.Persistent); err != nil {
 				t.Fatal(err)
 			}
-			key := store.LinkKey(ns, "u1", "room")
-			redistest.Poll(t, 5*time.Second, "the change of "+key+" is reported", func() bool {
-				mu.Lock()
-				defer mu.Unlock()
-				return slices.Contains(seen, key)
-			})
+			reported(store.LinkKey(ns, "u1", "room"), "change")
 			// The next tracked read sees the new value (the client library's own
 			// cache was invalidated too).
 			got, err = reader.GetLinkedPodTracked(ctx, ns, "u1", "room", time.Minute)
@@ -97,12 +101,7 @@ func TestTracking(t *testing.T) {
 			if _, err := writer.SetLinkedPodIfAbsent(ctx, ns, "u2", "room", 1, 30); err != nil {
 				t.Fatal(err)
 			}
-			key2 := store.LinkKey(ns, "u2", "room")
-			redistest.Poll(t, 5*time.Second, "the creation of "+key2+" is reported", func() bool {
-				mu.Lock()
-				defer mu.Unlock()
-				return slices.Contains(seen, key2)
-			})
+			reported(store.LinkKey(ns, "u2", "room"), "creation")
 		})
 	}
 }
