@@ -221,15 +221,11 @@ func TestLoadCapSkewedKeys(t *testing.T) {
 func TestEjection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fail := errors.New("boom")
-		b, err := lb.New(lb.Config{
+		b := newBalancer(t, lb.Config{
 			Strategy: lb.RoundRobin{},
 			Pods:     podsOf(10),
 			Ejection: lb.Ejection{Failures: 3, Base: 10 * time.Second, Max: 40 * time.Second, MaxFraction: 0.3, Jitter: -1},
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
 		// Every pod fails every call: only 3 of 10 may be ejected.
 		for range 300 {
 			pick(t, b).Done(lb.DoneInfo{Err: fail})
@@ -289,11 +285,7 @@ func TestEjection(t *testing.T) {
 func TestSlowStart(t *testing.T) {
 	oneProc(t)
 	synctest.Test(t, func(t *testing.T) {
-		b, err := lb.New(lb.Config{Strategy: lb.RoundRobin{}, Pods: podsOf(4), SlowStart: 10 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
+		b := newBalancer(t, lb.Config{Strategy: lb.RoundRobin{}, Pods: podsOf(4), SlowStart: 10 * time.Second})
 		if err := b.Add(4, 1); err != nil {
 			t.Fatal(err)
 		}
@@ -327,14 +319,10 @@ func TestSlowStart(t *testing.T) {
 // TestReadmittedPodSlowStarts: after its ejection a pod ramps up again.
 func TestReadmittedPodSlowStarts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, err := lb.New(lb.Config{
+		b := newBalancer(t, lb.Config{
 			Strategy: lb.P2C{}, Pods: podsOf(4), SlowStart: 10 * time.Second,
 			Ejection: lb.Ejection{Failures: 1, Base: time.Second, Jitter: -1},
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
 		for !podStats(b)[0].Ejected {
 			r := pick(t, b)
 			if r.Pod == 0 {
@@ -362,11 +350,7 @@ func TestReadmittedPodSlowStarts(t *testing.T) {
 func TestLeastTimeTriesSlowPodAgain(t *testing.T) {
 	oneProc(t)
 	synctest.Test(t, func(t *testing.T) {
-		b, err := lb.New(lb.Config{Strategy: lb.LeastTime{}, Pods: podsOf(2), DecayTime: 10 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
+		b := newBalancer(t, lb.Config{Strategy: lb.LeastTime{}, Pods: podsOf(2), DecayTime: 10 * time.Second})
 		if err := b.UpdateStats(0, 0, 100*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
@@ -445,11 +429,7 @@ func TestConcurrentPicksAndChanges(t *testing.T) {
 // or replace the whole set, have nothing to ramp against and start at full share.
 func TestFirstUpdateDoesNotSlowStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, err := lb.New(lb.Config{Strategy: lb.P2C{}, SlowStart: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
+		b := newBalancer(t, lb.Config{Strategy: lb.P2C{}, SlowStart: time.Minute})
 		check := func(when string) {
 			t.Helper()
 			for _, p := range b.Stats().Pods {
@@ -480,14 +460,10 @@ func TestFirstUpdateDoesNotSlowStart(t *testing.T) {
 func TestEjectionJitter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 20
-		b, err := lb.New(lb.Config{
+		b := newBalancer(t, lb.Config{
 			Strategy: lb.RoundRobin{}, Pods: podsOf(n),
 			Ejection: lb.Ejection{Failures: 1, Base: 10 * time.Second, MaxFraction: 1},
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
 		// Every call fails until every pod is out (all at the same instant).
 		for {
 			r, err := b.Pick()
