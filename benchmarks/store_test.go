@@ -153,9 +153,7 @@ var storeOps = []storeOp{
 			return err
 		},
 		func(ctx context.Context, e *storeEnv, i int) error {
-			uid := e.uids[i%storePool]
-			return ignoreNil(e.rdb.Eval(ctx, plainSet, []string{plainLinkKey(e.ns, uid, benchSvc), plainDirKey(e.ns, uid)},
-				benchSvc, pods[i%benchPods], "-1").Err())
+			return ignoreNil(e.plainEval(ctx, plainSet, i, benchSvc, pods[i%benchPods], "-1").Err())
 		}},
 	{"TrySetLinkedPod",
 		func(ctx context.Context, e *storeEnv, i int) error {
@@ -163,9 +161,7 @@ var storeOps = []storeOp{
 			return err
 		},
 		func(ctx context.Context, e *storeEnv, i int) error {
-			uid := e.uids[i%storePool]
-			return e.rdb.Eval(ctx, plainTrySet, []string{plainLinkKey(e.ns, uid, benchSvc), plainDirKey(e.ns, uid)},
-				benchSvc, pods[i%benchPods], "-1").Err()
+			return e.plainEval(ctx, plainTrySet, i, benchSvc, pods[i%benchPods], "-1").Err()
 		}},
 	{"SetLinkedPodIfAbsent",
 		func(ctx context.Context, e *storeEnv, i int) error {
@@ -173,9 +169,7 @@ var storeOps = []storeOp{
 			return err
 		},
 		func(ctx context.Context, e *storeEnv, i int) error {
-			uid := e.uids[i%storePool]
-			return e.rdb.Eval(ctx, plainIfAbsent, []string{plainLinkKey(e.ns, uid, benchSvc), plainDirKey(e.ns, uid)},
-				benchSvc, "1", "60").Err()
+			return e.plainEval(ctx, plainIfAbsent, i, benchSvc, "1", "60").Err()
 		}},
 	{"ReplaceLinkedPod",
 		func(ctx context.Context, e *storeEnv, i int) error {
@@ -183,10 +177,15 @@ var storeOps = []storeOp{
 			return err
 		},
 		func(ctx context.Context, e *storeEnv, i int) error {
-			uid := e.uids[i%storePool]
-			return e.rdb.Eval(ctx, plainReplace, []string{plainLinkKey(e.ns, uid, benchSvc), plainDirKey(e.ns, uid)},
-				benchSvc, pods[i%benchPods], "-1", pods[i%benchPods]).Err()
+			return e.plainEval(ctx, plainReplace, i, benchSvc, pods[i%benchPods], "-1", pods[i%benchPods]).Err()
 		}},
+}
+
+// plainEval sends a plain script with EVAL on the i-th pooled uid's link and
+// directory keys, as the go-redis side of every atomic operation does.
+func (e *storeEnv) plainEval(ctx context.Context, script string, i int, args ...any) *redis.Cmd {
+	uid := e.uids[i%storePool]
+	return e.rdb.Eval(ctx, script, []string{plainLinkKey(e.ns, uid, benchSvc), plainDirKey(e.ns, uid)}, args...)
 }
 
 // ignoreNil treats a nil reply (no previous link) as success.

@@ -138,23 +138,18 @@ func checkCovers(t *testing.T, what string, v any, table map[string]methodCall, 
 
 // clientCalls are the Client's methods that touch links, with valid arguments.
 func clientCalls(c *engine.Client, ns string) map[string]methodCall {
+	// readU1 is the row of a reader of u1's link, whose "nothing" is NoPod.
+	readU1 := func(read func(ctx context.Context, ns, uid, svc string) (int, error)) methodCall {
+		return func(ctx context.Context) (error, bool) {
+			p, err := read(ctx, ns, "u1", svc)
+			return err, p == engine.NoPod
+		}
+	}
 	return map[string]methodCall{
-		"ComputeLinkedPod": func(ctx context.Context) (error, bool) {
-			p, err := c.ComputeLinkedPod(ctx, ns, "u1", svc)
-			return err, p == engine.NoPod
-		},
-		"GetLinkedPod": func(ctx context.Context) (error, bool) {
-			p, err := c.GetLinkedPod(ctx, ns, "u1", svc)
-			return err, p == engine.NoPod
-		},
-		"GetLinkedPodInCacheOrIfPersist": func(ctx context.Context) (error, bool) {
-			p, err := c.GetLinkedPodInCacheOrIfPersist(ctx, ns, "u1", svc)
-			return err, p == engine.NoPod
-		},
-		"GetLinkedPodNotCache": func(ctx context.Context) (error, bool) {
-			p, err := c.GetLinkedPodNotCache(ctx, ns, "u1", svc)
-			return err, p == engine.NoPod
-		},
+		"ComputeLinkedPod":               readU1(c.ComputeLinkedPod),
+		"GetLinkedPod":                   readU1(c.GetLinkedPod),
+		"GetLinkedPodInCacheOrIfPersist": readU1(c.GetLinkedPodInCacheOrIfPersist),
+		"GetLinkedPodNotCache":           readU1(c.GetLinkedPodNotCache),
 		"SetCache": func(ctx context.Context) (error, bool) {
 			err := c.SetCache(ctx, ns, "u2", svc, 1)
 			return err, c.GetLinkedInCache(ns, "u2", svc) == engine.NoPod
