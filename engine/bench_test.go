@@ -403,18 +403,10 @@ func BenchmarkPlacement50(b *testing.B) {
 			// as it would in a storm: every second, and early every 16
 			// placements (at most every 100 ms).
 			for p := range benchPods {
-				s, err := engine.NewServer(engine.ServerConfig{Store: pods, Namespace: ns, Service: svc, Pod: p})
-				if err != nil {
-					b.Fatal(err)
-				}
+				s := newPod(b, engine.ServerConfig{Store: pods, Namespace: ns, Service: svc, Pod: p})
 				if err := s.Start(ctx); err != nil {
 					b.Fatal(err)
 				}
-				b.Cleanup(func() {
-					sctx, cancel := context.WithCancel(context.Background())
-					cancel() // no drain
-					_ = s.Stop(sctx)
-				})
 			}
 			// Short-lived links: Redis forgets their tracking when they
 			// expire (its tracking table is bounded, 1M keys by default,

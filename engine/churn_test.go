@@ -62,19 +62,11 @@ func TestChurn(t *testing.T) {
 	srvStore := dialStore(t, addr, true, nil)
 	var pods []*engine.Server
 	for pod := range 4 {
-		s, err := engine.NewServer(engine.ServerConfig{Store: srvStore, Namespace: ns, Service: svc, Pod: pod,
+		s := newPod(t, engine.ServerConfig{Store: srvStore, Namespace: ns, Service: svc, Pod: pod,
 			Timing: timing, MaxRequest: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
 		if err := s.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
-			c, cancel := context.WithCancel(context.Background())
-			cancel()
-			_ = s.Stop(c)
-		})
 		pods = append(pods, s)
 	}
 	var clients []*engine.Client

@@ -95,17 +95,8 @@ func newRig(t *testing.T, cfg rigConfig) *rig {
 	r.direct = dialStore(t, cfg.directAddr, true, nil)
 	srvStore := dialStore(t, cfg.serverAddr, true, nil)
 	for pod := range faultPods {
-		s, err := engine.NewServer(engine.ServerConfig{Store: srvStore, Namespace: r.ns, Service: svc, Pod: pod,
-			Timing: r.timing, MaxRequest: 100 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithCancel(context.Background())
-			cancel()
-			_ = s.Stop(ctx)
-		})
-		r.pods = append(r.pods, s)
+		r.pods = append(r.pods, newPod(t, engine.ServerConfig{Store: srvStore, Namespace: r.ns, Service: svc, Pod: pod,
+			Timing: r.timing, MaxRequest: 100 * time.Millisecond}))
 	}
 	r.startPods()
 	r.st = dialStore(t, cfg.clientAddr, false, cfg.configure)
@@ -135,6 +126,22 @@ func (r *rig) startPods() {
 			r.t.Fatalf("Start: %v", err)
 		}
 	}
+}
+
+// newPod is a Server for cfg, not started, that the test's cleanup stops
+// without a drain.
+func newPod(t testing.TB, cfg engine.ServerConfig) *engine.Server {
+	t.Helper()
+	s, err := engine.NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // no drain
+		_ = s.Stop(ctx)
+	})
+	return s
 }
 
 // dialStore connects to addr; untracked stores cache nothing.
