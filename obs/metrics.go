@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -345,9 +346,16 @@ func addCounts(sum *engine.CacheStats, st engine.CacheStats) {
 
 // own calls f with every series of m that the set does not hold: the
 // histograms, and what is read at the time (the caches, the placement counts
-// and skew). typ is the Prometheus type of the series' family.
+// and skew), each family's series together as Prometheus wants them. typ is
+// the Prometheus type of the series' family.
 func (m *Metrics) own(f func(series, typ string, v float64)) {
-	for name, h := range m.hists.All() {
+	var names []string
+	for name := range m.hists.All() {
+		names = append(names, name)
+	}
+	slices.Sort(names) // a family's labelled histograms together
+	for _, name := range names {
+		h, _ := m.hists.Load(name)
 		h.read(name, func(series string, v float64) { f(series, "histogram", v) })
 	}
 	st := m.cacheStats()
@@ -359,6 +367,7 @@ func (m *Metrics) own(f func(series, typ string, v float64)) {
 	f(Prefix+"cache_entries", "gauge", float64(st.Size))
 	f(Prefix+"cache_capacity", "gauge", float64(st.MaxEntries))
 
+	var skews []func()
 	for k, sm := range m.services.All() {
 		sm.mu.Lock()
 		pods := make([]int, 0, len(sm.placements))
@@ -381,7 +390,12 @@ func (m *Metrics) own(f func(series, typ string, v float64)) {
 			most = max(most, counts[i])
 		}
 		skew := float64(most) / (float64(total) / float64(len(pods)))
-		f(Prefix+"placement_skew"+labelSet("namespace", k.ns, "service", k.svc), "gauge", skew)
+		skews = append(skews, func() {
+			f(Prefix+"placement_skew"+labelSet("namespace", k.ns, "service", k.svc), "gauge", skew)
+		})
+	}
+	for _, skew := range skews {
+		skew()
 	}
 }
 
