@@ -2,7 +2,6 @@ package stickygrpc_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/stickyroute/stickyroute/adapter/adaptertest"
 	stickygrpc "github.com/stickyroute/stickyroute/contrib/grpc"
 	"github.com/stickyroute/stickyroute/internal/redistest"
 )
@@ -21,10 +21,9 @@ func benchSetup(b *testing.B) (ctx context.Context, plain, sticky testpb.TestSer
 	b.Helper()
 	be := redistest.Open(b, redistest.Embedded)
 	ctx = redistest.Ctx(b)
-	f := startFleet(b, be, 1)
-	c := f.client(b)
-	_, sticky = f.dial(b, c, stickygrpc.Config{})
-	conn, err := grpc.NewClient("passthrough:///"+f.pods[0].addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	f, c := startFleet(b, be, 1)
+	_, sticky = dial(b, f, c, stickygrpc.Config{})
+	conn, err := grpc.NewClient("passthrough:///"+f.Pods[0].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -36,7 +35,7 @@ func benchSetup(b *testing.B) (ctx context.Context, plain, sticky testpb.TestSer
 	// Place the user, then read its link into the cache.
 	redistest.Poll(b, 5*time.Second, "u1's link is cached", func() bool {
 		_, err := call(ctx, sticky, stickygrpc.UID("u1"))
-		return err == nil && c.GetLinkedInCache(f.ns, "u1", svc) == 0
+		return err == nil && c.GetLinkedInCache(f.Namespace, "u1", svc) == 0
 	})
 	return ctx, plain, sticky
 }
@@ -53,46 +52,11 @@ func BenchmarkCallOverhead(b *testing.B) {
 	mdCtx := metadata.AppendToOutgoingContext(ctx, stickygrpc.DefaultUIDKey, "u1")
 	req := &testpb.SimpleRequest{}
 	uid := stickygrpc.UID("u1")
-	const chunk = 16
-	run := func(f func() error) float64 {
-		start := time.Now()
-		for range chunk {
-			if err := f(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return float64(time.Since(start).Nanoseconds()) / chunk
-	}
-	callPlain := func() error { _, err := plain.UnaryCall(ctx, req); return err }
-	callOpt := func() error { _, err := sticky.UnaryCall(ctx, req, uid); return err }
-	callMD := func() error { _, err := sticky.UnaryCall(mdCtx, req); return err }
-	var plains, opts, mds, addOpt, addMD []float64
-	b.ReportAllocs()
-	b.ResetTimer()
-	for calls := 0; calls < b.N; calls += 3 * chunk {
-		var p, o, m float64
-		if len(plains)%2 == 0 {
-			p, o, m = run(callPlain), run(callOpt), run(callMD)
-		} else {
-			m, o, p = run(callMD), run(callOpt), run(callPlain)
-		}
-		plains, opts, mds = append(plains, p), append(opts, o), append(mds, m)
-		addOpt, addMD = append(addOpt, o-p), append(addMD, m-p)
-	}
-	b.ReportMetric(median(plains), "plain-ns/call")
-	b.ReportMetric(median(opts), "sticky-ns/call")
-	b.ReportMetric(median(mds), "sticky-md-ns/call")
-	b.ReportMetric(median(addOpt), "added-ns/call")
-	b.ReportMetric(median(addMD), "added-md-ns/call")
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
+	adaptertest.Compare(b,
+		adaptertest.Call{Name: "plain", Do: func() error { _, err := plain.UnaryCall(ctx, req); return err }},
+		adaptertest.Call{Name: "sticky", Added: "added", Do: func() error { _, err := sticky.UnaryCall(ctx, req, uid); return err }},
+		adaptertest.Call{Name: "sticky-md", Added: "added-md", Do: func() error { _, err := sticky.UnaryCall(mdCtx, req); return err }},
+	)
 }
 
 // BenchmarkRoute is the interceptor alone (cached link, no network): what a
@@ -100,17 +64,16 @@ func median(xs []float64) float64 {
 func BenchmarkRoute(b *testing.B) {
 	be := redistest.Open(b, redistest.Embedded)
 	ctx := redistest.Ctx(b)
-	f := startFleet(b, be, 1)
-	c := f.client(b)
-	r, err := stickygrpc.New(stickygrpc.Config{Client: c, Namespace: f.ns, Service: svc, Addr: f.addr})
+	f, c := startFleet(b, be, 1)
+	r, err := stickygrpc.New(stickygrpc.Config{Client: c, Namespace: f.Namespace, Service: svc, Addr: f.Addr})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	if _, err := c.ComputeLinkedPod(ctx, f.ns, "u1", svc); err != nil {
+	if _, err := c.ComputeLinkedPod(ctx, f.Namespace, "u1", svc); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := c.ComputeLinkedPod(ctx, f.ns, "u1", svc); err != nil {
+	if _, err := c.ComputeLinkedPod(ctx, f.Namespace, "u1", svc); err != nil {
 		b.Fatal(err)
 	}
 	in := r.UnaryInterceptor()

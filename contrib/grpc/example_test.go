@@ -3,7 +3,6 @@ package stickygrpc_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"time"
 
@@ -11,43 +10,31 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/stickyroute/stickyroute/adapter/adaptertest"
 	stickygrpc "github.com/stickyroute/stickyroute/contrib/grpc"
-	"github.com/stickyroute/stickyroute/engine"
-	"github.com/stickyroute/stickyroute/store"
-	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
 // Two pods serve a service; every call of user u42 reaches the same one. In
-// a fleet each pod is a process of its own and Template gives the pods'
-// addresses; here both run in this process on loopback.
+// a fleet each pod is a process of its own running an engine.Server, and
+// Template gives the pods' addresses; here adaptertest runs both in this
+// process on loopback, on an embedded Redis.
 func ExampleRouter() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := embedded.Dial(store.DialConfig{}) // embedded Redis
+	// serve starts a pod's gRPC server, answering with the pod's index.
+	pods, err := adaptertest.Start(ctx, adaptertest.Config{Pods: 2, Serve: serve})
 	if err != nil {
 		panic(err)
 	}
-	defer st.Close()
-
-	addrs := map[int]string{}
-	for pod := range 2 {
-		lis, _ := net.Listen("tcp", "127.0.0.1:0")
-		gs := grpc.NewServer()
-		testpb.RegisterTestServiceServer(gs, &testService{pod: pod})
-		go func() { _ = gs.Serve(lis) }()
-		defer gs.Stop()
-		addrs[pod] = lis.Addr().String()
-		srv, _ := engine.NewServer(engine.ServerConfig{Store: st, Namespace: "game", Service: "room", Pod: pod,
-			MaxRequest: 100 * time.Millisecond}) // a short drain on Stop, for the example
-		_ = srv.Start(ctx)
-		defer func() { _ = srv.Stop(ctx) }()
+	defer pods.Close()
+	client, err := pods.Client() // an *engine.Client
+	if err != nil {
+		panic(err)
 	}
 
-	client, _ := engine.NewClient(engine.ClientConfig{Store: st})
-	defer client.Close()
 	r, err := stickygrpc.New(stickygrpc.Config{
-		Client: client, Namespace: "game", Service: "room",
-		Addr: func(pod int) string { return addrs[pod] }, // or Template: "{svc}-{pod}.{svc}.{ns}.svc:9000"
+		Client: client, Namespace: pods.Namespace, Service: adaptertest.Service,
+		Addr: pods.Addr, // or Template: "{svc}-{pod}.{svc}.{ns}.svc:9000"
 	})
 	if err != nil {
 		panic(err)
@@ -69,7 +56,7 @@ func ExampleRouter() {
 		}
 		served[resp.ServerId] = true
 	}
-	linked, _ := client.GetLinkedPodNotCache(ctx, "game", "u42", "room")
+	linked, _ := client.GetLinkedPodNotCache(ctx, pods.Namespace, "u42", adaptertest.Service)
 	fmt.Println("pods that served u42:", len(served))
 	fmt.Println("the pod its link names:", served[strconv.Itoa(linked)])
 	// Output:

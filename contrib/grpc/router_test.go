@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
+	"github.com/stickyroute/stickyroute/adapter/adaptertest"
 	stickygrpc "github.com/stickyroute/stickyroute/contrib/grpc"
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/internal/redistest"
@@ -25,12 +25,11 @@ import (
 // TestRoutesByUID: every call of a user reaches the pod its link names,
 // whichever way the uid is given, for unary calls and streams.
 func TestRoutesByUID(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *redistest.Backend) {
+	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := redistest.Ctx(t)
-		f := startFleet(t, b, 3)
-		c := f.client(t)
-		_, tc := f.dial(t, c, stickygrpc.Config{})
-		_, byFunc := f.dial(t, c, stickygrpc.Config{UID: func(ctx context.Context, method string) (string, bool) {
+		f, c := startFleet(t, b, 3)
+		_, tc := dial(t, f, c, stickygrpc.Config{})
+		_, byFunc := dial(t, f, c, stickygrpc.Config{UID: func(ctx context.Context, method string) (string, bool) {
 			if method != "/grpc.testing.TestService/UnaryCall" {
 				t.Errorf("UID got method %q", method)
 			}
@@ -40,180 +39,71 @@ func TestRoutesByUID(t *testing.T) {
 			}
 			return "", false
 		}})
-
-		seen := map[int]int{}
-		for i := range 60 {
-			uid := "u" + strconv.Itoa(i)
-			var got []int
-			p, err := call(ctx, tc, stickygrpc.UID(uid))
-			got = append(got, p)
-			if err == nil {
-				p, err = call(metadata.AppendToOutgoingContext(ctx, stickygrpc.DefaultUIDKey, uid), tc)
-				got = append(got, p)
-			}
-			if err == nil {
-				p, err = call(metadata.AppendToOutgoingContext(ctx, "user", uid), byFunc)
-				got = append(got, p)
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", uid, err)
-			}
-			link, err := c.GetLinkedPodNotCache(ctx, f.ns, uid, svc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range got {
-				if p != link {
-					t.Fatalf("%s: calls reached pods %v, its link is %d", uid, got, link)
-				}
-			}
-			seen[link]++
-		}
-		if len(seen) != 3 {
-			t.Fatalf("60 users landed on pods %v, want all 3", seen)
-		}
+		adaptertest.TestRoutes(t, f, c, caller(tc),
+			func(ctx context.Context, uid string) (int, error) {
+				return call(metadata.AppendToOutgoingContext(ctx, stickygrpc.DefaultUIDKey, uid), tc)
+			},
+			func(ctx context.Context, uid string) (int, error) {
+				return call(metadata.AppendToOutgoingContext(ctx, "user", uid), byFunc)
+			})
 
 		// A stream goes to the user's pod for its whole life.
-		uid := "u7"
-		link, _ := c.GetLinkedPodNotCache(ctx, f.ns, uid, svc)
-		stream, err := tc.FullDuplexCall(ctx, stickygrpc.UID(uid))
+		link, _ := c.GetLinkedPodNotCache(ctx, f.Namespace, "u7", svc)
+		stream, err := tc.FullDuplexCall(ctx, stickygrpc.UID("u7"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for range 3 {
-			if err := stream.Send(&testpb.StreamingOutputCallRequest{}); err != nil {
-				t.Fatal(err)
-			}
-			resp, err := stream.Recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := string(resp.Payload.Body); got != strconv.Itoa(link) {
-				t.Fatalf("stream of %s answered by pod %s, its link is %d", uid, got, link)
-			}
-		}
-		if err := stream.CloseSend(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := stream.Recv(); err == nil {
-			t.Fatal("stream did not end after CloseSend")
-		}
+		adaptertest.TestStream(t, stream, &testpb.StreamingOutputCallRequest{}, streamPod, link)
 	})
 }
 
-// TestFallbackWithoutUID: calls without a user spread over the pods, and
-// avoid a pod that takes no new users once the client sees it.
-func TestFallbackWithoutUID(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := redistest.Ctx(t)
-		f := startFleet(t, b, 3)
-		c := f.client(t)
-		_, tc := f.dial(t, c, stickygrpc.Config{})
+// streamPod reads the pod that sent a stream reply.
+func streamPod(resp *testpb.StreamingOutputCallResponse) int {
+	pod, err := strconv.Atoi(string(resp.Payload.Body))
+	if err != nil {
+		return engine.NoPod
+	}
+	return pod
+}
 
-		count := map[int]int{}
-		for range 90 {
-			p, err := call(ctx, tc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			count[p]++
-		}
-		if len(count) != 3 {
-			t.Fatalf("90 calls without a uid reached pods %v, want all 3", count)
-		}
-		if links, _ := b.Client.Do(ctx, b.Client.B().Keys().Pattern("*"+f.ns+":lk:*").Build()).AsStrSlice(); len(links) != 0 {
+// TestFallbackWithoutUID: calls without a user spread over the pods, write
+// no link, and avoid a pod that takes no new users once the client sees it;
+// a pod chosen on purpose is reached all the same.
+func TestFallbackWithoutUID(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := redistest.Ctx(t)
+		f, c := startFleet(t, b, 3)
+		_, tc := dial(t, f, c, stickygrpc.Config{})
+		adaptertest.TestFallback(t, f, c, caller(tc))
+		if links, _ := b.Client.Do(ctx, b.Client.B().Keys().Pattern("*"+f.Namespace+":lk:*").Build()).AsStrSlice(); len(links) != 0 {
 			t.Fatalf("calls without a uid wrote links %v", links)
 		}
-
-		if err := f.pods[1].srv.SetRoutingState(ctx, engine.DenyNewCall); err != nil {
-			t.Fatal(err)
-		}
-		redistest.Poll(t, 2*time.Second, "the client sees pod 1 deny new calls", func() bool {
-			return !c.States().IsPodAvailable(f.ns, svc, 1) && c.States().IsPodRoutable(f.ns, svc, 1)
-		})
-		clear(count)
-		for range 60 {
-			p, err := call(ctx, tc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			count[p]++
-		}
-		if count[1] != 0 || count[0] == 0 || count[2] == 0 {
-			t.Fatalf("with pod 1 denying new calls, calls without a uid reached pods %v", count)
-		}
-		// A pod chosen on purpose is reached all the same.
 		if p, err := call(stickygrpc.ContextWithPod(ctx, 1), tc); err != nil || p != 1 {
 			t.Fatalf("call steered to pod 1 = (%d, %v)", p, err)
 		}
 	})
 }
 
+// errs are the errors of this adapter: a *RouteError naming the user and the
+// pod, matching engine.ErrPodNotRoutable with code Unavailable, for a user
+// of a pod that is not routable; Unavailable for a pod that does not answer.
+var errs = adaptertest.Errors{
+	Unreachable: func(err error) bool { return status.Code(err) == codes.Unavailable },
+	NotRoutable: func(err error, uid string, pod int) bool {
+		var re *stickygrpc.RouteError
+		return errors.As(err, &re) && re.Pod == pod && re.UID == uid &&
+			errors.Is(err, engine.ErrPodNotRoutable) && status.Code(err) == codes.Unavailable
+	},
+}
+
 // TestDrain: while a pod drains, new users avoid it and its users stay; after
 // it shuts down, its temporary users move and a persistent user gets the
 // engine's typed error.
 func TestDrain(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := redistest.Ctx(t)
-		f := startFleet(t, b, 3)
-		c := f.client(t)
-		_, tc := f.dial(t, c, stickygrpc.Config{})
-
-		var onTwo []string
-		for i := 0; len(onTwo) < 4; i++ {
-			if i == 300 {
-				t.Fatalf("only %d of 300 users on pod 2", len(onTwo))
-			}
-			uid := "u" + strconv.Itoa(i)
-			p, err := call(ctx, tc, stickygrpc.UID(uid))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p == 2 {
-				onTwo = append(onTwo, uid)
-			}
-		}
-		owned := onTwo[0] // pod 2 claims it: a persistent link
-		if _, err := f.pods[2].srv.TrySetLinkedPod(ctx, f.ns, owned, svc, 2); err != nil {
-			t.Fatal(err)
-		}
-
-		stopped := make(chan struct{})
-		go func() { f.pods[2].stop(); close(stopped) }()
-		redistest.Poll(t, 2*time.Second, "the client sees pod 2 drain", func() bool {
-			return !c.States().IsPodAvailable(f.ns, svc, 2)
-		})
-		begin, n := time.Now(), 0
-		for ; time.Since(begin) < drain/3; n++ {
-			p, err := call(ctx, tc, stickygrpc.UID("new"+strconv.Itoa(n)))
-			if err != nil || p == 2 {
-				t.Fatalf("new user during the drain = (%d, %v), want a pod other than 2", p, err)
-			}
-			for _, uid := range onTwo {
-				if p, err := call(ctx, tc, stickygrpc.UID(uid)); err != nil || p != 2 {
-					t.Fatalf("%s during the drain = (%d, %v), want its pod 2", uid, p, err)
-				}
-			}
-		}
-		<-stopped
-		redistest.Poll(t, 2*time.Second, "the client sees pod 2 shut down", func() bool {
-			return !c.States().IsPodRoutable(f.ns, svc, 2)
-		})
-		for _, uid := range onTwo[1:] {
-			p, err := call(ctx, tc, stickygrpc.UID(uid))
-			if err != nil || p == 2 {
-				t.Fatalf("%s after the drain = (%d, %v), want moved off pod 2", uid, p, err)
-			}
-			if again, err := call(ctx, tc, stickygrpc.UID(uid)); err != nil || again != p {
-				t.Fatalf("%s moved to %d, then = (%d, %v)", uid, p, again, err)
-			}
-		}
-		_, err := call(ctx, tc, stickygrpc.UID(owned))
-		var re *stickygrpc.RouteError
-		if !errors.As(err, &re) || re.Pod != 2 || re.UID != owned || !errors.Is(err, engine.ErrPodNotRoutable) || status.Code(err) != codes.Unavailable {
-			t.Fatalf("persistent user of the shut-down pod: %v, want a *RouteError{Pod: 2} matching engine.ErrPodNotRoutable, code Unavailable", err)
-		}
-		t.Logf("%d new users placed during the drain, none on pod 2", n)
+	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
+		f, c := startFleet(t, b, 3)
+		_, tc := dial(t, f, c, stickygrpc.Config{})
+		adaptertest.TestDrain(t, f, c, caller(tc), errs)
 	})
 }
 
@@ -222,67 +112,19 @@ func TestDrain(t *testing.T) {
 // for good and its persistent user gets the typed error. Other users never
 // notice.
 func TestPodLoss(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := redistest.Ctx(t)
-		f := startFleet(t, b, 3)
-		c := f.client(t)
-		_, tc := f.dial(t, c, stickygrpc.Config{})
-
-		home := map[string]int{}
-		var onOne []string
-		for i := 0; len(onOne) < 4; i++ {
-			if i == 300 {
-				t.Fatalf("only %d of 300 users on pod 1", len(onOne))
-			}
-			uid := "u" + strconv.Itoa(i)
-			p, err := call(ctx, tc, stickygrpc.UID(uid))
-			if err != nil {
-				t.Fatal(err)
-			}
-			home[uid] = p
-			if p == 1 {
-				onOne = append(onOne, uid)
-			}
-		}
-		owned := onOne[0]
-		if _, err := f.pods[1].srv.TrySetLinkedPod(ctx, f.ns, owned, svc, 1); err != nil {
-			t.Fatal(err)
-		}
-
-		f.pods[1].kill()
-		// Fail fast while the engine still counts the pod alive.
-		if _, err := call(ctx, tc, stickygrpc.UID(onOne[1])); status.Code(err) != codes.Unavailable {
-			t.Fatalf("user of the lost pod right after the loss: %v, want Unavailable", err)
-		}
-		redistest.Poll(t, 3*time.Second, "the client sees pod 1 stale", func() bool {
-			return !c.States().IsPodRoutable(f.ns, svc, 1)
-		})
-		for uid, was := range home {
-			p, err := call(ctx, tc, stickygrpc.UID(uid))
-			switch {
-			case uid == owned:
-				var re *stickygrpc.RouteError
-				if !errors.As(err, &re) || re.Pod != 1 || !errors.Is(err, engine.ErrPodNotRoutable) {
-					t.Fatalf("persistent user of the lost pod: %v, want *RouteError{Pod: 1}", err)
-				}
-			case err != nil:
-				t.Fatalf("%s (was on %d) after the loss: %v", uid, was, err)
-			case was != 1 && p != was:
-				t.Fatalf("%s moved from live pod %d to %d", uid, was, p)
-			case was == 1 && p == 1:
-				t.Fatalf("%s still routed to the lost pod", uid)
-			}
-		}
+	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
+		f, c := startFleet(t, b, 3)
+		_, tc := dial(t, f, c, stickygrpc.Config{})
+		adaptertest.TestPodLoss(t, f, c, caller(tc), errs)
 	})
 }
 
 // TestAnyResolver: addresses from another resolver, their pods given by WithPod
 // or by PodOf, route users the same way.
 func TestAnyResolver(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *redistest.Backend) {
+	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := redistest.Ctx(t)
-		f := startFleet(t, b, 3)
-		c := f.client(t)
+		f, c := startFleet(t, b, 3)
 
 		for _, tc := range []struct {
 			name  string
@@ -297,9 +139,9 @@ func TestAnyResolver(t *testing.T) {
 				return s
 			}},
 			{"PodOf", func(ep resolver.Endpoint) (int, bool) {
-				for _, p := range f.pods {
-					if p.addr == ep.Addresses[0].Addr {
-						return p.index, true
+				for _, p := range f.Pods {
+					if p.Addr == ep.Addresses[0].Addr {
+						return p.Index, true
 					}
 				}
 				return 0, false
@@ -312,13 +154,13 @@ func TestAnyResolver(t *testing.T) {
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				r, err := stickygrpc.New(stickygrpc.Config{Client: c, Namespace: f.ns, Service: svc, PodOf: tc.podOf})
+				r, err := stickygrpc.New(stickygrpc.Config{Client: c, Namespace: f.Namespace, Service: svc, PodOf: tc.podOf})
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer r.Close()
 				mr := manual.NewBuilderWithScheme("static")
-				mr.InitialState(tc.state(f.pods[0].addr, f.pods[1].addr, f.pods[2].addr))
+				mr.InitialState(tc.state(f.Pods[0].Addr, f.Pods[1].Addr, f.Pods[2].Addr))
 				conn, err := grpc.NewClient("static:///room", append(r.DialOptions(), grpc.WithResolvers(mr),
 					grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 				if err != nil {
@@ -332,7 +174,7 @@ func TestAnyResolver(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if link, _ := c.GetLinkedPodNotCache(ctx, f.ns, uid, svc); p != link {
+					if link, _ := c.GetLinkedPodNotCache(ctx, f.Namespace, uid, svc); p != link {
 						t.Fatalf("%s reached pod %d, its link is %d", uid, p, link)
 					}
 				}
@@ -345,15 +187,14 @@ func TestAnyResolver(t *testing.T) {
 // calls with a message that says so.
 func TestAddressesWithoutPod(t *testing.T) {
 	b := redistest.Open(t, redistest.Embedded)
-	f := startFleet(t, b, 1)
-	c := f.client(t)
-	r, err := stickygrpc.New(stickygrpc.Config{Client: c, Namespace: f.ns, Service: svc})
+	f, c := startFleet(t, b, 1)
+	r, err := stickygrpc.New(stickygrpc.Config{Client: c, Namespace: f.Namespace, Service: svc})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	mr := manual.NewBuilderWithScheme("static")
-	mr.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: f.pods[0].addr}}})
+	mr.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: f.Pods[0].Addr}}})
 	conn, err := grpc.NewClient("static:///room", append(r.DialOptions(), grpc.WithResolvers(mr),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {

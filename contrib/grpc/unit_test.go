@@ -11,9 +11,9 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 
+	"github.com/stickyroute/stickyroute/adapter/adaptertest"
 	stickygrpc "github.com/stickyroute/stickyroute/contrib/grpc"
 	"github.com/stickyroute/stickyroute/engine"
-	"github.com/stickyroute/stickyroute/internal/redistest"
 	"github.com/stickyroute/stickyroute/store"
 )
 
@@ -65,21 +65,17 @@ func TestRouteErrorCodes(t *testing.T) {
 }
 
 func TestNewRejects(t *testing.T) {
-	b := redistest.Open(t, redistest.Embedded)
-	c, err := engine.NewClient(engine.ClientConfig{Store: store.New(b.Client)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	adaptertest.TestRejects(t, func(c *engine.Client, ns, svc string) error {
+		_, err := stickygrpc.New(stickygrpc.Config{Client: c, Namespace: ns, Service: svc})
+		return err
+	})
+	c := new(engine.Client) // refused before use
 	for name, cfg := range map[string]stickygrpc.Config{
-		"Client":    {Namespace: "g", Service: "s"},
-		"Namespace": {Client: c, Namespace: "a b", Service: "s"},
-		"Service":   {Client: c, Namespace: "g"},
-		"not both":  {Client: c, Namespace: "g", Service: "s", Template: "h{pod}:1", Addr: func(int) string { return "" }},
-		"{pod}":     {Client: c, Namespace: "g", Service: "s", Template: "h:1"},
+		"not both": {Client: c, Namespace: "g", Service: "s", Template: "h{pod}:1", Addr: func(int) string { return "" }},
+		"{pod}":    {Client: c, Namespace: "g", Service: "s", Template: "h:1"},
 	} {
 		if _, err := stickygrpc.New(cfg); err == nil || !strings.Contains(err.Error(), name) {
-			t.Errorf("config missing %s: %v", name, err)
+			t.Errorf("config with %s: %v", name, err)
 		}
 	}
 }

@@ -1,14 +1,13 @@
 package stickykratos_test
 
 import (
-	"context"
-	"slices"
 	"testing"
 	"time"
 
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/stickyroute/stickyroute/adapter/adaptertest"
 	stickykratos "github.com/stickyroute/stickyroute/contrib/kratos"
 	"github.com/stickyroute/stickyroute/internal/redistest"
 )
@@ -21,10 +20,9 @@ import (
 func BenchmarkCallOverhead(b *testing.B) {
 	be := redistest.Open(b, redistest.Embedded)
 	ctx := redistest.Ctx(b)
-	f := startFleet(b, be, 1)
-	c := f.client(b)
-	_, sticky := f.dial(b, c)
-	conn, err := kgrpc.DialInsecure(ctx, kgrpc.WithEndpoint("direct:///"+f.pods[0].addr),
+	f, c := startFleet(b, be, 1)
+	_, sticky := dial(b, f, c)
+	conn, err := kgrpc.DialInsecure(ctx, kgrpc.WithEndpoint("direct:///"+f.Pods[0].Addr),
 		kgrpc.WithHealthCheck(false), kgrpc.WithTimeout(5*time.Second))
 	if err != nil {
 		b.Fatal(err)
@@ -35,41 +33,11 @@ func BenchmarkCallOverhead(b *testing.B) {
 	// Place the user, then read its link into the cache.
 	redistest.Poll(b, 5*time.Second, "u1's link is cached", func() bool {
 		_, err := call(uctx, sticky)
-		return err == nil && c.GetLinkedInCache(f.ns, "u1", svc) == 0
+		return err == nil && c.GetLinkedInCache(f.Namespace, "u1", svc) == 0
 	})
 	req := &testpb.SimpleRequest{}
-	const chunk = 16
-	run := func(ctx context.Context, tc testpb.TestServiceClient) float64 {
-		start := time.Now()
-		for range chunk {
-			if _, err := tc.UnaryCall(ctx, req); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return float64(time.Since(start).Nanoseconds()) / chunk
-	}
-	var plains, stickies, added []float64
-	b.ReportAllocs()
-	b.ResetTimer()
-	for calls := 0; calls < b.N; calls += 2 * chunk {
-		var p, s float64
-		if len(plains)%2 == 0 {
-			p, s = run(ctx, plain), run(uctx, sticky)
-		} else {
-			s, p = run(uctx, sticky), run(ctx, plain)
-		}
-		plains, stickies, added = append(plains, p), append(stickies, s), append(added, s-p)
-	}
-	b.ReportMetric(median(plains), "plain-ns/call")
-	b.ReportMetric(median(stickies), "sticky-ns/call")
-	b.ReportMetric(median(added), "added-ns/call")
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
+	adaptertest.Compare(b,
+		adaptertest.Call{Name: "plain", Do: func() error { _, err := plain.UnaryCall(ctx, req); return err }},
+		adaptertest.Call{Name: "sticky", Added: "added", Do: func() error { _, err := sticky.UnaryCall(uctx, req); return err }},
+	)
 }

@@ -3,54 +3,42 @@ package stickykratos_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"time"
 
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
-	"google.golang.org/grpc"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/stickyroute/stickyroute/adapter/adaptertest"
 	stickykratos "github.com/stickyroute/stickyroute/contrib/kratos"
-	"github.com/stickyroute/stickyroute/engine"
-	"github.com/stickyroute/stickyroute/store"
-	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
-// A Kratos client reaches user u42's pod on every call. The pods here run in
-// this process on loopback; Router.Discovery lists them from the engine (in
-// a fleet, a template such as "{svc}-{pod}.{svc}.{ns}.svc:9000" gives their
-// addresses, or a registry whose instances carry MetadataKey).
+// A Kratos client reaches user u42's pod on every call. In a fleet each pod
+// is a process of its own running an engine.Server; here adaptertest runs
+// two in this process on loopback, on an embedded Redis. Router.Discovery
+// lists them from the engine (in a fleet, a template such as
+// "{svc}-{pod}.{svc}.{ns}.svc:9000" gives their addresses, or a registry
+// whose instances carry MetadataKey).
 func ExampleRouter() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := embedded.Dial(store.DialConfig{}) // embedded Redis
+	// serve starts a pod's gRPC server, answering with the pod's index.
+	pods, err := adaptertest.Start(ctx, adaptertest.Config{Pods: 2, Serve: serve})
 	if err != nil {
 		panic(err)
 	}
-	defer st.Close()
-	addrs := map[int]string{}
-	for pod := range 2 {
-		lis, _ := net.Listen("tcp", "127.0.0.1:0")
-		gs := grpc.NewServer()
-		testpb.RegisterTestServiceServer(gs, &testService{pod: pod})
-		go func() { _ = gs.Serve(lis) }()
-		defer gs.Stop()
-		addrs[pod] = lis.Addr().String()
-		srv, _ := engine.NewServer(engine.ServerConfig{Store: st, Namespace: "game", Service: "room", Pod: pod,
-			MaxRequest: 100 * time.Millisecond}) // a short drain on Stop, for the example
-		_ = srv.Start(ctx)
-		defer func() { _ = srv.Stop(ctx) }()
+	defer pods.Close()
+	client, err := pods.Client() // an *engine.Client
+	if err != nil {
+		panic(err)
 	}
 
-	client, _ := engine.NewClient(engine.ClientConfig{Store: st})
-	defer client.Close()
-	r, err := stickykratos.New(stickykratos.Config{Client: client, Namespace: "game", Service: "room"})
+	r, err := stickykratos.New(stickykratos.Config{Client: client, Namespace: pods.Namespace, Service: adaptertest.Service})
 	if err != nil {
 		panic(err)
 	}
 	conn, err := kgrpc.DialInsecure(ctx,
 		kgrpc.WithEndpoint("discovery:///room"),
-		kgrpc.WithDiscovery(r.Discovery(func(pod int) string { return addrs[pod] })),
+		kgrpc.WithDiscovery(r.Discovery(pods.Addr)),
 		kgrpc.WithMiddleware(r.Middleware()),
 		kgrpc.WithNodeFilter(r.Filter()),
 		kgrpc.WithSubset(0),          // every pod is a node
@@ -80,7 +68,7 @@ func ExampleRouter() {
 		}
 		served[resp.ServerId] = true
 	}
-	linked, _ := client.GetLinkedPodNotCache(ctx, "game", "u42", "room")
+	linked, _ := client.GetLinkedPodNotCache(ctx, pods.Namespace, "u42", adaptertest.Service)
 	fmt.Println("pods that served u42:", len(served))
 	fmt.Println("the pod its link names:", served[fmt.Sprint(linked)])
 	// Output:

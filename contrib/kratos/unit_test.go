@@ -10,6 +10,7 @@ import (
 	"github.com/go-kratos/kratos/v2/registry"
 	"github.com/go-kratos/kratos/v2/selector"
 
+	"github.com/stickyroute/stickyroute/adapter/adaptertest"
 	stickykratos "github.com/stickyroute/stickyroute/contrib/kratos"
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/internal/redistest"
@@ -90,21 +91,10 @@ func TestFilter(t *testing.T) {
 }
 
 func TestNewRejects(t *testing.T) {
-	b := redistest.Open(t, redistest.Embedded)
-	c, err := engine.NewClient(engine.ClientConfig{Store: store.New(b.Client)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for name, cfg := range map[string]stickykratos.Config{
-		"Client":    {Namespace: "g", Service: "s"},
-		"Namespace": {Client: c, Namespace: "a b", Service: "s"},
-		"Service":   {Client: c, Namespace: "g"},
-	} {
-		if _, err := stickykratos.New(cfg); err == nil || !strings.Contains(err.Error(), name) {
-			t.Errorf("config missing %s: %v", name, err)
-		}
-	}
+	adaptertest.TestRejects(t, func(c *engine.Client, ns, svc string) error {
+		_, err := stickykratos.New(stickykratos.Config{Client: c, Namespace: ns, Service: svc})
+		return err
+	})
 }
 
 // TestRouteErrors: each engine error becomes the documented Kratos error,
