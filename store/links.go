@@ -33,6 +33,15 @@ func linkCall(ns, uid, svc string, pod, ttl int) (keys []string, err error) {
 	return linkKeyPair(ns, uid, svc), nil
 }
 
+// checkLink checks that r is usable and then that the arguments shared by
+// every link operation are valid.
+func (r *Redis) checkLink(ctx context.Context, ns, uid, svc string) error {
+	if err := r.usable(ctx); err != nil {
+		return err
+	}
+	return linkArgs(ns, uid, svc)
+}
+
 // runLink checks that r is usable and the arguments valid, then runs s on the
 // link's {K1, K2} with ARGV {svc, pod, ttl}, as the writes by pod do. It
 // returns the keys beside the reply.
@@ -263,11 +272,8 @@ func (r *Redis) ReplaceLinkedPod(ctx context.Context, ns, uid, svc string, expec
 
 // GetLinkedPod returns the pod uid is linked to for svc, or NoPod.
 func (r *Redis) GetLinkedPod(ctx context.Context, ns, uid, svc string) (int, error) {
-	if err := r.usable(ctx); err != nil {
-		return NoPod, err
-	}
 	const op = "GetLinkedPod"
-	if err := linkArgs(ns, uid, svc); err != nil {
+	if err := r.checkLink(ctx, ns, uid, svc); err != nil {
 		return NoPod, err
 	}
 	key := LinkKey(ns, uid, svc)
@@ -285,11 +291,8 @@ func (r *Redis) GetLinkedPod(ctx context.Context, ns, uid, svc string) (int, err
 // GetLinkedPodIfPersist returns the pod uid is linked to for svc only when the
 // link is persistent, NoPod otherwise.
 func (r *Redis) GetLinkedPodIfPersist(ctx context.Context, ns, uid, svc string) (int, error) {
-	if err := r.usable(ctx); err != nil {
-		return NoPod, err
-	}
 	const op = "GetLinkedPodIfPersist"
-	if err := linkArgs(ns, uid, svc); err != nil {
+	if err := r.checkLink(ctx, ns, uid, svc); err != nil {
 		return NoPod, err
 	}
 	keys := linkKeyPair(ns, uid, svc)
@@ -311,11 +314,8 @@ func (r *Redis) GetLinkedPodIfPersist(ctx context.Context, ns, uid, svc string) 
 // positive ttl keeps it readable for ttl seconds as a temporary link (a grace
 // period). The directory entry is always removed. It answers whether a link existed.
 func (r *Redis) RemoveLinkedPod(ctx context.Context, ns, uid, svc string, ttl int) (existed bool, err error) {
-	if err := r.usable(ctx); err != nil {
-		return false, err
-	}
 	const op = "RemoveLinkedPod"
-	if err := linkArgs(ns, uid, svc); err != nil {
+	if err := r.checkLink(ctx, ns, uid, svc); err != nil {
 		return false, err
 	}
 	if err := validTTL(ttl); err != nil {

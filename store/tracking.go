@@ -175,11 +175,8 @@ type TrackedLink struct {
 // client-side TTL rueidis asks for; pass the duration you will trust the
 // answer. Without a tracker it is a plain read.
 func (r *Redis) GetLinkedPodTracked(ctx context.Context, ns, uid, svc string, ttl time.Duration) (TrackedLink, error) {
-	if err := r.usable(ctx); err != nil {
-		return TrackedLink{Pod: NoPod}, err
-	}
 	const op = "GetLinkedPodTracked"
-	if err := linkArgs(ns, uid, svc); err != nil {
+	if err := r.checkLink(ctx, ns, uid, svc); err != nil {
 		return TrackedLink{Pod: NoPod}, err
 	}
 	key := LinkKey(ns, uid, svc)
