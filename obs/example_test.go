@@ -22,10 +22,7 @@ import (
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := embedded.Dial(store.DialConfig{}) // embedded Redis
-	if err != nil {
-		panic(err)
-	}
+	st := embedded.MustDial(store.DialConfig{}) // embedded Redis
 	defer st.Close()
 	_, _ = st.SetServiceState(ctx, "game", "room", 0, 0, store.Ready)
 
