@@ -9,15 +9,12 @@ import (
 	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
-// Dial with no address starts the embedded Redis: the whole store works with
+// embedded.MustDial starts an in-process Redis: the whole store works with
 // zero setup. The server pod links its user persistently; a client looks it up.
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := embedded.Dial(store.DialConfig{})
-	if err != nil {
-		panic(err)
-	}
+	s := embedded.MustDial(store.DialConfig{})
 	defer s.Close()
 
 	// Pod 3 owns u42 for as long as it holds the user's state.
@@ -51,10 +48,7 @@ func Example() {
 func ExampleRedis_GetServiceState() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := embedded.Dial(store.DialConfig{})
-	if err != nil {
-		panic(err)
-	}
+	s := embedded.MustDial(store.DialConfig{})
 	defer s.Close()
 
 	_, _ = s.SetServiceState(ctx, "game", "room", 0, 12, store.Ready)
