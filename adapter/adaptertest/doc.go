@@ -4,9 +4,10 @@
 // own beside the server the test gives, and the scenarios every adapter must
 // pass (TestRoutes, TestFallback, TestDrain, TestPodLoss), written once.
 //
-//	f, c := adaptertest.New(t, adaptertest.Config{Redis: opt, Pods: 3, Serve: serve})
-//	r := newRouter(c, f.Namespace, adaptertest.Service, f.Addr) // the adapter under test
-//	adaptertest.TestDrain(t, f, c, callThrough(r), errs)
+//	adaptertest.Each(t, adaptertest.Config{Pods: 3, Serve: serve}, func(t *testing.T, f *adaptertest.Fleet) {
+//		r := newRouter(f.Client, f.Namespace, adaptertest.Service, f.Addr) // the adapter under test
+//		adaptertest.TestDrain(t, f, callThrough(r), errs)
+//	})
 //
 // The adapters' own tests are its users; it promises nothing to others.
 package adaptertest

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/stickyroute/stickyroute/engine"
+	"github.com/stickyroute/stickyroute/internal/redistest"
 	"github.com/stickyroute/stickyroute/store"
 	"github.com/stickyroute/stickyroute/store/embedded"
 )
@@ -41,19 +42,22 @@ type Config struct {
 	Serve func(pod int, lis net.Listener) (stop func())
 }
 
-// Fleet is the pods of Service in a namespace of their own. Close stops it.
+// Fleet is the pods of Service in a namespace of their own, and a client
+// of the engine. Close stops it.
 type Fleet struct {
 	// Namespace is the fleet's namespace, random: fleets can share a Redis.
 	Namespace string
 	// Pods are the pods by index.
 	Pods []*Pod
+	// Client is an engine client on a connection of its own (another
+	// process's view of the fleet); Redis is that connection, to look into
+	// Redis with.
+	Client *engine.Client
+	Redis  rueidis.Client
 
 	redis    rueidis.ClientOption
 	embedded *embedded.Server
-	// mu guards conns and clients, closed by Close.
-	mu      sync.Mutex
-	conns   []rueidis.Client
-	clients []*engine.Client
+	conns    []rueidis.Client // closed by Close
 }
 
 // Pod is one pod of a Fleet.
@@ -93,7 +97,28 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 			return nil, err
 		}
 	}
+	rdb, err := f.conn()
+	if err == nil {
+		f.Redis = rdb
+		f.Client, err = engine.NewClient(engine.ClientConfig{Store: store.New(rdb), Timing: Timing, TempLinkTTL: time.Minute})
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
 	return f, nil
+}
+
+// MustStart starts a fleet for an example, as httptest.NewServer does a
+// server: it panics on an error.
+func MustStart(cfg Config) *Fleet {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f, err := Start(ctx, cfg)
+	if err != nil {
+		panic(err)
+	}
+	return f
 }
 
 func (f *Fleet) start(ctx context.Context, i int, serve func(int, net.Listener) func()) error {
@@ -123,26 +148,7 @@ func (f *Fleet) conn() (rueidis.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.conns = append(f.conns, c)
-	return c, nil
-}
-
-// Client returns an engine client on a connection of its own (another
-// process's view of the fleet); Close closes it.
-func (f *Fleet) Client() (*engine.Client, error) {
-	rdb, err := f.conn()
-	if err != nil {
-		return nil, err
-	}
-	c, err := engine.NewClient(engine.ClientConfig{Store: store.New(rdb), Timing: Timing, TempLinkTTL: time.Minute})
-	if err != nil {
-		return nil, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.clients = append(f.clients, c)
 	return c, nil
 }
 
@@ -155,26 +161,18 @@ func (f *Fleet) Addr(pod int) string {
 	return "127.0.0.1:1"
 }
 
-// Close closes the clients, stops every pod (draining them at once) and
+// Close closes the client, stops every pod (draining them at once) and
 // closes the connections and the embedded Redis.
 func (f *Fleet) Close() {
-	f.mu.Lock()
-	clients := f.clients
-	f.clients = nil
-	f.mu.Unlock()
-	for _, c := range clients {
-		c.Close()
+	if f.Client != nil {
+		f.Client.Close()
 	}
 	var wg sync.WaitGroup
 	for _, p := range f.Pods {
 		wg.Go(p.Stop)
 	}
 	wg.Wait()
-	f.mu.Lock()
-	conns := f.conns
-	f.conns = nil
-	f.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range f.conns {
 		c.Close()
 	}
 	if f.embedded != nil {
@@ -200,20 +198,25 @@ func (p *Pod) Kill() {
 	p.rdb.Close()
 }
 
-// New starts a fleet for a test, with an engine client of its own, and
-// closes both when t ends; it fails t on an error.
-func New(t testing.TB, cfg Config) (*Fleet, *engine.Client) {
+// New starts a fleet for a test and closes it when t ends; it fails t on an
+// error.
+func New(t testing.TB, cfg Config) *Fleet {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	f, err := Start(ctx, cfg)
+	f, err := Start(redistest.Ctx(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.Close)
-	c, err := f.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f, c
+	return f
+}
+
+// Each runs fn once per Redis backend (embedded, standalone, cluster; see
+// internal/redistest), each a subtest with a fleet of cfg on that backend.
+func Each(t *testing.T, cfg Config, fn func(t *testing.T, f *Fleet)) {
+	t.Helper()
+	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
+		cfg := cfg
+		cfg.Redis = rueidis.ClientOption{InitAddress: b.Addrs, ForceSingleClient: b.Name == redistest.Embedded}
+		fn(t, New(t, cfg))
+	})
 }

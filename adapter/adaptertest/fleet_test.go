@@ -36,7 +36,8 @@ func TestFleet(t *testing.T) {
 	if _, err := adaptertest.Start(ctx, adaptertest.Config{}); err == nil {
 		t.Fatal("a config without Serve was accepted")
 	}
-	f, c := adaptertest.New(t, adaptertest.Config{Pods: 3, Serve: serve})
+	f := adaptertest.New(t, adaptertest.Config{Pods: 3, Serve: serve})
+	c := f.Client
 	if f.Addr(7) == f.Addr(0) || f.Addr(-1) != f.Addr(7) {
 		t.Errorf("addresses: pod 0 %s, pod 7 %s, pod -1 %s", f.Addr(0), f.Addr(7), f.Addr(-1))
 	}

@@ -25,8 +25,8 @@ type Errors struct {
 }
 
 // TestRoutes: every call of a user, made through each of calls, reaches the
-// pod its link names, and 60 users land on all 3 pods of f.
-func TestRoutes(t *testing.T, f *Fleet, c *engine.Client, calls ...Caller) {
+// pod its link names (for f.Client), and 60 users land on all 3 pods of f.
+func TestRoutes(t *testing.T, f *Fleet, calls ...Caller) {
 	t.Helper()
 	ctx := redistest.Ctx(t)
 	seen := map[int]int{}
@@ -40,7 +40,7 @@ func TestRoutes(t *testing.T, f *Fleet, c *engine.Client, calls ...Caller) {
 			}
 			got = append(got, p)
 		}
-		link, err := c.GetLinkedPodNotCache(ctx, f.Namespace, uid, Service)
+		link, err := f.Client.GetLinkedPodNotCache(ctx, f.Namespace, uid, Service)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,10 +89,10 @@ func TestStream[Req, Resp any](t *testing.T, s Stream[Req, Resp], req Req, podOf
 }
 
 // TestFallback: calls without a user spread over the 3 pods of f, and avoid
-// a pod that takes no new users once c sees it.
-func TestFallback(t *testing.T, f *Fleet, c *engine.Client, call Caller) {
+// a pod that takes no new users once f.Client sees it.
+func TestFallback(t *testing.T, f *Fleet, call Caller) {
 	t.Helper()
-	ctx := redistest.Ctx(t)
+	ctx, c := redistest.Ctx(t), f.Client
 	spread := func(n int) map[int]int {
 		t.Helper()
 		count := map[int]int{}
@@ -149,9 +149,9 @@ func place(t *testing.T, f *Fleet, call Caller, pod int) (home map[string]int, o
 // TestDrain: while pod 2 of f drains, new users avoid it and its users stay;
 // after it shuts down, its temporary users move and a persistent user gets
 // the adapter's NotRoutable error.
-func TestDrain(t *testing.T, f *Fleet, c *engine.Client, call Caller, errs Errors) {
+func TestDrain(t *testing.T, f *Fleet, call Caller, errs Errors) {
 	t.Helper()
-	ctx := redistest.Ctx(t)
+	ctx, c := redistest.Ctx(t), f.Client
 	_, onTwo := place(t, f, call, 2)
 	owned := onTwo[0]
 
@@ -195,9 +195,9 @@ func TestDrain(t *testing.T, f *Fleet, c *engine.Client, call Caller, errs Error
 // adapter's Unreachable error until the engine sees it stale; then its
 // temporary users move for good and its persistent user gets NotRoutable.
 // Other users never notice.
-func TestPodLoss(t *testing.T, f *Fleet, c *engine.Client, call Caller, errs Errors) {
+func TestPodLoss(t *testing.T, f *Fleet, call Caller, errs Errors) {
 	t.Helper()
-	ctx := redistest.Ctx(t)
+	ctx, c := redistest.Ctx(t), f.Client
 	home, onOne := place(t, f, call, 1)
 	owned := onOne[0]
 

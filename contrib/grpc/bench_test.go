@@ -19,10 +19,10 @@ import (
 // a connection through a router, with the user's link already cached.
 func benchSetup(b *testing.B) (ctx context.Context, plain, sticky testpb.TestServiceClient) {
 	b.Helper()
-	be := redistest.Open(b, redistest.Embedded)
 	ctx = redistest.Ctx(b)
-	f, c := startFleet(b, be, 1)
-	_, sticky = dial(b, f, c, stickygrpc.Config{})
+	f := adaptertest.New(b, fleet(1))
+	c := f.Client
+	_, sticky = dial(b, f, stickygrpc.Config{})
 	conn, err := grpc.NewClient("passthrough:///"+f.Pods[0].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)
@@ -62,9 +62,9 @@ func BenchmarkCallOverhead(b *testing.B) {
 // BenchmarkRoute is the interceptor alone (cached link, no network): what a
 // routed call adds before grpc-go sends it.
 func BenchmarkRoute(b *testing.B) {
-	be := redistest.Open(b, redistest.Embedded)
 	ctx := redistest.Ctx(b)
-	f, c := startFleet(b, be, 1)
+	f := adaptertest.New(b, fleet(1))
+	c := f.Client
 	r, err := stickygrpc.New(stickygrpc.Config{Client: c, Namespace: f.Namespace, Service: svc, Addr: f.Addr})
 	if err != nil {
 		b.Fatal(err)

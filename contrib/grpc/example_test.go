@@ -19,21 +19,13 @@ import (
 // Template gives the pods' addresses; here adaptertest runs both in this
 // process on loopback, on an embedded Redis.
 func ExampleRouter() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	// serve starts a pod's gRPC server, answering with the pod's index.
-	pods, err := adaptertest.Start(ctx, adaptertest.Config{Pods: 2, Serve: serve})
-	if err != nil {
-		panic(err)
-	}
+	pods := adaptertest.MustStart(adaptertest.Config{Pods: 2, Serve: serve})
 	defer pods.Close()
-	client, err := pods.Client() // an *engine.Client
-	if err != nil {
-		panic(err)
-	}
 
 	r, err := stickygrpc.New(stickygrpc.Config{
-		Client: client, Namespace: pods.Namespace, Service: adaptertest.Service,
+		Client:    pods.Client, // an *engine.Client
+		Namespace: pods.Namespace, Service: adaptertest.Service,
 		Addr: pods.Addr, // or Template: "{svc}-{pod}.{svc}.{ns}.svc:9000"
 	})
 	if err != nil {
@@ -47,6 +39,8 @@ func ExampleRouter() {
 	}
 	defer conn.Close()
 	tc := testpb.NewTestServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 
 	served := map[string]bool{}
 	for range 5 {
@@ -56,7 +50,7 @@ func ExampleRouter() {
 		}
 		served[resp.ServerId] = true
 	}
-	linked, _ := client.GetLinkedPodNotCache(ctx, pods.Namespace, "u42", adaptertest.Service)
+	linked, _ := pods.Client.GetLinkedPodNotCache(ctx, pods.Namespace, "u42", adaptertest.Service)
 	fmt.Println("pods that served u42:", len(served))
 	fmt.Println("the pod its link names:", served[strconv.Itoa(linked)])
 	// Output:

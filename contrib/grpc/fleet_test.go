@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -53,19 +52,13 @@ func serve(pod int, lis net.Listener) (stop func()) {
 	return gs.Stop
 }
 
-// startFleet starts n pods on b and returns them with an engine client.
-func startFleet(t testing.TB, b *redistest.Backend, n int) (*adaptertest.Fleet, *engine.Client) {
-	t.Helper()
-	return adaptertest.New(t, adaptertest.Config{
-		Redis: rueidis.ClientOption{InitAddress: b.Addrs, ForceSingleClient: b.Name == redistest.Embedded},
-		Pods:  n, Serve: serve,
-	})
-}
+// fleet is the config of a test fleet of n pods serving the testService.
+func fleet(n int) adaptertest.Config { return adaptertest.Config{Pods: n, Serve: serve} }
 
-// dial returns a router over c and a connection through it.
-func dial(t testing.TB, f *adaptertest.Fleet, c *engine.Client, cfg stickygrpc.Config) (*stickygrpc.Router, testpb.TestServiceClient) {
+// dial returns a router over f's client and a connection through it.
+func dial(t testing.TB, f *adaptertest.Fleet, cfg stickygrpc.Config) (*stickygrpc.Router, testpb.TestServiceClient) {
 	t.Helper()
-	cfg.Client, cfg.Namespace, cfg.Service = c, f.Namespace, svc
+	cfg.Client, cfg.Namespace, cfg.Service = f.Client, f.Namespace, svc
 	if cfg.Addr == nil && cfg.Template == "" {
 		cfg.Addr = f.Addr
 	}

@@ -25,11 +25,10 @@ import (
 // TestRoutesByUID: every call of a user reaches the pod its link names,
 // whichever way the uid is given, for unary calls and streams.
 func TestRoutesByUID(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
+	adaptertest.Each(t, fleet(3), func(t *testing.T, f *adaptertest.Fleet) {
 		ctx := redistest.Ctx(t)
-		f, c := startFleet(t, b, 3)
-		_, tc := dial(t, f, c, stickygrpc.Config{})
-		_, byFunc := dial(t, f, c, stickygrpc.Config{UID: func(ctx context.Context, method string) (string, bool) {
+		_, tc := dial(t, f, stickygrpc.Config{})
+		_, byFunc := dial(t, f, stickygrpc.Config{UID: func(ctx context.Context, method string) (string, bool) {
 			if method != "/grpc.testing.TestService/UnaryCall" {
 				t.Errorf("UID got method %q", method)
 			}
@@ -39,7 +38,7 @@ func TestRoutesByUID(t *testing.T) {
 			}
 			return "", false
 		}})
-		adaptertest.TestRoutes(t, f, c, caller(tc),
+		adaptertest.TestRoutes(t, f, caller(tc),
 			func(ctx context.Context, uid string) (int, error) {
 				return call(metadata.AppendToOutgoingContext(ctx, stickygrpc.DefaultUIDKey, uid), tc)
 			},
@@ -48,7 +47,7 @@ func TestRoutesByUID(t *testing.T) {
 			})
 
 		// A stream goes to the user's pod for its whole life.
-		link, _ := c.GetLinkedPodNotCache(ctx, f.Namespace, "u7", svc)
+		link, _ := f.Client.GetLinkedPodNotCache(ctx, f.Namespace, "u7", svc)
 		stream, err := tc.FullDuplexCall(ctx, stickygrpc.UID("u7"))
 		if err != nil {
 			t.Fatal(err)
@@ -70,12 +69,11 @@ func streamPod(resp *testpb.StreamingOutputCallResponse) int {
 // no link, and avoid a pod that takes no new users once the client sees it;
 // a pod chosen on purpose is reached all the same.
 func TestFallbackWithoutUID(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
+	adaptertest.Each(t, fleet(3), func(t *testing.T, f *adaptertest.Fleet) {
 		ctx := redistest.Ctx(t)
-		f, c := startFleet(t, b, 3)
-		_, tc := dial(t, f, c, stickygrpc.Config{})
-		adaptertest.TestFallback(t, f, c, caller(tc))
-		if links, _ := b.Client.Do(ctx, b.Client.B().Keys().Pattern("*"+f.Namespace+":lk:*").Build()).AsStrSlice(); len(links) != 0 {
+		_, tc := dial(t, f, stickygrpc.Config{})
+		adaptertest.TestFallback(t, f, caller(tc))
+		if links, _ := f.Redis.Do(ctx, f.Redis.B().Keys().Pattern("*"+f.Namespace+":lk:*").Build()).AsStrSlice(); len(links) != 0 {
 			t.Fatalf("calls without a uid wrote links %v", links)
 		}
 		if p, err := call(stickygrpc.ContextWithPod(ctx, 1), tc); err != nil || p != 1 {
@@ -100,10 +98,9 @@ var errs = adaptertest.Errors{
 // it shuts down, its temporary users move and a persistent user gets the
 // engine's typed error.
 func TestDrain(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
-		f, c := startFleet(t, b, 3)
-		_, tc := dial(t, f, c, stickygrpc.Config{})
-		adaptertest.TestDrain(t, f, c, caller(tc), errs)
+	adaptertest.Each(t, fleet(3), func(t *testing.T, f *adaptertest.Fleet) {
+		_, tc := dial(t, f, stickygrpc.Config{})
+		adaptertest.TestDrain(t, f, caller(tc), errs)
 	})
 }
 
@@ -112,19 +109,17 @@ func TestDrain(t *testing.T) {
 // for good and its persistent user gets the typed error. Other users never
 // notice.
 func TestPodLoss(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
-		f, c := startFleet(t, b, 3)
-		_, tc := dial(t, f, c, stickygrpc.Config{})
-		adaptertest.TestPodLoss(t, f, c, caller(tc), errs)
+	adaptertest.Each(t, fleet(3), func(t *testing.T, f *adaptertest.Fleet) {
+		_, tc := dial(t, f, stickygrpc.Config{})
+		adaptertest.TestPodLoss(t, f, caller(tc), errs)
 	})
 }
 
 // TestAnyResolver: addresses from another resolver, their pods given by WithPod
 // or by PodOf, route users the same way.
 func TestAnyResolver(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := redistest.Ctx(t)
-		f, c := startFleet(t, b, 3)
+	adaptertest.Each(t, fleet(3), func(t *testing.T, f *adaptertest.Fleet) {
+		ctx, c := redistest.Ctx(t), f.Client
 
 		for _, tc := range []struct {
 			name  string
@@ -186,9 +181,8 @@ func TestAnyResolver(t *testing.T) {
 // TestAddressesWithoutPod: a resolver whose addresses carry no pod fails the
 // calls with a message that says so.
 func TestAddressesWithoutPod(t *testing.T) {
-	b := redistest.Open(t, redistest.Embedded)
-	f, c := startFleet(t, b, 1)
-	r, err := stickygrpc.New(stickygrpc.Config{Client: c, Namespace: f.Namespace, Service: svc})
+	f := adaptertest.New(t, fleet(1))
+	r, err := stickygrpc.New(stickygrpc.Config{Client: f.Client, Namespace: f.Namespace, Service: svc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,10 +18,10 @@ import (
 // run: short alternating rounds in ABBA order, the added cost the median over
 // the rounds of the per-call difference (added-ns/call).
 func BenchmarkCallOverhead(b *testing.B) {
-	be := redistest.Open(b, redistest.Embedded)
 	ctx := redistest.Ctx(b)
-	f, c := startFleet(b, be, 1)
-	_, sticky := dial(b, f, c)
+	f := adaptertest.New(b, fleet(1))
+	c := f.Client
+	_, sticky := dial(b, f)
 	conn, err := kgrpc.DialInsecure(ctx, kgrpc.WithEndpoint("direct:///"+f.Pods[0].Addr),
 		kgrpc.WithHealthCheck(false), kgrpc.WithTimeout(5*time.Second))
 	if err != nil {

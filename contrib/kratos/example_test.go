@@ -19,23 +19,16 @@ import (
 // "{svc}-{pod}.{svc}.{ns}.svc:9000" gives their addresses, or a registry
 // whose instances carry MetadataKey).
 func ExampleRouter() {
+	// serve starts a pod's gRPC server, answering with the pod's index.
+	pods := adaptertest.MustStart(adaptertest.Config{Pods: 2, Serve: serve})
+	defer pods.Close()
+
+	r, err := stickykratos.New(stickykratos.Config{Client: pods.Client, Namespace: pods.Namespace, Service: adaptertest.Service})
+	if err != nil {
+		panic(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// serve starts a pod's gRPC server, answering with the pod's index.
-	pods, err := adaptertest.Start(ctx, adaptertest.Config{Pods: 2, Serve: serve})
-	if err != nil {
-		panic(err)
-	}
-	defer pods.Close()
-	client, err := pods.Client() // an *engine.Client
-	if err != nil {
-		panic(err)
-	}
-
-	r, err := stickykratos.New(stickykratos.Config{Client: client, Namespace: pods.Namespace, Service: adaptertest.Service})
-	if err != nil {
-		panic(err)
-	}
 	conn, err := kgrpc.DialInsecure(ctx,
 		kgrpc.WithEndpoint("discovery:///room"),
 		kgrpc.WithDiscovery(r.Discovery(pods.Addr)),
@@ -68,7 +61,7 @@ func ExampleRouter() {
 		}
 		served[resp.ServerId] = true
 	}
-	linked, _ := client.GetLinkedPodNotCache(ctx, pods.Namespace, "u42", adaptertest.Service)
+	linked, _ := pods.Client.GetLinkedPodNotCache(ctx, pods.Namespace, "u42", adaptertest.Service)
 	fmt.Println("pods that served u42:", len(served))
 	fmt.Println("the pod its link names:", served[fmt.Sprint(linked)])
 	// Output:

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
-	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
@@ -53,20 +52,14 @@ func serve(pod int, lis net.Listener) (stop func()) {
 	return gs.Stop
 }
 
-// startFleet starts n pods on b and returns them with an engine client.
-func startFleet(t testing.TB, b *redistest.Backend, n int) (*adaptertest.Fleet, *engine.Client) {
-	t.Helper()
-	return adaptertest.New(t, adaptertest.Config{
-		Redis: rueidis.ClientOption{InitAddress: b.Addrs, ForceSingleClient: b.Name == redistest.Embedded},
-		Pods:  n, Serve: serve,
-	})
-}
+// fleet is the config of a test fleet of n pods serving the testService.
+func fleet(n int) adaptertest.Config { return adaptertest.Config{Pods: n, Serve: serve} }
 
-// dial returns a router over c and a Kratos client connection through it,
+// dial returns a router over f's client and a Kratos client connection through it,
 // with the settings the package documents.
-func dial(t testing.TB, f *adaptertest.Fleet, c *engine.Client) (*stickykratos.Router, testpb.TestServiceClient) {
+func dial(t testing.TB, f *adaptertest.Fleet) (*stickykratos.Router, testpb.TestServiceClient) {
 	t.Helper()
-	r, err := stickykratos.New(stickykratos.Config{Client: c, Namespace: f.Namespace, Service: svc})
+	r, err := stickykratos.New(stickykratos.Config{Client: f.Client, Namespace: f.Namespace, Service: svc})
 	if err != nil {
 		t.Fatal(err)
 	}

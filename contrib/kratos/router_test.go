@@ -19,15 +19,14 @@ import (
 // TestRoutesByUID: every call of a user reaches the pod its link names,
 // with the uid in the context or in metadata, and a stream steered by Route.
 func TestRoutesByUID(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
+	adaptertest.Each(t, fleet(3), func(t *testing.T, f *adaptertest.Fleet) {
 		ctx := redistest.Ctx(t)
-		f, c := startFleet(t, b, 3)
-		r, tc := dial(t, f, c)
-		adaptertest.TestRoutes(t, f, c, caller(tc), func(ctx context.Context, uid string) (int, error) {
+		r, tc := dial(t, f)
+		adaptertest.TestRoutes(t, f, caller(tc), func(ctx context.Context, uid string) (int, error) {
 			return call(metadata.AppendToOutgoingContext(ctx, stickykratos.DefaultUIDKey, uid), tc)
 		})
 
-		link, _ := c.GetLinkedPodNotCache(ctx, f.Namespace, "u7", svc)
+		link, _ := f.Client.GetLinkedPodNotCache(ctx, f.Namespace, "u7", svc)
 		sctx, err := r.Route(ctx, "u7")
 		if err != nil {
 			t.Fatal(err)
@@ -49,10 +48,9 @@ func TestRoutesByUID(t *testing.T) {
 // TestFallbackWithoutUID: calls without a user spread over the pods, and
 // avoid a pod that takes no new users once the client sees it.
 func TestFallbackWithoutUID(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
-		f, c := startFleet(t, b, 3)
-		_, tc := dial(t, f, c)
-		adaptertest.TestFallback(t, f, c, caller(tc))
+	adaptertest.Each(t, fleet(3), func(t *testing.T, f *adaptertest.Fleet) {
+		_, tc := dial(t, f)
+		adaptertest.TestFallback(t, f, caller(tc))
 	})
 }
 
@@ -73,10 +71,9 @@ var errs = adaptertest.Errors{
 // it shuts down, its temporary users move and a persistent user gets
 // ReasonPodNotRoutable.
 func TestDrain(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
-		f, c := startFleet(t, b, 3)
-		_, tc := dial(t, f, c)
-		adaptertest.TestDrain(t, f, c, caller(tc), errs)
+	adaptertest.Each(t, fleet(3), func(t *testing.T, f *adaptertest.Fleet) {
+		_, tc := dial(t, f)
+		adaptertest.TestDrain(t, f, caller(tc), errs)
 	})
 }
 
@@ -84,9 +81,8 @@ func TestDrain(t *testing.T) {
 // ServiceUnavailable until the engine sees it stale; then its temporary users
 // move for good and its persistent user gets ReasonPodNotRoutable.
 func TestPodLoss(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
-		f, c := startFleet(t, b, 3)
-		_, tc := dial(t, f, c)
-		adaptertest.TestPodLoss(t, f, c, caller(tc), errs)
+	adaptertest.Each(t, fleet(3), func(t *testing.T, f *adaptertest.Fleet) {
+		_, tc := dial(t, f)
+		adaptertest.TestPodLoss(t, f, caller(tc), errs)
 	})
 }
