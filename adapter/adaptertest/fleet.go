@@ -43,7 +43,8 @@ type Config struct {
 }
 
 // Fleet is the pods of Service in a namespace of their own, and a client
-// of the engine. Close stops it.
+// of the engine. Close stops it. Pod.Stop is safe for concurrent use; the
+// rest is for the test's own goroutine.
 type Fleet struct {
 	// Namespace is the fleet's namespace, random: fleets can share a Redis.
 	Namespace string
