@@ -21,9 +21,16 @@ import (
 // Service is the service every fleet's pods serve.
 const Service = "room"
 
-// Timing is the engine timing of the pods and clients of a fleet: short, so
-// that drains and pod losses play out within a second.
-var Timing = engine.Timing{Heartbeat: 100 * time.Millisecond, Staleness: 300 * time.Millisecond, Refresh: 50 * time.Millisecond}
+// Timing is the engine timing of the pods and clients of a fleet: state
+// changes reach the clients within a tenth of a second, while a pod whose
+// heartbeats a busy machine stalls for a second or so does not age out
+// (a lost pod is seen stale after 2 s).
+var Timing = engine.Timing{Heartbeat: 100 * time.Millisecond, Staleness: 2 * time.Second, Refresh: 50 * time.Millisecond}
+
+// within bounds the polls for a change to reach a client: a published one
+// takes a heartbeat and a refresh, a lost pod the staleness window; both
+// are allowed twice the window.
+var within = 2 * Timing.Staleness
 
 // Drain is the pods' drain window: long enough to check calls during it.
 const Drain = 800 * time.Millisecond

@@ -111,7 +111,7 @@ func TestFallback(t *testing.T, f *Fleet, call Caller) {
 	if err := f.Pods[1].Server.SetRoutingState(ctx, engine.DenyNewCall); err != nil {
 		t.Fatal(err)
 	}
-	redistest.Poll(t, 2*time.Second, "the client sees pod 1 deny new calls", func() bool {
+	redistest.Poll(t, within, "the client sees pod 1 deny new calls", func() bool {
 		return !c.States().IsPodAvailable(f.Namespace, Service, 1) && c.States().IsPodRoutable(f.Namespace, Service, 1)
 	})
 	if count := spread(60); count[1] != 0 || count[0] == 0 || count[2] == 0 {
@@ -157,7 +157,7 @@ func TestDrain(t *testing.T, f *Fleet, call Caller, errs Errors) {
 
 	stopped := make(chan struct{})
 	go func() { f.Pods[2].Stop(); close(stopped) }()
-	redistest.Poll(t, 2*time.Second, "the client sees pod 2 drain", func() bool {
+	redistest.Poll(t, within, "the client sees pod 2 drain", func() bool {
 		return !c.States().IsPodAvailable(f.Namespace, Service, 2)
 	})
 	begin, n := time.Now(), 0
@@ -173,7 +173,7 @@ func TestDrain(t *testing.T, f *Fleet, call Caller, errs Errors) {
 		}
 	}
 	<-stopped
-	redistest.Poll(t, 2*time.Second, "the client sees pod 2 shut down", func() bool {
+	redistest.Poll(t, within, "the client sees pod 2 shut down", func() bool {
 		return !c.States().IsPodRoutable(f.Namespace, Service, 2)
 	})
 	for _, uid := range onTwo[1:] {
@@ -206,7 +206,7 @@ func TestPodLoss(t *testing.T, f *Fleet, call Caller, errs Errors) {
 	if _, err := call(ctx, onOne[1]); !errs.Unreachable(err) {
 		t.Fatalf("user of the lost pod right after the loss: %v, want the adapter's unreachable error", err)
 	}
-	redistest.Poll(t, 3*time.Second, "the client sees pod 1 stale", func() bool {
+	redistest.Poll(t, within, "the client sees pod 1 stale", func() bool {
 		return !c.States().IsPodRoutable(f.Namespace, Service, 1)
 	})
 	for uid, was := range home {
