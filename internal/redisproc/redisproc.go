@@ -74,24 +74,27 @@ func New(t testing.TB, extra ...string) *Server {
 	return s
 }
 
-// freePort returns a loopback port nothing listens on, picked at random below
-// the kernel's ephemeral range (as scripts/redis.sh does) when there is room.
-// A port from that range can be taken by any outgoing connection of the
-// tests between this check and the server's bind, or while a test has the
-// server down before it starts it again on the same port. Ports
-// scripts/redis.sh picked for its servers (and their cluster bus ports) are
-// left alone even while free: a failover test may have that node down.
+// freePort returns a loopback port nothing listens on, whose cluster bus port
+// (+clusterBusOffset) is free too, both picked below the kernel's ephemeral
+// range (as scripts/redis.sh does) when there is room. A port from that
+// range can be taken by any outgoing connection of the tests between this
+// check and the server's bind, or while a test has the server down before
+// it starts it again on the same port: a quiet fresh-clone run failed when
+// a cluster-enabled server on 32042 could not bind its bus port 42042 and
+// exited. Ports scripts/redis.sh picked for its servers (and their cluster
+// bus ports) are left alone even while free: a failover test may have that
+// node down.
 func freePort(t testing.TB) int {
 	t.Helper()
-	lo, hi := portFloor, ephemeralLow()
+	lo, hi := portFloor, ephemeralLow()-clusterBusOffset
 	taken := scriptPorts()
 	for tries := 0; hi-lo >= 1000 && tries < 200; tries++ {
 		p := lo + rand.IntN(hi-lo)
-		if taken[p] || taken[p-clusterBusOffset] {
+		bus := p + clusterBusOffset
+		if taken[p] || taken[p-clusterBusOffset] || taken[bus] || taken[bus+clusterBusOffset] {
 			continue
 		}
-		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
-			ln.Close()
+		if listenFree(p) && listenFree(bus) {
 			return p
 		}
 	}
@@ -102,6 +105,16 @@ func freePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// listenFree reports whether nothing listens on loopback port p.
+func listenFree(p int) bool {
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
 }
 
 // clusterBusOffset is how far above its port a cluster node listens for the
