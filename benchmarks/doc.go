@@ -1,7 +1,7 @@
 // Package benchmarks compares stickyroute with the libraries a user would
 // pick instead, on the same workload in the same run. It is its own module,
-// so that the peers (otter, ristretto, go-cache, go-redis, Kratos) never enter
-// the dependencies of github.com/stickyroute/stickyroute.
+// so that the peers (otter, ristretto, go-cache, go-redis, Kratos, grpc-go) never
+// enter the dependencies of github.com/stickyroute/stickyroute.
 //
 // The benchmarks are in its test files; each states its goals next to it, as
 // ratios against a peer measured in the same run, never as absolute times.
