@@ -48,6 +48,10 @@ type Client struct {
 	writes *xsync.Map[uint64, int64]
 	// deg is the client's degraded mode (degraded.go, reconcile.go).
 	deg *degraded
+	// tracking is the last read of the tracking tables, trackingDue when
+	// the worker reads them next, in Unix ns (tracking.go).
+	tracking    atomic.Pointer[trackingRead]
+	trackingDue atomic.Int64
 }
 
 // call is one cache miss in progress, which other callers for the same key
@@ -131,6 +135,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if c.TTL == 0 {
 		c.TTL = cfg.TempLinkTTL / 2
 	}
+	if c.TrackingCheck == 0 {
+		c.TrackingCheck = 30 * time.Second
+	}
 	if c.TTL >= cfg.TempLinkTTL {
 		return nil, configErr("ClientConfig.Cache.TTL", fmt.Sprintf("%v must be shorter than TempLinkTTL %v", c.TTL, cfg.TempLinkTTL))
 	}
@@ -187,6 +194,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		}
 		cl.untrack = tr.Subscribe(cl.invalidated)
 	}
+	cl.trackingDue.Store(time.Now().Add(cfg.Cache.TrackingCheck).UnixNano())
 	cl.obs.note(context.Background(), Note{Kind: NoteClientOpened})
 	cl.startDegraded()
 	return cl, nil

@@ -91,6 +91,11 @@ type CacheConfig struct {
 	TTL time.Duration
 	// Eviction is the policy when the cache is full.
 	Eviction Eviction
+	// TrackingCheck is how often the client reads the tracking tables of
+	// its Redis nodes (Client.Tracking; Redis drops tracked keys past
+	// tracking-table-max-keys, see store.TrackingTable). Zero means 30s; a
+	// negative value never reads them (Client.CheckTracking still does).
+	TrackingCheck time.Duration
 }
 
 // ClientConfig configures a Client.

@@ -166,6 +166,10 @@ func clientCalls(c *engine.Client, ns string) map[string]methodCall {
 			p, err := c.SetLinkedPodIfAbsent(ctx, ns, "u4", svc, 0)
 			return err, p == engine.NoPod
 		},
+		"CheckTracking": func(ctx context.Context) (error, bool) {
+			st, err := c.CheckTracking(ctx)
+			return err, len(st.Tables) == 0
+		},
 		"GetLinkedInCache": func(context.Context) (error, bool) {
 			return nil, c.GetLinkedInCache(ns, "u1", svc) == engine.NoPod
 		},
@@ -312,6 +316,10 @@ func storeCalls(st *store.Redis, ns string) map[string]methodCall {
 			p, err := st.LinkedPodsTracked(ctx, ns, []string{"u1"}, svc, time.Minute)
 			return err, len(p) == 0
 		},
+		"TrackingTables": func(ctx context.Context) (error, bool) {
+			tt, err := st.TrackingTables(ctx)
+			return err, len(tt) == 0
+		},
 	}
 }
 
@@ -392,7 +400,7 @@ func TestClosedSendsNothing(t *testing.T) {
 				}
 			}
 			cc, sc := clientCalls(c, ns), statesCalls(c.States(), ns)
-			checkCovers(t, "Client", c, cc, "States", "CacheStats", "DegradedStats", "Close")
+			checkCovers(t, "Client", c, cc, "States", "CacheStats", "DegradedStats", "Tracking", "Close")
 			checkCovers(t, "States", c.States(), sc)
 			runClosed(t, o, "Client", cc)
 			runClosed(t, o, "States", sc)

@@ -175,7 +175,8 @@ func (c *Client) settle(h uint64, p pendingLink, actual int) {
 }
 
 // degradedWorker writes pending placements and revalidates the cache after
-// a tracking loss, whenever woken and every refresh period while work is left.
+// a tracking loss, whenever woken and every refresh period while work is
+// left, and reads the tracking tables every Cache.TrackingCheck.
 func (c *Client) degradedWorker() {
 	t := time.NewTicker(c.cfg.Refresh)
 	defer t.Stop()
@@ -188,6 +189,7 @@ func (c *Client) degradedWorker() {
 		}
 		c.reconcile()
 		c.revalidate()
+		c.checkTrackingDue()
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stickyroute/stickyroute/engine"
 )
 
 // Severity ranks a finding.
@@ -361,6 +363,7 @@ func (a *Analyzer) builtinRules() []Rule {
 		{Name: "heartbeats_failing", Check: a.checkHeartbeats},
 		{Name: "invalidation_delay", Check: a.checkInvalidationDelay},
 		{Name: "state_fields_skipped", Check: checkSkipped},
+		{Name: "tracking_table_full", Check: checkTrackingTable},
 	}
 }
 
@@ -572,6 +575,40 @@ func (a *Analyzer) checkInvalidationDelay(h History) []Finding {
 		Summary: fmt.Sprintf("invalidations arrive %.3gms after the write (p99), earlier %.3gms", 1e3*recent, 1e3*before),
 		Suggestion: "The tracking channel lags: for that long another process may route a moved user to its old pod. " +
 			"Check this process's CPU (the Redis client's reader goroutine), Redis's output buffers and the network."}}
+}
+
+// checkTrackingTable warns when a Redis node's tracking table is nearly
+// full (engine.TrackingNearFill) and is critical once it is full: Redis then
+// invalidates tracked keys to make room, and every client's cache churns.
+func checkTrackingTable(h History) []Finding {
+	if len(h) == 0 {
+		return nil
+	}
+	cur := h[len(h)-1]
+	var out []Finding
+	for _, s := range cur.Samples(Prefix + "tracking_table_fill") {
+		if s.Value < engine.TrackingNearFill {
+			continue
+		}
+		node := s.Labels["node"]
+		ev := map[string]float64{
+			"fill":     s.Value,
+			"keys":     cur.Sum(Prefix+"tracking_table_keys", "node", node),
+			"max_keys": cur.Sum(Prefix+"tracking_table_max_keys", "node", node),
+			"links":    cur.Sum(Prefix + "tracking_links"),
+		}
+		sev, state := Warning, "is nearly full"
+		if s.Value >= 1 {
+			sev, state = Critical, "is full: Redis is invalidating tracked links to make room"
+		}
+		out = append(out, Finding{Severity: sev, Evidence: ev,
+			Summary: fmt.Sprintf("Redis node %s tracks %.0f keys of its tracking-table-max-keys %.0f (%.0f%%): the table %s",
+				node, ev["keys"], ev["max_keys"], 100*s.Value, state),
+			Suggestion: "Past the limit every client's cache churns: links still in use are invalidated and read again. " +
+				"Raise tracking-table-max-keys on the node (each tracked key costs Redis memory), " +
+				"cache fewer links per client (ClientConfig.Cache.MaxEntries), or spread the links over more cluster masters."})
+	}
+	return out
 }
 
 func checkSkipped(h History) []Finding {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -390,5 +391,44 @@ func TestHandler(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/report without an analyzer: %d", resp.StatusCode)
+	}
+}
+
+func TestRuleTrackingTable(t *testing.T) {
+	node := func(addr string, keys, max float64) series {
+		l := `{node="` + addr + `"}`
+		return series{
+			"stickyroute_tracking_links":              keys / 2,
+			"stickyroute_tracking_table_keys" + l:     keys,
+			"stickyroute_tracking_table_max_keys" + l: max,
+			"stickyroute_tracking_table_fill" + l:     keys / max,
+		}
+	}
+	for _, c := range []struct {
+		keys float64
+		want []obs.Severity
+	}{
+		{500, nil},
+		{799, nil},
+		{800, []obs.Severity{obs.Warning}},
+		{999, []obs.Severity{obs.Warning}},
+		{1000, []obs.Severity{obs.Critical}},
+	} {
+		f := analyze(t, history(node("10.0.0.1:6379", c.keys, 1000)), "tracking_table_full")
+		var got []obs.Severity
+		for _, x := range f {
+			got = append(got, x.Severity)
+			if x.Evidence["keys"] != c.keys || x.Evidence["max_keys"] != 1000 || !strings.Contains(x.Summary, "10.0.0.1:6379") {
+				t.Errorf("%v keys: finding %+v", c.keys, x)
+			}
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%v of 1000 keys tracked: findings %v, want %v", c.keys, got, c.want)
+		}
+	}
+	// One finding per full node.
+	two := add(node("a:1", 900, 1000), node("b:1", 1000, 1000))
+	if f := analyze(t, history(two), "tracking_table_full"); len(f) != 2 {
+		t.Errorf("two full nodes: %+v", f)
 	}
 }

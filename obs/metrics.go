@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/puzpuzpuz/xsync/v4"
 
 	"github.com/stickyroute/stickyroute/engine"
+	"github.com/stickyroute/stickyroute/store"
 )
 
 // Prefix starts the name of every metric this package writes.
@@ -58,6 +60,10 @@ var LatencyBuckets = []float64{
 //	stickyroute_invalidations_total                                   links invalidated by Redis
 //	stickyroute_tracking_lost_total                                   tracking connections lost (caches re-validate)
 //	stickyroute_invalidation_delay_seconds                            own write → its invalidation (histogram)
+//	stickyroute_tracking_links                                        links the watched clients cache (Redis tracks each)
+//	stickyroute_tracking_table_keys{node}                             keys a Redis node tracks, for all its clients
+//	stickyroute_tracking_table_max_keys{node}                         its tracking-table-max-keys, when readable
+//	stickyroute_tracking_table_fill{node}                             keys / max keys (1: Redis evicts tracked keys)
 //	stickyroute_store_requests_total{op,outcome}                      Redis round trips per store operation
 //	stickyroute_store_request_duration_seconds{op}                    their latency (histogram)
 //	stickyroute_health_checks_total{namespace,service,kind,outcome}   refreshes of pod states and heartbeats
@@ -366,6 +372,7 @@ func (m *Metrics) own(f func(series, typ string, v float64)) {
 	f(Prefix+`cache_evictions_total{reason="invalidated"}`, "counter", float64(st.Invalidations))
 	f(Prefix+"cache_entries", "gauge", float64(st.Size))
 	f(Prefix+"cache_capacity", "gauge", float64(st.MaxEntries))
+	m.ownTracking(f)
 
 	var skews []func()
 	for k, sm := range m.services.All() {
@@ -396,6 +403,43 @@ func (m *Metrics) own(f func(series, typ string, v float64)) {
 	}
 	for _, skew := range skews {
 		skew()
+	}
+}
+
+// ownTracking calls f with the tracking series of the watched clients: the
+// links they cache and, per Redis node, the table each last read (the
+// newest read where clients share a node).
+func (m *Metrics) ownTracking(f func(series, typ string, v float64)) {
+	links := 0
+	newest := map[string]store.TrackingTable{}
+	at := map[string]time.Time{}
+	m.mu.Lock()
+	for c := range m.clients {
+		st := c.Tracking()
+		links += st.Links
+		for _, t := range st.Tables {
+			if st.ReadAt.After(at[t.Addr]) {
+				newest[t.Addr], at[t.Addr] = t, st.ReadAt
+			}
+		}
+	}
+	m.mu.Unlock()
+	f(Prefix+"tracking_links", "gauge", float64(links))
+	nodes := slices.Sorted(maps.Keys(newest))
+	for _, a := range nodes {
+		if t := newest[a]; t.Keys >= 0 {
+			f(Prefix+"tracking_table_keys"+labelSet("node", a), "gauge", float64(t.Keys))
+		}
+	}
+	for _, a := range nodes {
+		if t := newest[a]; t.MaxKeys >= 0 {
+			f(Prefix+"tracking_table_max_keys"+labelSet("node", a), "gauge", float64(t.MaxKeys))
+		}
+	}
+	for _, a := range nodes {
+		if t := newest[a]; t.Keys >= 0 && t.MaxKeys > 0 {
+			f(Prefix+"tracking_table_fill"+labelSet("node", a), "gauge", t.Fill())
+		}
 	}
 }
 

@@ -448,3 +448,69 @@ func TestWatch(t *testing.T) {
 	m.Unwatch(c) // no-op
 	check("unwatched twice", 0, 0)
 }
+
+// TestTrackingMetrics: on the real servers the tracking series show the
+// links the watched client caches and every node's table as it last read
+// it, and the analyzer finds nothing to report on tables far from full.
+func TestTrackingMetrics(t *testing.T) {
+	for _, name := range redistest.Real {
+		t.Run(name, func(t *testing.T) {
+			ctx := redistest.Ctx(t)
+			ns := redistest.Namespace(t)
+			st, err := store.Dial(store.DialConfig{Addrs: redistest.Addrs(t, name)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(st.Close)
+			for pod := range 2 {
+				if _, err := st.SetServiceState(ctx, ns, svc, pod, 0, store.Ready); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c, err := engine.NewClient(engine.ClientConfig{Store: st, Timing: engine.Timing{Heartbeat: time.Minute},
+				Cache: engine.CacheConfig{TrackingCheck: -1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.Close)
+			m := obs.NewMetrics(metrics.NewSet())
+			m.Watch(c)
+			for i := range 20 {
+				if _, err := c.ComputeLinkedPod(ctx, ns, "u"+strconv.Itoa(i), svc); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if s := exposed(t, m); len(s.Samples(obs.Prefix+"tracking_table_keys")) != 0 || s.Sum(obs.Prefix+"tracking_links") != 20 {
+				t.Fatalf("before any read: links %v, tables %v; want 20 links and no table",
+					s.Sum(obs.Prefix+"tracking_links"), s.Samples(obs.Prefix+"tracking_table_keys"))
+			}
+			tr, err := c.CheckTracking(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := exposed(t, m)
+			if len(s.Samples(obs.Prefix+"tracking_table_fill")) != len(tr.Tables) {
+				t.Errorf("fill series %v, want one per table %+v", s.Samples(obs.Prefix+"tracking_table_fill"), tr.Tables)
+			}
+			for _, tt := range tr.Tables {
+				for series, want := range map[string]float64{"tracking_table_keys": float64(tt.Keys),
+					"tracking_table_max_keys": float64(tt.MaxKeys), "tracking_table_fill": tt.Fill()} {
+					if got := s.Sum(obs.Prefix+series, "node", tt.Addr); got != want {
+						t.Errorf("%s{node=%q} = %v, want %v", series, tt.Addr, got, want)
+					}
+				}
+			}
+			a := obs.NewAnalyzer(nil, obs.AnalyzerConfig{})
+			a.AddMetrics(s)
+			findings, err := a.Analyze(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range findings {
+				if f.Rule == "tracking_table_full" {
+					t.Errorf("finding on tables far from full: %+v", f)
+				}
+			}
+		})
+	}
+}
