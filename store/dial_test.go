@@ -164,3 +164,35 @@ func TestUnavailableWithinDeadline(t *testing.T) {
 		t.Fatalf("cancelled call: %v, want context.Canceled and not ErrUnavailable", err)
 	}
 }
+
+// TestDialBroadcastArgs: broadcast mode needs client tracking, namespaces
+// need broadcast mode and must be valid names; each is refused before any
+// connection, naming the setting.
+func TestDialBroadcastArgs(t *testing.T) {
+	unreachable := []string{"127.0.0.1:1"}
+	for _, c := range []struct {
+		name string
+		dial func() error
+		arg  string
+	}{
+		{"embedded", func() error { _, err := embedded.Dial(store.DialConfig{Broadcast: true}); return err }, "Broadcast"},
+		{"no tracking", func() error {
+			_, err := store.Dial(store.DialConfig{Addrs: unreachable, Broadcast: true,
+				Configure: func(o *rueidis.ClientOption) { o.DisableCache = true }})
+			return err
+		}, "Broadcast"},
+		{"namespaces alone", func() error {
+			_, err := store.Dial(store.DialConfig{Addrs: unreachable, BroadcastNamespaces: []string{"ns"}})
+			return err
+		}, "BroadcastNamespaces"},
+		{"bad namespace", func() error {
+			_, err := store.Dial(store.DialConfig{Addrs: unreachable, Broadcast: true, BroadcastNamespaces: []string{"a b"}})
+			return err
+		}, "BroadcastNamespaces"},
+	} {
+		var ia *store.InvalidArgumentError
+		if err := c.dial(); !errors.As(err, &ia) || ia.Arg != c.arg {
+			t.Errorf("%s: %v, want an invalid argument %s", c.name, err, c.arg)
+		}
+	}
+}

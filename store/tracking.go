@@ -179,6 +179,9 @@ func (r *Redis) GetLinkedPodTracked(ctx context.Context, ns, uid, svc string, tt
 	if err := r.checkLink(ctx, ns, uid, svc); err != nil {
 		return TrackedLink{Pod: NoPod}, err
 	}
+	if err := r.tracks(ns); err != nil {
+		return TrackedLink{Pod: NoPod}, err
+	}
 	key := LinkKey(ns, uid, svc)
 	if r.tracker != nil {
 		// One tracked GET: rueidis reads the key's PTTL in the same MULTI,
@@ -246,6 +249,9 @@ func (r *Redis) SetLinkedPodIfAbsentTracked(ctx context.Context, ns, uid, svc st
 	if err != nil {
 		return Placement{Link: TrackedLink{Pod: NoPod}}, err
 	}
+	if err := r.tracks(ns); err != nil {
+		return Placement{Link: TrackedLink{Pod: NoPod}}, err
+	}
 	return r.place(ctx, op, keys, svc, pod, ttl, true)
 }
 
@@ -259,6 +265,9 @@ func (r *Redis) LinkedPodsTracked(ctx context.Context, ns string, uids []string,
 	}
 	const op = "LinkedPodsTracked"
 	if err := batchArgs(ns, uids, svc); err != nil {
+		return nil, err
+	}
+	if err := r.tracks(ns); err != nil {
 		return nil, err
 	}
 	pods := make([]int, len(uids))
