@@ -161,3 +161,83 @@ func TestEmbeddedCacheLivesByTTL(t *testing.T) {
 		t.Fatalf("the move was seen after %v, cache TTL 300 ms, temporary link TTL 2 s", d)
 	}
 }
+
+// TestBatchCoherence: a cache filled by BatchGetLinkedPod stays coherent:
+// after another process moves every user, no entry still answers the old
+// pod once Redis's invalidations are in, and the next lookup reads the new
+// one. On the real servers, in each way the store tracks a batch: on its
+// placement connections (the default), by CLIENT CACHING YES before each
+// MGET on its own connection (standalone) or key by key (cluster), both
+// without placement connections, and in broadcast mode.
+func TestBatchCoherence(t *testing.T) {
+	modes := []struct {
+		name string
+		cfg  func(ns string) store.DialConfig
+	}{
+		{"placement-connection", func(string) store.DialConfig { return store.DialConfig{} }},
+		{"own-connection", func(string) store.DialConfig { return store.DialConfig{NoPlacementConnection: true} }},
+		{"broadcast", func(ns string) store.DialConfig {
+			return store.DialConfig{Broadcast: true, BroadcastNamespaces: []string{ns}}
+		}},
+	}
+	for _, name := range redistest.Real {
+		for _, m := range modes {
+			t.Run(name+"/"+m.name, func(t *testing.T) {
+				ctx := redistest.Ctx(t)
+				ns := redistest.Namespace(t)
+				cfg := m.cfg(ns)
+				cfg.Addrs = redistest.Addrs(t, name)
+				tracked, err := store.Dial(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(tracked.Close)
+				c, err := engine.NewClient(engine.ClientConfig{Store: tracked, Timing: testTiming, TempLinkTTL: time.Hour,
+					Cache: engine.CacheConfig{TTL: 30 * time.Minute}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				writer := store.New(redistest.Open(t, name).Client)
+				heartbeat(t, writer, ns, 3, 5)
+				const users = 300
+				uids := make([]string, users)
+				for i := range uids {
+					uids[i] = "user" + strconv.Itoa(i)
+					if _, err := writer.SetLinkedPod(ctx, ns, uids[i], svc, 3, store.Persistent); err != nil {
+						t.Fatal(err)
+					}
+				}
+				groups, err := c.BatchGetLinkedPod(ctx, ns, uids, svc)
+				if err != nil || len(groups) != 1 || len(groups[3]) != users {
+					t.Fatalf("batch = (%d groups, %d on pod 3, %v), want all %d on 3", len(groups), len(groups[3]), err, users)
+				}
+				for _, uid := range uids {
+					if got := c.GetLinkedInCache(ns, uid, svc); got != 3 {
+						t.Fatalf("%s: cached %d after the batch, want 3", uid, got)
+					}
+				}
+				for _, uid := range uids {
+					if _, err := writer.SetLinkedPod(ctx, ns, uid, svc, 5, store.Persistent); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// The invalidations come within the degraded mode's
+				// detection window on any machine that runs this test.
+				stale := func() (n int) {
+					for _, uid := range uids {
+						if c.GetLinkedInCache(ns, uid, svc) == 3 {
+							n++
+						}
+					}
+					return n
+				}
+				redistest.Poll(t, 20*testTiming.Refresh+5*time.Second, "every moved user leaves the cache", func() bool { return stale() == 0 })
+				groups, err = c.BatchGetLinkedPod(ctx, ns, uids, svc)
+				if err != nil || len(groups[5]) != users {
+					t.Fatalf("batch after the move = (%d on pod 5, %v), want all %d", len(groups[5]), err, users)
+				}
+			})
+		}
+	}
+}

@@ -297,7 +297,7 @@ type roundTrip struct{ name, command, script string }
 var (
 	rtGetTracked   = roundTrip{"GetLinkedPodTracked", "GET", ""}
 	rtGet          = roundTrip{"GetLinkedPod", "GET", ""}
-	rtBatchTracked = roundTrip{"LinkedPodsTracked", "GET", ""}
+	rtBatchTracked = roundTrip{"LinkedPodsTracked", "MGET", ""}
 	rtIfAbsentTemp = roundTrip{"SetLinkedPodIfAbsent", "EVALSHA", "place"}
 	rtPlace        = roundTrip{"SetLinkedPodIfAbsentTracked", "EVALSHA", "place"}
 	rtReplace      = roundTrip{"ReplaceLinkedPod", "EVALSHA", "replace"}

@@ -216,7 +216,7 @@ func TestTracingDefault(t *testing.T) {
 		t.Errorf("op span kind %v attributes %v", op.SpanKind(), a)
 	}
 	batch := attrs(one(t, spans, "stickyroute.BatchGetLinkedPod"))
-	if batch[obs.AttrDBOperation].AsString() != "GET" || batch[obs.AttrDBBatchSize].AsInt64() != 3 ||
+	if batch[obs.AttrDBOperation].AsString() != "MGET" || batch[obs.AttrDBBatchSize].AsInt64() != 3 ||
 		batch[obs.AttrKeys].AsInt64() != 3 || batch[obs.AttrCache].AsString() != "miss" {
 		t.Errorf("batch span attributes %v", batch)
 	}

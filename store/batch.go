@@ -51,9 +51,9 @@ func (r *Redis) BatchGetLinkedPod(ctx context.Context, ns string, uids []string,
 	var bad []error
 	var err error
 	if r.cluster {
-		bad, err = r.batchCluster(ctx, ns, uids, svc, pods)
+		bad, err = r.batchCluster(ctx, r.client, batchOp, ns, uids, svc, pods)
 	} else {
-		bad, err = r.batchStandalone(ctx, ns, uids, svc, pods)
+		bad, err = r.batchStandalone(ctx, r.client, false, batchOp, ns, uids, svc, pods)
 	}
 	if err != nil {
 		return nil, err
@@ -64,9 +64,11 @@ func (r *Redis) BatchGetLinkedPod(ctx context.Context, ns string, uids []string,
 // batchStandalone sends one MGET per chunk of batchChunk uids, each from its
 // own goroutine, so that all chunks are in flight on the pipelined connection
 // at once (one round trip) while keys of later chunks are still being built
-// and replies of earlier ones parsed. It fills pods[i] for uids[i].
-func (r *Redis) batchStandalone(ctx context.Context, ns string, uids []string, svc string, pods []int32) ([]error, error) {
-	const op = batchOp
+// and replies of earlier ones parsed. It fills pods[i] for uids[i]. The
+// MGETs go through client; with caching, each is preceded on its connection,
+// in the same round trip, by CLIENT CACHING YES, so that Redis tracks all
+// of its keys for the client.
+func (r *Redis) batchStandalone(ctx context.Context, client rueidis.Client, caching bool, op, ns string, uids []string, svc string, pods []int32) ([]error, error) {
 	chunks := (len(uids) + batchChunk - 1) / batchChunk
 	bad := make([][]error, chunks)
 	fail := make([]error, chunks)
@@ -74,7 +76,17 @@ func (r *Redis) batchStandalone(ctx context.Context, ns string, uids []string, s
 		lo, hi := c*batchChunk, min((c+1)*batchChunk, len(uids))
 		s := chunkPool.Get().(*chunkKeys)
 		keys := s.build(ns, uids[lo:hi], svc)
-		vals, err := r.client.Do(ctx, r.client.B().Mget().Key(keys...).Build()).ToArray()
+		mget := client.B().Mget().Key(keys...).Build()
+		var vals []rueidis.RedisMessage
+		var err error
+		if caching {
+			out := client.DoMulti(ctx, r.caching, mget)
+			if err = out[0].Error(); err == nil {
+				vals, err = out[1].ToArray()
+			}
+		} else {
+			vals, err = client.Do(ctx, mget).ToArray()
+		}
 		if err != nil {
 			fail[c] = classify(op, keys[0], err)
 			return // the keys may still be queued to be written: not reused
@@ -135,9 +147,9 @@ func (s *chunkKeys) build(ns string, uids []string, svc string) []string {
 }
 
 // batchCluster groups the keys per hash slot (one MGET cannot span slots) and
-// sends every group in one DoMulti, which asks each node at once.
-func (r *Redis) batchCluster(ctx context.Context, ns string, uids []string, svc string, pods []int32) ([]error, error) {
-	const op = batchOp
+// sends every group in one DoMulti through client, which asks each node at
+// once.
+func (r *Redis) batchCluster(ctx context.Context, client rueidis.Client, op, ns string, uids []string, svc string, pods []int32) ([]error, error) {
 	keys := linkKeys(ns, uids, svc)
 	order, runs := slotRuns(keys)
 	cmds := make(rueidis.Commands, 0, len(runs))
@@ -147,12 +159,12 @@ func (r *Redis) batchCluster(ctx context.Context, ns string, uids []string, svc 
 	}
 	start := 0
 	for _, end := range runs {
-		cmds = append(cmds, r.client.B().Mget().Key(sent[start:end]...).Build())
+		cmds = append(cmds, client.B().Mget().Key(sent[start:end]...).Build())
 		start = end
 	}
 	var bad []error
 	j := 0
-	for _, res := range r.client.DoMulti(ctx, cmds...) {
+	for _, res := range client.DoMulti(ctx, cmds...) {
 		vals, err := res.ToArray()
 		if err != nil {
 			return nil, classify(op, keys[0], err)

@@ -259,6 +259,15 @@ func (r *Redis) SetLinkedPodIfAbsentTracked(ctx context.Context, ns, uid, svc st
 // with tracking, and returns their pods in input order (NoPod when missing or
 // corrupt). Corrupt values are *CorruptError values joined in err beside the
 // result; a failure of the round returns nil and the error.
+//
+// It reads like BatchGetLinkedPod, in MGETs, wherever Redis can track all
+// the keys of an MGET: in broadcast mode (every key under the prefixes is
+// tracked), on Dial's placement connections (they track every read), and
+// on a standalone server by CLIENT CACHING YES before each MGET, on its
+// connection in the same round trip (it applies to the next command, all of
+// its keys). Only a cluster store without placement connections reads key
+// by key, a tracked GET each (CLIENT CACHING YES and the GET cannot be kept
+// together on a redirection).
 func (r *Redis) LinkedPodsTracked(ctx context.Context, ns string, uids []string, svc string, ttl time.Duration) ([]int, error) {
 	if err := r.usable(ctx); err != nil {
 		return nil, err
@@ -270,10 +279,39 @@ func (r *Redis) LinkedPodsTracked(ctx context.Context, ns string, uids []string,
 	if err := r.tracks(ns); err != nil {
 		return nil, err
 	}
-	pods := make([]int, len(uids))
 	if len(uids) == 0 {
-		return pods, nil
+		return []int{}, nil
 	}
+	if r.cluster && r.tracker != nil && !r.broadcast && r.placer == nil {
+		return r.linkedPodsPerKey(ctx, op, ns, uids, svc, ttl)
+	}
+	client, caching := r.client, r.tracker != nil && !r.broadcast
+	if r.placer != nil && !r.broadcast {
+		client, caching = r.placer, false
+	}
+	p32 := make([]int32, len(uids))
+	var bad []error
+	var err error
+	if r.cluster {
+		bad, err = r.batchCluster(ctx, client, op, ns, uids, svc, p32)
+	} else {
+		bad, err = r.batchStandalone(ctx, client, caching, op, ns, uids, svc, p32)
+	}
+	if err != nil {
+		return nil, err
+	}
+	pods := make([]int, len(uids))
+	for i, p := range p32 {
+		pods[i] = int(p)
+	}
+	return pods, errors.Join(bad...)
+}
+
+// linkedPodsPerKey is LinkedPodsTracked key by key: a tracked GET each,
+// through the client library's cache API (CLIENT CACHING YES, GET and PTTL
+// in one MULTI per key, redirected together).
+func (r *Redis) linkedPodsPerKey(ctx context.Context, op, ns string, uids []string, svc string, ttl time.Duration) ([]int, error) {
+	pods := make([]int, len(uids))
 	keys := linkKeys(ns, uids, svc)
 	cmds := make([]rueidis.CacheableTTL, len(keys))
 	for i, k := range keys {
