@@ -416,7 +416,7 @@ func TestClosedSendsNothing(t *testing.T) {
 			pods.Close()
 			pods.Close() // idempotent
 			stc := storeCalls(pods, ns)
-			checkCovers(t, "store.Redis", pods, stc, "Client", "Close", "Tracker")
+			checkCovers(t, "store.Redis", pods, stc, "Client", "Close", "Tracker", "Broadcast")
 			runClosed(t, o, "store", stc)
 		})
 	}
