@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -440,16 +441,25 @@ func (tr *traffic) summarize(name string, from, lifted time.Time) outcome {
 // empty data) when their link is missing; pass the zero time otherwise.
 func (tr *traffic) checkLinks(o *outcome, redisLost time.Time) {
 	tr.r.t.Helper()
+	// For each user, its last answer and since when it has answered that
+	// pod without a break: a link answered before redisLost and only served
+	// again since (from the cache) was acknowledged by Redis before Redis
+	// could lose it, whenever its last answer came.
 	last := map[string]call{}
+	since := map[string]time.Time{}
 	tr.mu.Lock()
-	for _, c := range tr.log {
-		if c.err == nil {
-			if p, ok := last[c.uid]; !ok || c.start.After(p.start) {
-				last[c.uid] = c
-			}
-		}
-	}
+	log := slices.Clone(tr.log)
 	tr.mu.Unlock()
+	slices.SortStableFunc(log, func(a, b call) int { return a.start.Compare(b.start) })
+	for _, c := range log {
+		if c.err != nil {
+			continue
+		}
+		if p, ok := last[c.uid]; !ok || p.pod != c.pod {
+			since[c.uid] = c.start
+		}
+		last[c.uid] = c
+	}
 	ctx := redistest.Ctx(tr.r.t)
 	uids := make([]string, 0, len(last))
 	for uid := range last {
@@ -465,12 +475,13 @@ func (tr *traffic) checkLinks(o *outcome, redisLost time.Time) {
 		o.linksChecked++
 		switch {
 		case pod == c.pod:
-		case pod == store.NoPod && !redisLost.IsZero() && c.start.Before(redisLost):
+		case pod == store.NoPod && !redisLost.IsZero() && since[uid].Before(redisLost):
 			o.lostByRedis++
 		default:
 			o.linksLost++
 			if o.linksLost <= 5 {
-				tr.r.t.Errorf("%s: answered pod %d at %v, linked to %d now", uid, c.pod, c.start.Format("15:04:05.000"), pod)
+				tr.r.t.Errorf("%s: answered pod %d at %v (since %v), linked to %d now", uid, c.pod,
+					c.start.Format("15:04:05.000"), since[uid].Format("15:04:05.000"), pod)
 			}
 		}
 	}
