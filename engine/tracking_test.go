@@ -47,8 +47,10 @@ func TestTracking(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("tracking: %d links, fill %.6f, tables %+v", st.Links, st.Fill(), st.Tables)
-			if st.Links != links {
-				t.Errorf("Links = %d, want %d", st.Links, links)
+			// Entries only leave the cache from here on (an invalidation: the
+			// cluster is shared with tests that move slots).
+			if after := c.CacheStats().Size; st.Links > links || st.Links < after || st.Links == 0 {
+				t.Errorf("Links = %d, want the cache's size: at most the %d links read, at least the %d cached after", st.Links, links, after)
 			}
 			var keys int64
 			for _, tt := range st.Tables {
