@@ -17,6 +17,7 @@ import (
 	gocache "github.com/patrickmn/go-cache"
 
 	"github.com/stickyroute/stickyroute/engine"
+	"github.com/stickyroute/stickyroute/internal/testkit"
 	"github.com/stickyroute/stickyroute/store"
 	"github.com/stickyroute/stickyroute/store/embedded"
 )
@@ -124,7 +125,7 @@ func newClient(tb testing.TB, cache engine.CacheConfig) (release func(), _ *engi
 // appendKey appends the peers' key of user u, "ns:uid:svc", to buf.
 func appendKey(buf []byte, u int32) []byte {
 	buf = append(buf, benchNS+":"...)
-	buf = appendUID(buf, u)
+	buf = testkit.AppendUID(buf, u)
 	return append(buf, ":"+benchSvc...)
 }
 
@@ -156,12 +157,12 @@ var hitImpls = []hitImpl{
 		closeClient, c := newClient(b, engine.CacheConfig{MaxEntries: hitUsers})
 		var buf []byte
 		for u := range int32(hitUsers) {
-			if err := c.SetCache(ctx, benchNS, string(appendUID(buf[:0], u)), benchSvc, int(u%benchPods)); err != nil {
+			if err := c.SetCache(ctx, benchNS, string(testkit.AppendUID(buf[:0], u)), benchSvc, int(u%benchPods)); err != nil {
 				b.Fatal(err)
 			}
 		}
 		return func(buf []byte, u int32) (int, bool) {
-			pod, err := c.ComputeLinkedPod(ctx, benchNS, view(appendUID(buf, u)), benchSvc)
+			pod, err := c.ComputeLinkedPod(ctx, benchNS, view(testkit.AppendUID(buf, u)), benchSvc)
 			return pod, err == nil
 		}, func() { closeClient(); cancel() }
 	}},
@@ -530,7 +531,7 @@ func BenchmarkHitRatio(b *testing.B) {
 	}
 	uids := make([]string, 2*ratioKeys) // scans use [ratioKeys, 2·ratioKeys)
 	for u := range uids {
-		uids[u] = string(appendUID(nil, int32(u)))
+		uids[u] = string(testkit.AppendUID(nil, int32(u)))
 	}
 	for _, s := range ratioStreams {
 		seq := streams[s]

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/internal/redistest"
+	"github.com/stickyroute/stickyroute/internal/testkit"
 	"github.com/stickyroute/stickyroute/store"
 )
 
@@ -327,29 +326,7 @@ func BenchmarkStoreConcurrent(b *testing.B) {
 	ctx := benchCtx(b)
 	// run does n calls of fn spread over the workers and returns the wall time.
 	run := func(n int, fn func(ctx context.Context, e *storeEnv, i int) error) (time.Duration, error) {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var failed atomic.Value
-		start := time.Now()
-		for range workers {
-			wg.Go(func() {
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= n {
-						return
-					}
-					if err := fn(ctx, e, i); err != nil {
-						failed.CompareAndSwap(nil, err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		if err, _ := failed.Load().(error); err != nil {
-			return 0, err
-		}
-		return time.Since(start), nil
+		return testkit.Spread(workers, n, func(i int) error { return fn(ctx, e, i) })
 	}
 	for _, op := range storeOps {
 		if op.name != "GetLinkedPod" && op.name != "TrySetLinkedPod" {

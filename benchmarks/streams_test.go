@@ -59,19 +59,6 @@ func scanStream(keys, n int, seed uint64) []int32 {
 	return out
 }
 
-// appendUID appends the 12-byte uid of user i ("u" and 11 digits) to buf.
-// Each lookup builds its uid afresh in a small buffer, as a server does from
-// the request it just read: the input is hot, and only what a cache keeps can
-// miss.
-func appendUID(buf []byte, i int32) []byte {
-	buf = append(buf, "u00000000000"...)
-	for k := len(buf) - 1; i > 0; k-- {
-		buf[k] = byte('0' + i%10)
-		i /= 10
-	}
-	return buf
-}
-
 // TestZipfStream checks the generator against the law it claims: the share
 // of the hottest user and the ratio of rank 1 to rank 10 for s = 0.9 and 1.1.
 func TestZipfStream(t *testing.T) {
@@ -132,16 +119,5 @@ func TestScanStream(t *testing.T) {
 	}
 	if scans != n/4 {
 		t.Errorf("%d scan accesses, want %d", scans, n/4)
-	}
-}
-
-func TestAppendUID(t *testing.T) {
-	for _, c := range []struct {
-		i    int32
-		want string
-	}{{0, "u00000000000"}, {7, "u00000000007"}, {1234567, "u00001234567"}} {
-		if got := string(appendUID([]byte("x"), c.i)); got != "x"+c.want {
-			t.Errorf("appendUID(%d) = %q, want %q", c.i, got, "x"+c.want)
-		}
 	}
 }

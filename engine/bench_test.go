@@ -15,6 +15,7 @@ import (
 
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/internal/redistest"
+	"github.com/stickyroute/stickyroute/internal/testkit"
 	"github.com/stickyroute/stickyroute/store"
 	"github.com/stickyroute/stickyroute/store/embedded"
 )
@@ -47,21 +48,6 @@ type hitEnv struct {
 	zipf    []int32
 }
 
-// uidOf writes the 12-byte uid of user i ("u" and 11 digits) into buf. Each
-// lookup builds its strings afresh in a small buffer, as a server does from
-// the request it just read: the input is hot, and only what a cache keeps
-// can miss. (Pre-built key strings would let the floor's stored key share
-// cache lines with the lookup key, and charge every side for reading cold
-// input strings.)
-func uidOf(buf []byte, i int32) []byte {
-	buf = append(buf, "u00000000000"...)
-	for k := len(buf) - 1; i > 0; k-- {
-		buf[k] = byte('0' + i%10)
-		i /= 10
-	}
-	return buf
-}
-
 // newHitEnv builds the environment; it is closed when b ends.
 func newHitEnv(b *testing.B) *hitEnv {
 	st, err := embedded.Dial(store.DialConfig{})
@@ -84,7 +70,7 @@ func newHitEnv(b *testing.B) *hitEnv {
 	e := &hitEnv{c: c, floor: make(map[string]int, benchUsers)}
 	var buf []byte
 	for i := range int32(benchUsers) {
-		uid := string(uidOf(buf[:0], i))
+		uid := string(testkit.AppendUID(buf[:0], i))
 		pod := int(i) % benchPods
 		if err := c.SetCache(ctx, benchNS, uid, svc, pod); err != nil {
 			b.Fatal(err)
@@ -116,7 +102,7 @@ func BenchmarkComputeLinkedPodHit(b *testing.B) {
 		get  func(buf []byte, i int32) int
 	}{
 		{"ours", func(buf []byte, i int32) int {
-			uid := uidOf(buf[:0], i)
+			uid := testkit.AppendUID(buf[:0], i)
 			pod, err := e.c.ComputeLinkedPod(ctx, benchNS, unsafe.String(&uid[0], len(uid)), svc)
 			if err != nil {
 				panic(err)
@@ -124,11 +110,11 @@ func BenchmarkComputeLinkedPodHit(b *testing.B) {
 			return pod
 		}},
 		{"map_floor", func(buf []byte, i int32) int {
-			key := append(uidOf(append(buf[:0], prefix...), i), ":"+svc...)
+			key := append(testkit.AppendUID(append(buf[:0], prefix...), i), ":"+svc...)
 			return e.floor[unsafe.String(&key[0], len(key))]
 		}},
 		{"syncmap_sprintf", func(buf []byte, i int32) int {
-			uid := uidOf(buf[:0], i)
+			uid := testkit.AppendUID(buf[:0], i)
 			v, _ := e.syncMap.Load(fmt.Sprintf("%s:%s:%s", benchNS, uid, svc))
 			return v.(int)
 		}},
@@ -419,25 +405,13 @@ func BenchmarkPlacement50(b *testing.B) {
 			var seq atomic.Int64 // every call links a user never seen before
 			// run does n calls of fn spread over the workers; it returns the wall time.
 			run := func(n int, fn func(uid string) error) time.Duration {
-				var next atomic.Int64
-				var failed atomic.Value
-				var wg sync.WaitGroup
-				start := time.Now()
-				for range workers {
-					wg.Go(func() {
-						for next.Add(1) <= int64(n) {
-							if err := fn("p" + strconv.FormatInt(seq.Add(1), 36)); err != nil {
-								failed.CompareAndSwap(nil, err)
-								return
-							}
-						}
-					})
-				}
-				wg.Wait()
-				if err, ok := failed.Load().(error); ok {
+				d, err := testkit.Spread(workers, n, func(int) error {
+					return fn("p" + strconv.FormatInt(seq.Add(1), 36))
+				})
+				if err != nil {
 					b.Fatal(err)
 				}
-				return time.Since(start)
+				return d
 			}
 			engineOp := func(uid string) error {
 				_, err := c.ComputeLinkedPod(ctx, ns, uid, svc)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stickyroute/stickyroute/internal/clock"
+	"github.com/stickyroute/stickyroute/internal/testkit"
 )
 
 const (
@@ -77,26 +78,11 @@ func fuzzKey(k int, variant byte) (*service, string) {
 	return fuzzServices[k&1], uid
 }
 
-// fuzzInput hands out the fuzz input byte by byte, zeros once it runs out.
-type fuzzInput struct {
-	b []byte
-}
-
-// more reports whether bytes are left.
-func (in *fuzzInput) more() bool { return len(in.b) > 0 }
-
-// next returns the next byte.
-func (in *fuzzInput) next() byte {
-	if len(in.b) == 0 {
-		return 0
-	}
-	c := in.b[0]
-	in.b = in.b[1:]
-	return c
-}
+// fuzzInput is the fuzz input read byte by byte, zeros once it runs out.
+type fuzzInput struct{ *testkit.Program }
 
 // key returns a fuzz key number.
-func (in *fuzzInput) key() int { return int(in.next()) % fuzzKeys }
+func (in *fuzzInput) key() int { return int(in.Next()) % fuzzKeys }
 
 // fuzzSeed joins a mode byte and operations into a seed input.
 func fuzzSeed(mode byte, ops ...[]byte) []byte {
@@ -177,8 +163,8 @@ func FuzzCacheTable(f *testing.F) {
 		[]byte{2, 25, 0, 7}, []byte{2, 29, 0, 8}, []byte{2, 33, 0, 9}, []byte{2, 37, 0, 10}, []byte{2, 1, 0, 11},
 		[]byte{1, 41, 1, 12}, []byte{6, 0, 0, 0}, []byte{0, 45, 0, 13}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		in := &fuzzInput{b: data}
-		if mode := in.next(); mode&0x80 == 0 {
+		in := &fuzzInput{testkit.NewProgram(data)}
+		if mode := in.Next(); mode&0x80 == 0 {
 			fuzzTable(t, in, mode)
 		} else {
 			fuzzCache(t, in, mode)
@@ -241,10 +227,10 @@ func fuzzTable(t *testing.T, in *fuzzInput, mode byte) {
 		}
 		checkUnchanged(t, sh, before, "a second remove", trace)
 	}
-	for n := 0; in.more() && n < fuzzMaxOps; n++ {
-		switch in.next() % 10 {
+	for n := 0; in.More() && n < fuzzMaxOps; n++ {
+		switch in.Next() % 10 {
 		case 0, 1: // put a key, new or replacing the entry at its hash
-			k, variant, pod := in.key(), in.next(), int32(in.next())-64
+			k, variant, pod := in.key(), in.Next(), int32(in.Next())-64
 			trace = append(trace, fuzzStep{"put", k, int(variant)})
 			put(k, variant, pod)
 		case 2: // remove a key, held or not
@@ -252,11 +238,11 @@ func fuzzTable(t *testing.T, in *fuzzInput, mode byte) {
 			trace = append(trace, fuzzStep{"remove", k, 0})
 			del(k)
 		case 3: // take a ref, replace the array under it, remove by the ref
-			k, how := in.key(), int(in.next()%4)
+			k, how := in.key(), int(in.Next()%4)
 			trace = append(trace, fuzzStep{"stale remove", k, how})
 			fuzzStaleRemove(t, tb, &model, k, how, put, trace)
 		case 4: // clear one shard, or all
-			which := int(in.next()) % (len(tb.shards) + 1) // len: all
+			which := int(in.Next()) % (len(tb.shards) + 1) // len: all
 			trace = append(trace, fuzzStep{"clear", 0, which})
 			for i := range tb.shards {
 				if which < len(tb.shards) && i != which {
@@ -285,13 +271,13 @@ func fuzzTable(t *testing.T, in *fuzzInput, mode byte) {
 			sh.rebuild(len(sh.arr.Load().slots))
 			sh.mu.Unlock()
 		case 6: // a run of puts from k on
-			k, n, variant, pod := in.key(), int(in.next())%64+1, in.next(), int32(in.next())
+			k, n, variant, pod := in.key(), int(in.Next())%64+1, in.Next(), int32(in.Next())
 			trace = append(trace, fuzzStep{"put run", k, n})
 			for i := range n {
 				put((k+i)%fuzzKeys, variant, pod+int32(i))
 			}
 		case 7: // a run of removals from k on
-			k, n := in.key(), int(in.next())%64+1
+			k, n := in.key(), int(in.Next())%64+1
 			trace = append(trace, fuzzStep{"remove run", k, n})
 			for i := range n {
 				del((k + i) % fuzzKeys)
@@ -478,7 +464,7 @@ func checkFuzzTable(t *testing.T, tb *table, model *fuzzModel, checkMeta bool, t
 func fuzzCache(t *testing.T, in *fuzzInput, mode byte) {
 	clk := clock.New(time.Hour)
 	clk.Stop()
-	c := newLinkCache(CacheConfig{MaxEntries: int(in.next())%48 + 1, TTL: time.Hour, Eviction: Eviction(mode & 3)}, clk)
+	c := newLinkCache(CacheConfig{MaxEntries: int(in.Next())%48 + 1, TTL: time.Hour, Eviction: Eviction(mode & 3)}, clk)
 	var model fuzzModel
 	size := 0 // entries the model holds
 	drop := func(k int) {
@@ -526,11 +512,11 @@ func fuzzCache(t *testing.T, in *fuzzInput, mode byte) {
 	holds := func(k int, svc *service, uid string) bool {
 		return model[k].held && model[k].svc == svc && model[k].uid == uid
 	}
-	for n := 0; in.more() && n < fuzzMaxOps; n++ {
-		op, k := in.next()%9, in.key()
+	for n := 0; in.More() && n < fuzzMaxOps; n++ {
+		op, k := in.Next()%9, in.key()
 		h := fuzzHash(k)
-		svc, uid := fuzzKey(k, in.next())
-		m := fuzzEntry{held: true, svc: svc, uid: uid, pod: int32(in.next())}
+		svc, uid := fuzzKey(k, in.Next())
+		m := fuzzEntry{held: true, svc: svc, uid: uid, pod: int32(in.Next())}
 		switch op {
 		case 0, 1: // put with a fresh token
 			trace = append(trace, fuzzStep{"put", k, 0})

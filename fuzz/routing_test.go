@@ -9,6 +9,7 @@ import (
 
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/internal/redistest"
+	"github.com/stickyroute/stickyroute/internal/testkit"
 	"github.com/stickyroute/stickyroute/store"
 )
 
@@ -135,10 +136,10 @@ func FuzzRouting(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		ns := redistest.Namespace(t)
-		r := &reader{data: prog}
+		r := testkit.NewProgram(prog)
 		m := &routingModel{links: map[string]modelLink{}}
 		for p := range routingPods {
-			m.routing[p] = fuzzRouting[r.next()%len(fuzzRouting)]
+			m.routing[p] = fuzzRouting[r.Int()%len(fuzzRouting)]
 			if _, err := writer.SetServiceState(ctx, ns, routingSvc, p, 0, m.routing[p]); err != nil {
 				t.Fatal(err)
 			}
@@ -205,13 +206,13 @@ func FuzzRouting(f *testing.F) {
 				}
 			}
 		}
-		for n := 0; r.more() && n < routingMax; n++ {
-			switch r.next() % routingOps {
+		for n := 0; r.More() && n < routingMax; n++ {
+			switch r.Int() % routingOps {
 			case rtCompute:
-				ci, uid := r.next()%2, fuzzUIDs[r.next()%len(fuzzUIDs)]
+				ci, uid := r.Int()%2, fuzzUIDs[r.Int()%len(fuzzUIDs)]
 				compute(n, ci, uid)
 			case rtState:
-				p, rt, load := r.next()%routingPods, fuzzRouting[r.next()%len(fuzzRouting)], r.next()%30
+				p, rt, load := r.Int()%routingPods, fuzzRouting[r.Int()%len(fuzzRouting)], r.Int()%30
 				if _, err := writer.SetServiceState(ctx, ns, routingSvc, p, load, rt); err != nil {
 					t.Fatal(err)
 				}
@@ -231,24 +232,24 @@ func FuzzRouting(f *testing.F) {
 					})
 				}
 			case rtClaim:
-				uid, p := fuzzUIDs[r.next()%len(fuzzUIDs)], r.next()%routingPods
+				uid, p := fuzzUIDs[r.Int()%len(fuzzUIDs)], r.Int()%routingPods
 				if _, err := writer.SetLinkedPod(ctx, ns, uid, routingSvc, p, store.Persistent); err != nil {
 					t.Fatal(err)
 				}
 				m.links[uid] = modelLink{pod: p, persistent: true}
 				settle(n, uid)
 			case rtRelease:
-				uid := fuzzUIDs[r.next()%len(fuzzUIDs)]
+				uid := fuzzUIDs[r.Int()%len(fuzzUIDs)]
 				if _, err := writer.RemoveLinkedPod(ctx, ns, uid, routingSvc, store.Persistent); err != nil {
 					t.Fatal(err)
 				}
 				delete(m.links, uid)
 				settle(n, uid)
 			case rtExpire:
-				ci, uid := r.next()%2, fuzzUIDs[r.next()%len(fuzzUIDs)]
+				ci, uid := r.Int()%2, fuzzUIDs[r.Int()%len(fuzzUIDs)]
 				clients[ci].CacheExpired(ns, uid, routingSvc)
 			case rtAgree:
-				uid := fuzzUIDs[r.next()%len(fuzzUIDs)]
+				uid := fuzzUIDs[r.Int()%len(fuzzUIDs)]
 				p0, err0 := compute(n, 0, uid)
 				p1, err1 := compute(n, 1, uid)
 				if p0 != p1 || (err0 == nil) != (err1 == nil) {

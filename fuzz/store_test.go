@@ -12,6 +12,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
 
+	"github.com/stickyroute/stickyroute/internal/testkit"
 	"github.com/stickyroute/stickyroute/store"
 )
 
@@ -53,23 +54,6 @@ var (
 	// fuzzRouting indexes the routing states a pod can publish.
 	fuzzRouting = []store.RoutingState{store.Ready, store.DenyNewCall, store.Shutdown}
 )
-
-// reader hands out a program's bytes, then zeros.
-type reader struct {
-	data []byte
-	pos  int
-}
-
-func (r *reader) next() int {
-	if r.pos >= len(r.data) {
-		return 0
-	}
-	c := r.data[r.pos]
-	r.pos++
-	return int(c)
-}
-
-func (r *reader) more() bool { return r.pos < len(r.data) }
 
 // model is SPEC §4 in memory: the links, with their expiry on the model's
 // clock in seconds, and the pod states.
@@ -199,16 +183,16 @@ func FuzzStoreModel(f *testing.F) {
 		defer cancel()
 		const ns = "fz"
 		m := newModel()
-		r := &reader{data: prog}
-		for n := 0; r.more() && n < storeMaxOps; n++ {
-			op := r.next() % storeOps
+		r := testkit.NewProgram(prog)
+		for n := 0; r.More() && n < storeMaxOps; n++ {
+			op := r.Int() % storeOps
 			step := func(format string, args ...any) string {
 				return fmt.Sprintf("op %d (%s): ", n, fmt.Sprintf(format, args...))
 			}
-			uid := func() string { return fuzzUIDs[r.next()%len(fuzzUIDs)] }
-			svc := func() string { return fuzzSvcs[r.next()%len(fuzzSvcs)] }
-			pod := func() int { return r.next() % 4 }
-			ttl := func() int { return fuzzTTLs[r.next()%len(fuzzTTLs)] }
+			uid := func() string { return fuzzUIDs[r.Int()%len(fuzzUIDs)] }
+			svc := func() string { return fuzzSvcs[r.Int()%len(fuzzSvcs)] }
+			pod := func() int { return r.Int() % 4 }
+			ttl := func() int { return fuzzTTLs[r.Int()%len(fuzzTTLs)] }
 			switch op {
 			case opSet:
 				u, s, p, tl := uid(), svc(), pod(), ttl()
@@ -238,7 +222,7 @@ func FuzzStoreModel(f *testing.F) {
 				}
 				check(t, step("SetLinkedPodIfAbsent %s %s %d %d", u, s, p, tl), got, want, err)
 			case opReplace:
-				u, s, exp, p, tl := uid(), svc(), r.next()%5-1, pod(), ttl()
+				u, s, exp, p, tl := uid(), svc(), r.Int()%5-1, pod(), ttl()
 				replaced, actual, err := st.ReplaceLinkedPod(ctx, ns, u, s, exp, p, tl)
 				want := [2]any{false, m.pod(u, s)}
 				if m.pod(u, s) == exp {
@@ -290,12 +274,12 @@ func FuzzStoreModel(f *testing.F) {
 				}
 				check(t, step("BatchGetLinkedPod %s", s), got, want, err)
 			case opAdvance:
-				d := 1 + r.next()%12
+				d := 1 + r.Int()%12
 				mini.FastForward(time.Duration(d) * time.Second)
 				m.now += int64(d)
 				compareAll(ctx, t, st, m, ns, step("after %d s", d))
 			case opSetState:
-				s, p, load, rt := svc(), pod(), r.next()%50, fuzzRouting[r.next()%len(fuzzRouting)]
+				s, p, load, rt := svc(), pod(), r.Int()%50, fuzzRouting[r.Int()%len(fuzzRouting)]
 				_, err := st.SetServiceState(ctx, ns, s, p, load, rt)
 				check(t, step("SetServiceState %s %d %d %v", s, p, load, rt), 0, 0, err)
 				if m.states[s] == nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stickyroute/stickyroute/internal/testkit"
 	"github.com/stickyroute/stickyroute/lb"
 )
 
@@ -59,23 +60,6 @@ const (
 var fuzzStrategies = []lb.Strategy{lb.RoundRobin{}, lb.SmoothWeighted{}, lb.LeastConn{}, lb.LeastTime{}, lb.P2C{}, lb.Maglev{}}
 
 var fuzzFractions = []float64{0.25, 0.5, 1}
-
-// fuzzReader hands out the program's bytes, then zeros.
-type fuzzReader struct {
-	data []byte
-	pos  int
-}
-
-func (r *fuzzReader) next() byte {
-	if r.pos >= len(r.data) {
-		return 0
-	}
-	c := r.data[r.pos]
-	r.pos++
-	return c
-}
-
-func (r *fuzzReader) more() bool { return r.pos < len(r.data) }
 
 // openPick is a pick whose Done has not been called yet.
 type openPick struct {
@@ -187,9 +171,9 @@ func FuzzBalancer(f *testing.F) {
 }
 
 func runFuzzProgram(t *testing.T, program []byte) {
-	r := &fuzzReader{data: program}
-	strategy := fuzzStrategies[int(r.next())%len(fuzzStrategies)]
-	c := r.next()
+	r := testkit.NewProgram(program)
+	strategy := fuzzStrategies[int(r.Next())%len(fuzzStrategies)]
+	c := r.Next()
 	loadCap := 0.0
 	if c&1 != 0 {
 		loadCap = 1.25
@@ -331,11 +315,11 @@ func runFuzzProgram(t *testing.T, program []byte) {
 	}
 
 	check(-1, "New")
-	for ev := 0; r.more() && ev < fuzzEvents; ev++ {
+	for ev := 0; r.More() && ev < fuzzEvents; ev++ {
 		var what string
-		switch op := r.next() % fuzzOps; op {
+		switch op := r.Next() % fuzzOps; op {
 		case opAdd, opAdd + 1:
-			pod, w := int(r.next()%fuzzPods), 1+int(r.next()%8)
+			pod, w := int(r.Next()%fuzzPods), 1+int(r.Next()%8)
 			what = fmt.Sprintf("Add(%d, %d)", pod, w)
 			if err := b.Add(pod, w); err != nil {
 				fail(ev, what, b.Stats(), "Add: %v", err)
@@ -346,18 +330,18 @@ func runFuzzProgram(t *testing.T, program []byte) {
 				m.join(pod, w, 0)
 			}
 		case opRemove:
-			pod := int(r.next() % fuzzPods)
+			pod := int(r.Next() % fuzzPods)
 			what = fmt.Sprintf("Remove(%d)", pod)
 			if got := b.Remove(pod); got != m.member[pod] {
 				fail(ev, what, b.Stats(), "Remove = %v, model membership %v", got, m.member[pod])
 			}
 			m.leave(pod)
 		case opUpdate:
-			k := int(r.next() % 6)
+			k := int(r.Next() % 6)
 			var ps []lb.Pod
 			seen := map[int]bool{}
 			for range k {
-				p := lb.Pod{Index: int(r.next() % fuzzPods), Weight: 1 + int(r.next()%8), Load: int64(r.next() % 101)}
+				p := lb.Pod{Index: int(r.Next() % fuzzPods), Weight: 1 + int(r.Next()%8), Load: int64(r.Next() % 101)}
 				if !seen[p.Index] {
 					seen[p.Index] = true
 					ps = append(ps, p)
@@ -380,7 +364,7 @@ func runFuzzProgram(t *testing.T, program []byte) {
 				}
 			}
 		case opSetLoad:
-			pod, load := int(r.next()%fuzzPods), int64(r.next()%101)
+			pod, load := int(r.Next()%fuzzPods), int64(r.Next()%101)
 			what = fmt.Sprintf("SetLoad(%d, %d)", pod, load)
 			err := b.SetLoad(pod, load)
 			if (err == nil) != m.member[pod] {
@@ -390,7 +374,7 @@ func runFuzzProgram(t *testing.T, program []byte) {
 				m.load[pod] = load
 			}
 		case opSetHealthy:
-			pod, healthy := int(r.next()%fuzzPods), r.next()&1 == 1
+			pod, healthy := int(r.Next()%fuzzPods), r.Next()&1 == 1
 			what = fmt.Sprintf("SetHealthy(%d, %v)", pod, healthy)
 			err := b.SetHealthy(pod, healthy)
 			if (err == nil) != m.member[pod] {
@@ -400,7 +384,7 @@ func runFuzzProgram(t *testing.T, program []byte) {
 				m.down[pod] = !healthy
 			}
 		case opStats:
-			pod, conns, rt := int(r.next()%fuzzPods), int64(r.next()%8), time.Duration(r.next()%50)*time.Millisecond
+			pod, conns, rt := int(r.Next()%fuzzPods), int64(r.Next()%8), time.Duration(r.Next()%50)*time.Millisecond
 			what = fmt.Sprintf("UpdateStats(%d, %d, %v)", pod, conns, rt)
 			err := b.UpdateStats(pod, conns, rt)
 			if (err == nil) != m.member[pod] {
@@ -410,7 +394,7 @@ func runFuzzProgram(t *testing.T, program []byte) {
 			what = "Pick()"
 			pick(ev, what, b.Pick)
 		case opPickKey, opPickKey + 1:
-			key := r.next()
+			key := r.Next()
 			if key%2 == 0 {
 				what = fmt.Sprintf("PickHash(%d)", key)
 				pick(ev, what, func() (lb.PickResult, error) { return b.PickHash(uint64(key) * 0x9E3779B97F4A7C15) })
@@ -419,7 +403,7 @@ func runFuzzProgram(t *testing.T, program []byte) {
 				pick(ev, what, func() (lb.PickResult, error) { return b.PickKey(fmt.Sprint("user-", key)) })
 			}
 		default: // opDone .. opDone+3
-			which, kind, d := int(r.next()), r.next()%3, time.Duration(r.next()%50)*time.Millisecond
+			which, kind, d := int(r.Next()), r.Next()%3, time.Duration(r.Next()%50)*time.Millisecond
 			if len(m.open) == 0 {
 				what = "Done with no open pick"
 				break

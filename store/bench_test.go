@@ -4,14 +4,13 @@ import (
 	"context"
 	"os"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/rueidis"
 
 	"github.com/stickyroute/stickyroute/internal/redistest"
+	"github.com/stickyroute/stickyroute/internal/testkit"
 	"github.com/stickyroute/stickyroute/store"
 )
 
@@ -265,29 +264,11 @@ func BenchmarkConcurrent50(b *testing.B) {
 	}
 	// run does n calls of fn spread over the workers and returns the wall time.
 	run := func(b *testing.B, n int, fn func(context.Context, int) error) time.Duration {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var failed atomic.Value
-		start := time.Now()
-		for range workers {
-			wg.Go(func() {
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= n {
-						return
-					}
-					if err := fn(ctx, i); err != nil {
-						failed.CompareAndSwap(nil, err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		if err := failed.Load(); err != nil {
+		d, err := testkit.Spread(workers, n, func(i int) error { return fn(ctx, i) })
+		if err != nil {
 			b.Fatal(err)
 		}
-		return time.Since(start)
+		return d
 	}
 	for _, op := range linkOps(e) {
 		switch op.name {
