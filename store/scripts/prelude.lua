@@ -13,6 +13,16 @@ local function pod(v)
   return nil
 end
 
+-- current() reads KEYS[1]: its raw value (false when absent) and the pod it
+-- holds: -1 when absent, nil when the value is corrupted.
+local function current()
+  local cur = redis.call('GET', KEYS[1])
+  if not cur then
+    return cur, -1
+  end
+  return cur, pod(cur)
+end
+
 -- link(svc, p, ttl) writes KEYS[1] = p. Persistent (ttl -1): no expiry and
 -- K2[svc] = p. Temporary: expiry ttl seconds and K2[svc] removed.
 -- K2 is written first: it is the only write that can fail (a K2 of the wrong

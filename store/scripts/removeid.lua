@@ -1,11 +1,7 @@
 -- RemoveLinkedPodWithId: ARGV = svc, pod, ttl.
 -- Like RemoveLinkedPod, only while the link still points at pod.
 -- Reply {removed} or {CORRUPT, raw}.
-local cur = redis.call('GET', KEYS[1])
-if not cur then
-  return {0}
-end
-local c = pod(cur)
+local cur, c = current()
 if not c then
   return {CORRUPT, cur}
 end

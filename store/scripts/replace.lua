@@ -1,13 +1,9 @@
 -- ReplaceLinkedPod: ARGV = svc, pod, ttl, expected (-1: no link).
 -- Compare-and-set. Reply {replaced, actual}: replaced 1 or 0, actual the pod
 -- linked afterwards or -1.
-local cur = redis.call('GET', KEYS[1])
-local c = -1
-if cur then
-  c = pod(cur)
-  if not c then
-    return {CORRUPT, cur}
-  end
+local cur, c = current()
+if not c then
+  return {CORRUPT, cur}
 end
 if c ~= tonumber(ARGV[4]) then
   return {0, c}
