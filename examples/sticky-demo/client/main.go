@@ -33,9 +33,7 @@ import (
 )
 
 func main() {
-	redisAddr := flag.String("redis", os.Getenv("STICKYROUTE_REDIS_ADDR"), "Redis host:port")
-	ns := flag.String("ns", "demo", "namespace")
-	svc := flag.String("svc", "counter", "service")
+	fleet := counter.FleetFlags()
 	podList := flag.String("pods", "", "pod addresses: 0=host:port,1=host:port,...")
 	users := flag.Int("users", 100, "number of users")
 	duration := flag.Duration("duration", 6*time.Second, "how long to send calls")
@@ -43,7 +41,7 @@ func main() {
 	flag.Parse()
 	log.SetPrefix("client: ")
 	log.SetFlags(log.Lmicroseconds)
-	ok, err := run(*redisAddr, *ns, *svc, *podList, *users, *duration, *interval)
+	ok, err := run(fleet.Redis, fleet.NS, fleet.Svc, *podList, *users, *duration, *interval)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -6,6 +6,8 @@ package counter
 import (
 	"context"
 	"encoding/json"
+	"flag"
+	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,6 +22,22 @@ func init() { encoding.RegisterCodec(jsonCodec{}) }
 // Timing is shared by the demo's pods and client: short, so that a drain
 // plays out in a couple of seconds.
 var Timing = engine.Timing{Heartbeat: 200 * time.Millisecond, Staleness: 600 * time.Millisecond, Refresh: 100 * time.Millisecond}
+
+// Fleet names the demo's Redis and service, as the pods and the client both
+// take them on their command lines.
+type Fleet struct {
+	Redis, NS, Svc string
+}
+
+// FleetFlags defines the flags -redis (default $STICKYROUTE_REDIS_ADDR), -ns
+// and -svc on the command line; the Fleet is filled by flag.Parse.
+func FleetFlags() *Fleet {
+	f := &Fleet{}
+	flag.StringVar(&f.Redis, "redis", os.Getenv("STICKYROUTE_REDIS_ADDR"), "Redis host:port")
+	flag.StringVar(&f.NS, "ns", "demo", "namespace")
+	flag.StringVar(&f.Svc, "svc", "counter", "service")
+	return f
+}
 
 // jsonCodec marshals the demo's messages as JSON.
 type jsonCodec struct{}

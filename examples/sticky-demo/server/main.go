@@ -35,15 +35,13 @@ import (
 )
 
 func main() {
-	redisAddr := flag.String("redis", os.Getenv("STICKYROUTE_REDIS_ADDR"), "Redis host:port")
-	ns := flag.String("ns", "demo", "namespace")
-	svc := flag.String("svc", "counter", "service")
+	fleet := counter.FleetFlags()
 	pod := flag.Int("pod", 0, "this pod's index")
 	addrFile := flag.String("addr-file", "", "write the listening address here once serving")
 	flag.Parse()
 	log.SetPrefix("pod " + strconv.Itoa(*pod) + ": ")
 	log.SetFlags(log.Lmicroseconds)
-	if err := run(*redisAddr, *ns, *svc, *pod, *addrFile); err != nil {
+	if err := run(fleet.Redis, fleet.NS, fleet.Svc, *pod, *addrFile); err != nil {
 		log.Fatal(err)
 	}
 }
