@@ -82,18 +82,12 @@ func (s *sim) nextOp(at time.Time, r *rand.Rand, zipf *rand.Zipf) op {
 // intended start, to a pool of workers, until end (or -requests).
 func (s *sim) openLoop(ctx context.Context, end <-chan struct{}) {
 	work := make(chan op, 1<<16)
-	var wg sync.WaitGroup
-	for w := range s.cfg.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(s.cfg.Seed, uint64(w)+1))
-			for o := range work {
-				s.do(ctx, r, o)
-			}
-		}()
-	}
-	defer func() { close(work); wg.Wait() }()
+	wait := s.workers(s.cfg.Workers, func(r *rand.Rand) {
+		for o := range work {
+			s.do(ctx, r, o)
+		}
+	})
+	defer func() { close(work); wait() }()
 	r := rand.New(rand.NewPCG(s.cfg.Seed, 0))
 	zipf := rand.NewZipf(r, s.cfg.Zipf, 1, uint64(s.cfg.Users-1))
 	next := time.Now()
@@ -130,27 +124,31 @@ func (s *sim) openLoop(ctx context.Context, end <-chan struct{}) {
 // -requests).
 func (s *sim) closedLoop(ctx context.Context, end <-chan struct{}) {
 	var sent atomic.Int64
-	var wg sync.WaitGroup
-	for w := range s.cfg.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(s.cfg.Seed, uint64(w)+1))
-			zipf := rand.NewZipf(r, s.cfg.Zipf, 1, uint64(s.cfg.Users-1))
-			for ctx.Err() == nil {
-				select {
-				case <-end:
-					return
-				default:
-				}
-				if s.cfg.Requests > 0 && sent.Add(1) > s.cfg.Requests {
-					return
-				}
-				s.do(ctx, r, s.nextOp(time.Now(), r, zipf))
+	s.workers(s.cfg.Concurrency, func(r *rand.Rand) {
+		zipf := rand.NewZipf(r, s.cfg.Zipf, 1, uint64(s.cfg.Users-1))
+		for ctx.Err() == nil {
+			select {
+			case <-end:
+				return
+			default:
 			}
-		}()
+			if s.cfg.Requests > 0 && sent.Add(1) > s.cfg.Requests {
+				return
+			}
+			s.do(ctx, r, s.nextOp(time.Now(), r, zipf))
+		}
+	})()
+}
+
+// workers starts n goroutines running fn, worker w with its own random
+// source seeded (Seed, w+1) so that a run repeats; the loop's own source is
+// (Seed, 0). The function returned waits for them all.
+func (s *sim) workers(n int, fn func(r *rand.Rand)) (wait func()) {
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() { fn(rand.New(rand.NewPCG(s.cfg.Seed, uint64(w)+1))) })
 	}
-	wg.Wait()
+	return wg.Wait
 }
 
 // sleepUntil waits for t or the end of ctx; false when ctx ended.
