@@ -21,6 +21,21 @@ import (
 	"github.com/stickyroute/stickyroute/store/embedded"
 )
 
+// every calls fn(0), fn(1), ... once a period, the first a period from now,
+// until stop is closed.
+func every(period time.Duration, stop <-chan struct{}, fn func(n int)) {
+	tk := time.NewTicker(period)
+	defer tk.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		case <-tk.C:
+		}
+		fn(n)
+	}
+}
+
 // fast timings for tests: pods are stale 600 ms after their last heartbeat.
 var testTiming = engine.Timing{Heartbeat: 200 * time.Millisecond, Staleness: 600 * time.Millisecond, Refresh: 50 * time.Millisecond}
 
@@ -124,11 +139,8 @@ func (sc *scenario) compute(uid string) int {
 	return pod
 }
 
-var clientScenarios = []struct {
-	name string
-	run  func(sc *scenario)
-}{
-	{"new_user_placed_on_accepting_pod", func(sc *scenario) {
+var clientScenarios = []redistest.Case[*scenario]{
+	{Name: "new_user_placed_on_accepting_pod", Run: func(sc *scenario) {
 		sc.publish(0, 0, store.DenyNewCall)
 		sc.publish(1, 50, store.Ready)
 		sc.publish(2, 0, store.Shutdown)
@@ -142,7 +154,7 @@ var clientScenarios = []struct {
 			sc.t.Fatalf("persistent link = (%d, %v), want none: a client's link is temporary", p, err)
 		}
 	}},
-	{"pod0_when_only_one", func(sc *scenario) {
+	{Name: "pod0_when_only_one", Run: func(sc *scenario) {
 		sc.publish(0, 7, store.Ready)
 		for i := range 5 {
 			if pod := sc.compute("u" + strconv.Itoa(i)); pod != 0 {
@@ -150,7 +162,7 @@ var clientScenarios = []struct {
 			}
 		}
 	}},
-	{"existing_user_stays_on_DenyNewCall_pod_new_users_avoid_it", func(sc *scenario) {
+	{Name: "existing_user_stays_on_DenyNewCall_pod_new_users_avoid_it", Run: func(sc *scenario) {
 		sc.publish(0, 0, store.DenyNewCall)
 		sc.publish(1, 100, store.Ready)
 		sc.publish(2, 100, store.Ready)
@@ -166,7 +178,7 @@ var clientScenarios = []struct {
 			}
 		}
 	}},
-	{"stale_pod_not_routable_within_staleness", func(sc *scenario) {
+	{Name: "stale_pod_not_routable_within_staleness", Run: func(sc *scenario) {
 		sc.publish(0, 0, store.Ready)
 		sc.publish(1, 0, store.Ready)
 		sc.link("u", 0, 30)
@@ -188,7 +200,7 @@ var clientScenarios = []struct {
 			sc.t.Fatalf("temporary link to the stale pod: = %d, want moved to 1", pod)
 		}
 	}},
-	{"temporary_link_to_shutdown_pod_moved_persistent_not", func(sc *scenario) {
+	{Name: "temporary_link_to_shutdown_pod_moved_persistent_not", Run: func(sc *scenario) {
 		sc.publish(0, 0, store.Shutdown)
 		sc.publish(1, 0, store.Ready)
 		sc.link("temp", 0, 30)
@@ -208,13 +220,13 @@ var clientScenarios = []struct {
 			sc.t.Fatalf("persistent link in Redis = %d, want untouched 0", p)
 		}
 	}},
-	{"no_accepting_pod", func(sc *scenario) {
+	{Name: "no_accepting_pod", Run: func(sc *scenario) {
 		sc.publish(0, 0, store.DenyNewCall)
 		if _, err := sc.c.ComputeLinkedPod(sc.ctx, sc.ns, "u", svc); !errors.Is(err, engine.ErrNoAvailablePod) {
 			sc.t.Fatalf("err = %v, want ErrNoAvailablePod", err)
 		}
 	}},
-	{"100_goroutines_one_uid_one_write", func(sc *scenario) {
+	{Name: "100_goroutines_one_uid_one_write", Run: func(sc *scenario) {
 		sc.publish(0, 0, store.Ready)
 		sc.publish(1, 0, store.Ready)
 		if _, err := sc.c.States().Snapshot(sc.ctx, sc.ns, svc); err != nil {
@@ -242,7 +254,7 @@ var clientScenarios = []struct {
 			sc.t.Fatalf("%d Redis commands on the link of one new user, want 1", n)
 		}
 	}},
-	{"two_clients_race_a_new_uid", func(sc *scenario) {
+	{Name: "two_clients_race_a_new_uid", Run: func(sc *scenario) {
 		for p := range 8 {
 			sc.publish(p, 0, store.Ready)
 		}
@@ -267,7 +279,7 @@ var clientScenarios = []struct {
 			}
 		}
 	}},
-	{"cache_answers_without_redis", func(sc *scenario) {
+	{Name: "cache_answers_without_redis", Run: func(sc *scenario) {
 		sc.publish(0, 0, store.Ready)
 		sc.link("u", 0, store.Persistent)
 		sc.compute("u")
@@ -290,13 +302,7 @@ var clientScenarios = []struct {
 	}},
 }
 
-func TestClientScenarios(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
-		for _, c := range clientScenarios {
-			t.Run(c.name, func(t *testing.T) { c.run(newScenario(t, b)) })
-		}
-	})
-}
+func TestClientScenarios(t *testing.T) { redistest.EachCase(t, clientScenarios, newScenario) }
 
 // TestClientOperations covers the SPEC §5.2 operations on every backend.
 func TestClientOperations(t *testing.T) {

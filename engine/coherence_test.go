@@ -32,18 +32,7 @@ func heartbeat(t *testing.T, st *store.Redis, ns string, pods ...int) {
 		}
 	}
 	beat()
-	wg.Go(func() {
-		tk := time.NewTicker(50 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tk.C:
-				beat()
-			}
-		}
-	})
+	wg.Go(func() { every(50*time.Millisecond, stop, func(int) { beat() }) })
 	t.Cleanup(func() { close(stop); wg.Wait() })
 }
 

@@ -286,14 +286,7 @@ func TestPlacedOnPodThatStoppedAccepting(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			tk := time.NewTicker(testTiming.Heartbeat / 2)
-			defer tk.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tk.C:
-				}
+			every(testTiming.Heartbeat/2, stop, func(int) {
 				for pod := range 2 {
 					r := store.Ready
 					if obs.fired.Load() && int64(pod) == obs.denied.Load() {
@@ -301,7 +294,7 @@ func TestPlacedOnPodThatStoppedAccepting(t *testing.T) {
 					}
 					_, _ = st.SetServiceState(ctx, ns, svc, pod, 0, r)
 				}
-			}
+			})
 		}()
 		defer func() { close(stop); <-done }()
 		pod, err := c.ComputeLinkedPod(ctx, ns, "late", svc)
@@ -396,14 +389,7 @@ func TestChurn(t *testing.T) {
 	var flips, spells atomic.Int64
 	for i, s := range pods {
 		wg.Go(func() {
-			tk := time.NewTicker(timing.Heartbeat)
-			defer tk.Stop()
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				case <-tk.C:
-				}
+			every(timing.Heartbeat, stop, func(n int) {
 				st := engine.Ready
 				if (n+i)%2 == 1 {
 					st = engine.DenyNewCall
@@ -417,13 +403,13 @@ func TestChurn(t *testing.T) {
 				cancel()
 				if err != nil {
 					t.Errorf("pod %d: SetRoutingState(%v): %v", i, st, err)
-					continue
+					return
 				}
 				flips.Add(1)
 				if i == 3 && st == engine.Shutdown && n%10 == 7 {
 					spells.Add(1)
 				}
-			}
+			})
 		})
 	}
 	// shutdown reports whether snap shows pod 3 in Shutdown.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/stickyroute/stickyroute/adapter/adaptertest"
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/internal/redistest"
 	"github.com/stickyroute/stickyroute/obs"
@@ -18,10 +19,10 @@ import (
 
 const svc = "game"
 
-// timing makes refreshes and heartbeats quick enough for a test.
-// The staleness window is long, so that a heartbeat a busy machine delays
-// does not make a pod look gone (and a cached user miss).
-var timing = engine.Timing{Heartbeat: 100 * time.Millisecond, Staleness: 2 * time.Second, Refresh: 50 * time.Millisecond}
+// timing is the test fleets' (adaptertest.Timing): quick refreshes and
+// heartbeats, and a staleness window long enough that a heartbeat a busy
+// machine delays does not make a pod look gone (and a cached user miss).
+var timing = adaptertest.Timing
 
 // clientStore returns a store for the client under test: tracked (coherent)
 // on the real servers, plain on the embedded one (which cannot track).

@@ -18,19 +18,16 @@ const svc = "room"
 // contract is the SPEC §4 table, one row per behaviour. TestContract runs every
 // row unchanged on the embedded Redis, the real standalone server and the real
 // cluster.
-var contract = []struct {
-	name string
-	run  func(e *env)
-}{
+var contract = []redistest.Case[*env]{
 	// --- SetLinkedPod ---
-	{"SetLinkedPod/persistent_no_ttl_and_listed", func(e *env) {
+	{Name: "SetLinkedPod/persistent_no_ttl_and_listed", Run: func(e *env) {
 		prev := e.link("u1", svc, 3, store.Persistent)
 		if prev != store.NoPod {
 			e.t.Fatalf("previous = %d, want -1", prev)
 		}
 		e.wantOnlyPersistentLink("u1", "3")
 	}},
-	{"SetLinkedPod/temporary_has_ttl_not_listed", func(e *env) {
+	{Name: "SetLinkedPod/temporary_has_ttl_not_listed", Run: func(e *env) {
 		e.link("u1", svc, 2, store.Persistent)
 		prev := e.link("u1", svc, 5, 30)
 		if prev != 2 {
@@ -38,7 +35,7 @@ var contract = []struct {
 		}
 		e.wantOnlyTemporaryLink("u1", 30)
 	}},
-	{"SetLinkedPod/temporary_to_persistent_clears_ttl", func(e *env) {
+	{Name: "SetLinkedPod/temporary_to_persistent_clears_ttl", Run: func(e *env) {
 		e.link("u1", svc, 1, 30)
 		prev := e.link("u1", svc, 1, store.Persistent)
 		if prev != 1 {
@@ -49,7 +46,7 @@ var contract = []struct {
 			e.t.Fatalf("K2 = %v, want room:1", d)
 		}
 	}},
-	{"SetLinkedPod/pod0_is_a_pod", func(e *env) {
+	{Name: "SetLinkedPod/pod0_is_a_pod", Run: func(e *env) {
 		e.link("u1", svc, 0, store.Persistent)
 		prev := e.link("u1", svc, 7, store.Persistent)
 		if prev != 0 {
@@ -58,19 +55,19 @@ var contract = []struct {
 	}},
 
 	// --- TrySetLinkedPod ---
-	{"TrySetLinkedPod/claims_free_uid", func(e *env) {
+	{Name: "TrySetLinkedPod/claims_free_uid", Run: func(e *env) {
 		e.wantClaim("u1", svc, 4, store.Persistent, store.Claim{Claimed: true, Owner: 4, Previous: store.NoPod})
 		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
 		if e.dir("u1")[svc] != "4" {
 			e.t.Fatal("K2 does not list the claimed link")
 		}
 	}},
-	{"TrySetLinkedPod/refused_by_other_persistent_owner_changes_nothing", func(e *env) {
+	{Name: "TrySetLinkedPod/refused_by_other_persistent_owner_changes_nothing", Run: func(e *env) {
 		e.link("u1", svc, 2, store.Persistent)
 		e.wantClaim("u1", svc, 5, store.Persistent, store.Claim{Claimed: false, Owner: 2, Previous: 2})
 		e.wantOnlyPersistentLink("u1", "2") // unchanged
 	}},
-	{"TrySetLinkedPod/refused_temporary_claim_too", func(e *env) {
+	{Name: "TrySetLinkedPod/refused_temporary_claim_too", Run: func(e *env) {
 		e.link("u1", svc, 2, store.Persistent)
 		c := e.claim("u1", svc, 5, 60)
 		if c.Claimed || c.Owner != 2 {
@@ -78,29 +75,29 @@ var contract = []struct {
 		}
 		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
 	}},
-	{"TrySetLinkedPod/takes_over_temporary_link", func(e *env) {
+	{Name: "TrySetLinkedPod/takes_over_temporary_link", Run: func(e *env) {
 		e.link("u1", svc, 2, 60)
 		e.wantClaim("u1", svc, 5, store.Persistent, store.Claim{Claimed: true, Owner: 5, Previous: 2})
 		e.wantPersistent(store.LinkKey(e.ns, "u1", svc))
 	}},
-	{"TrySetLinkedPod/owner_reclaims_own_link", func(e *env) {
+	{Name: "TrySetLinkedPod/owner_reclaims_own_link", Run: func(e *env) {
 		e.link("u1", svc, 3, store.Persistent)
 		e.wantClaim("u1", svc, 3, store.Persistent, store.Claim{Claimed: true, Owner: 3, Previous: 3})
 	}},
-	{"TrySetLinkedPod/pod0_owner_refuses_pod1", func(e *env) {
+	{Name: "TrySetLinkedPod/pod0_owner_refuses_pod1", Run: func(e *env) {
 		e.link("u1", svc, 0, store.Persistent)
 		e.wantClaim("u1", svc, 1, store.Persistent, store.Claim{Claimed: false, Owner: 0, Previous: 0})
 	}},
 
 	// --- SetLinkedPodIfAbsent ---
-	{"SetLinkedPodIfAbsent/writes_when_absent", func(e *env) {
+	{Name: "SetLinkedPodIfAbsent/writes_when_absent", Run: func(e *env) {
 		got := e.linkIfAbsent("u1", svc, 6, 45)
 		if got != 6 {
 			e.t.Fatalf("actual = %d, want 6", got)
 		}
 		e.wantOnlyTemporaryLink("u1", 45)
 	}},
-	{"SetLinkedPodIfAbsent/keeps_existing_and_its_ttl", func(e *env) {
+	{Name: "SetLinkedPodIfAbsent/keeps_existing_and_its_ttl", Run: func(e *env) {
 		e.link("u1", svc, 2, 20)
 		got := e.linkIfAbsent("u1", svc, 6, 1000)
 		if got != 2 {
@@ -108,7 +105,7 @@ var contract = []struct {
 		}
 		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 20) // not refreshed to 1000
 	}},
-	{"SetLinkedPodIfAbsent/persistent_writes_directory", func(e *env) {
+	{Name: "SetLinkedPodIfAbsent/persistent_writes_directory", Run: func(e *env) {
 		got := e.linkIfAbsent("u1", svc, 0, store.Persistent)
 		if got != 0 {
 			e.t.Fatalf("actual = %d, want 0", got)
@@ -122,7 +119,7 @@ var contract = []struct {
 			e.t.Fatalf("second call actual = %d, want 0", got)
 		}
 	}},
-	{"SetLinkedPodIfAbsent/existing_pod0_returned", func(e *env) {
+	{Name: "SetLinkedPodIfAbsent/existing_pod0_returned", Run: func(e *env) {
 		e.link("u1", svc, 0, 60)
 		got := e.linkIfAbsent("u1", svc, 4, 60)
 		if got != 0 {
@@ -130,7 +127,7 @@ var contract = []struct {
 		}
 	}},
 
-	{"SetLinkedPodIfAbsent/temporary_drops_a_leftover_directory_entry", func(e *env) {
+	{Name: "SetLinkedPodIfAbsent/temporary_drops_a_leftover_directory_entry", Run: func(e *env) {
 		// A persistent link whose K1 was evicted (maxmemory) leaves K2[svc]
 		// behind; the temporary link written in its place is not in K2.
 		e.link("u1", svc, 3, store.Persistent)
@@ -144,7 +141,7 @@ var contract = []struct {
 			e.t.Fatalf("K2 = %v, want only the other service's entry", d)
 		}
 	}},
-	{"SetLinkedPodIfAbsent/temporary_over_a_directory_of_the_wrong_type_writes_nothing", func(e *env) {
+	{Name: "SetLinkedPodIfAbsent/temporary_over_a_directory_of_the_wrong_type_writes_nothing", Run: func(e *env) {
 		e.set(store.DirKey(e.ns, "u1"), "not a hash")
 		_, err := e.s.SetLinkedPodIfAbsent(e.ctx, e.ns, "u1", svc, 6, 45)
 		if err == nil {
@@ -154,7 +151,7 @@ var contract = []struct {
 			e.t.Fatal("K1 written although the call failed")
 		}
 	}},
-	{"SetLinkedPodIfAbsent/after_script_flush", func(e *env) {
+	{Name: "SetLinkedPodIfAbsent/after_script_flush", Run: func(e *env) {
 		e.b.FlushScripts(e.t)
 		got := e.linkIfAbsent("u1", svc, 2, 45)
 		if got != 2 {
@@ -163,7 +160,7 @@ var contract = []struct {
 	}},
 
 	// --- ReplaceLinkedPod ---
-	{"ReplaceLinkedPod/replaces_when_expected", func(e *env) {
+	{Name: "ReplaceLinkedPod/replaces_when_expected", Run: func(e *env) {
 		e.link("u1", svc, 2, 60)
 		ok, actual, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, 2, 7, 90)
 		e.must(err)
@@ -172,7 +169,7 @@ var contract = []struct {
 		}
 		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 90)
 	}},
-	{"ReplaceLinkedPod/refuses_when_not_expected", func(e *env) {
+	{Name: "ReplaceLinkedPod/refuses_when_not_expected", Run: func(e *env) {
 		e.link("u1", svc, 3, 60)
 		ok, actual, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, 2, 7, 90)
 		e.must(err)
@@ -184,7 +181,7 @@ var contract = []struct {
 		}
 		e.wantTTL(store.LinkKey(e.ns, "u1", svc), 60)
 	}},
-	{"ReplaceLinkedPod/absent_link_and_expected_pod", func(e *env) {
+	{Name: "ReplaceLinkedPod/absent_link_and_expected_pod", Run: func(e *env) {
 		ok, actual, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, 2, 7, 90)
 		e.must(err)
 		if ok || actual != store.NoPod {
@@ -194,7 +191,7 @@ var contract = []struct {
 			e.t.Fatalf("keys written: %v", e.keys())
 		}
 	}},
-	{"ReplaceLinkedPod/expected_none_writes_only_when_absent", func(e *env) {
+	{Name: "ReplaceLinkedPod/expected_none_writes_only_when_absent", Run: func(e *env) {
 		ok, actual, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, store.NoPod, 0, store.Persistent)
 		e.must(err)
 		if !ok || actual != 0 {
@@ -210,7 +207,7 @@ var contract = []struct {
 			e.t.Fatalf("second = (%v, %d), want (false, 0)", ok, actual)
 		}
 	}},
-	{"ReplaceLinkedPod/persistent_to_temporary_unlists", func(e *env) {
+	{Name: "ReplaceLinkedPod/persistent_to_temporary_unlists", Run: func(e *env) {
 		e.link("u1", svc, 1, store.Persistent)
 		ok, _, err := e.s.ReplaceLinkedPod(e.ctx, e.ns, "u1", svc, 1, 2, 30)
 		e.must(err)
@@ -223,27 +220,27 @@ var contract = []struct {
 	}},
 
 	// --- GetLinkedPod / GetLinkedPodIfPersist ---
-	{"GetLinkedPod/missing_is_minus1_not_error", func(e *env) {
+	{Name: "GetLinkedPod/missing_is_minus1_not_error", Run: func(e *env) {
 		p, err := e.s.GetLinkedPod(e.ctx, e.ns, "nobody", svc)
 		if err != nil || p != store.NoPod {
 			e.t.Fatalf("= (%d, %v), want (-1, nil)", p, err)
 		}
 	}},
-	{"GetLinkedPod/reads_pod0_and_temporary", func(e *env) {
+	{Name: "GetLinkedPod/reads_pod0_and_temporary", Run: func(e *env) {
 		e.link("u1", svc, 0, 60)
 		p, err := e.s.GetLinkedPod(e.ctx, e.ns, "u1", svc)
 		if err != nil || p != 0 {
 			e.t.Fatalf("= (%d, %v), want (0, nil)", p, err)
 		}
 	}},
-	{"GetLinkedPod/reads_java_written_link", func(e *env) {
+	{Name: "GetLinkedPod/reads_java_written_link", Run: func(e *env) {
 		e.set("sf:{"+e.ns+":lk:10086}"+svc, "12") // a plain uid gives the Java framework's key
 		p, err := e.s.GetLinkedPod(e.ctx, e.ns, "10086", svc)
 		if err != nil || p != 12 {
 			e.t.Fatalf("= (%d, %v), want (12, nil)", p, err)
 		}
 	}},
-	{"GetLinkedPodIfPersist/only_persistent", func(e *env) {
+	{Name: "GetLinkedPodIfPersist/only_persistent", Run: func(e *env) {
 		e.link("tmp", svc, 3, 60)
 		e.link("per", svc, 0, store.Persistent)
 		for _, c := range []struct {
@@ -258,7 +255,7 @@ var contract = []struct {
 	}},
 
 	// --- BatchGetLinkedPod ---
-	{"BatchGetLinkedPod/groups_in_input_order_and_omits_missing", func(e *env) {
+	{Name: "BatchGetLinkedPod/groups_in_input_order_and_omits_missing", Run: func(e *env) {
 		links := map[string]int{"a": 0, "b": 1, "c": 0, "d": 2, "e": 1, "f": 0}
 		for uid, pod := range links {
 			e.link(uid, svc, pod, 60)
@@ -271,13 +268,13 @@ var contract = []struct {
 			e.t.Fatalf("= %v, want %v", got, want)
 		}
 	}},
-	{"BatchGetLinkedPod/empty_input_empty_map", func(e *env) {
+	{Name: "BatchGetLinkedPod/empty_input_empty_map", Run: func(e *env) {
 		got, err := e.s.BatchGetLinkedPod(e.ctx, e.ns, nil, svc)
 		if err != nil || got == nil || len(got) != 0 {
 			e.t.Fatalf("= (%v, %v), want (empty map, nil)", got, err)
 		}
 	}},
-	{"BatchGetLinkedPod/many_uids_across_chunks_and_slots", func(e *env) {
+	{Name: "BatchGetLinkedPod/many_uids_across_chunks_and_slots", Run: func(e *env) {
 		const n = 2500
 		uids := make([]string, n)
 		want := map[int][]string{}
@@ -298,7 +295,7 @@ var contract = []struct {
 	}},
 
 	// --- RemoveLinkedPod ---
-	{"RemoveLinkedPod/delete_now", func(e *env) {
+	{Name: "RemoveLinkedPod/delete_now", Run: func(e *env) {
 		e.link("u1", svc, 3, store.Persistent)
 		existed, err := e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, store.Persistent)
 		e.must(err)
@@ -314,7 +311,7 @@ var contract = []struct {
 			e.t.Fatal("second remove: existed = true")
 		}
 	}},
-	{"RemoveLinkedPod/grace_period_keeps_link_readable_as_temporary", func(e *env) {
+	{Name: "RemoveLinkedPod/grace_period_keeps_link_readable_as_temporary", Run: func(e *env) {
 		// The Java scripts put the TTL on the whole directory hash, so a grace
 		// period for one service ended every other persistent link of the uid.
 		e.link("u1", svc, 3, store.Persistent)
@@ -340,7 +337,7 @@ var contract = []struct {
 			e.t.Fatalf("GetLinkService = (%v, %v), want {chat:0}", ls, err)
 		}
 	}},
-	{"RemoveLinkedPod/grace_period_ends", func(e *env) {
+	{Name: "RemoveLinkedPod/grace_period_ends", Run: func(e *env) {
 		e.link("u1", svc, 3, store.Persistent)
 		_, err := e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, 1)
 		e.must(err)
@@ -349,7 +346,7 @@ var contract = []struct {
 			return err == nil && p == store.NoPod
 		})
 	}},
-	{"RemoveLinkedPod/grace_on_missing_link_creates_nothing", func(e *env) {
+	{Name: "RemoveLinkedPod/grace_on_missing_link_creates_nothing", Run: func(e *env) {
 		existed, err := e.s.RemoveLinkedPod(e.ctx, e.ns, "u1", svc, 30)
 		e.must(err)
 		if existed {
@@ -361,7 +358,7 @@ var contract = []struct {
 	}},
 
 	// --- RemoveLinkedPodWithId ---
-	{"RemoveLinkedPodWithId/removes_when_pod_matches", func(e *env) {
+	{Name: "RemoveLinkedPodWithId/removes_when_pod_matches", Run: func(e *env) {
 		e.link("u1", svc, 0, store.Persistent)
 		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 0, store.Persistent)
 		e.must(err)
@@ -372,7 +369,7 @@ var contract = []struct {
 			e.t.Fatalf("keys left: %v", e.keys())
 		}
 	}},
-	{"RemoveLinkedPodWithId/leaves_other_pods_link", func(e *env) {
+	{Name: "RemoveLinkedPodWithId/leaves_other_pods_link", Run: func(e *env) {
 		e.link("u1", svc, 4, store.Persistent)
 		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 3, 30)
 		e.must(err)
@@ -384,7 +381,7 @@ var contract = []struct {
 			e.t.Fatal("K2 changed")
 		}
 	}},
-	{"RemoveLinkedPodWithId/grace_period", func(e *env) {
+	{Name: "RemoveLinkedPodWithId/grace_period", Run: func(e *env) {
 		e.link("u1", svc, 4, store.Persistent)
 		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 4, 25)
 		e.must(err)
@@ -396,7 +393,7 @@ var contract = []struct {
 		}
 		e.wantOnlyTemporaryLink("u1", 25)
 	}},
-	{"RemoveLinkedPodWithId/missing_link", func(e *env) {
+	{Name: "RemoveLinkedPodWithId/missing_link", Run: func(e *env) {
 		removed, err := e.s.RemoveLinkedPodWithId(e.ctx, e.ns, "u1", svc, 4, store.Persistent)
 		e.must(err)
 		if removed {
@@ -405,7 +402,7 @@ var contract = []struct {
 	}},
 
 	// --- GetLinkService ---
-	{"GetLinkService/persistent_links_only", func(e *env) {
+	{Name: "GetLinkService/persistent_links_only", Run: func(e *env) {
 		e.link("u1", "a", 0, store.Persistent)
 		e.link("u1", "b", 5, store.Persistent)
 		e.link("u1", "c", 2, 60)
@@ -415,7 +412,7 @@ var contract = []struct {
 			e.t.Fatalf("= %v, want %v", got, want)
 		}
 	}},
-	{"GetLinkService/none_is_empty_map", func(e *env) {
+	{Name: "GetLinkService/none_is_empty_map", Run: func(e *env) {
 		got, err := e.s.GetLinkService(e.ctx, e.ns, "nobody")
 		if err != nil || got == nil || len(got) != 0 {
 			e.t.Fatalf("= (%v, %v), want (empty map, nil)", got, err)
@@ -425,34 +422,34 @@ var contract = []struct {
 	// evictions): a K2 entry is reported only when its K1 exists, has no
 	// expiry and names the same pod; the others are left out, and the read
 	// deletes nothing.
-	{"GetLinkService/drops_entry_whose_K1_is_gone", func(e *env) {
+	{Name: "GetLinkService/drops_entry_whose_K1_is_gone", Run: func(e *env) {
 		e.linkAll("u1", map[string]int{"a": 1, "b": 0, "c": 7})
 		e.must(e.raw(e.b.Client.B().Del().Key(store.LinkKey(e.ns, "u1", "a")).Build()).Error())
 		e.wantLinkService("u1", map[string]int{"b": 0, "c": 7})
 	}},
-	{"GetLinkService/drops_entry_whose_K1_is_temporary", func(e *env) {
+	{Name: "GetLinkService/drops_entry_whose_K1_is_temporary", Run: func(e *env) {
 		e.linkAll("u1", map[string]int{"a": 1, "b": 0})
 		e.must(e.raw(e.b.Client.B().Expire().Key(store.LinkKey(e.ns, "u1", "a")).Seconds(60).Build()).Error())
 		e.wantLinkService("u1", map[string]int{"b": 0})
 	}},
-	{"GetLinkService/drops_entry_whose_K1_names_another_pod", func(e *env) {
+	{Name: "GetLinkService/drops_entry_whose_K1_names_another_pod", Run: func(e *env) {
 		e.linkAll("u1", map[string]int{"a": 1, "b": 0})
 		e.set(store.LinkKey(e.ns, "u1", "a"), "2")
 		e.wantLinkService("u1", map[string]int{"b": 0})
 	}},
-	{"GetLinkService/drops_entry_whose_K1_is_of_the_wrong_type", func(e *env) {
+	{Name: "GetLinkService/drops_entry_whose_K1_is_of_the_wrong_type", Run: func(e *env) {
 		e.linkAll("u1", map[string]int{"a": 1, "b": 0})
 		k1 := store.LinkKey(e.ns, "u1", "a")
 		e.must(e.raw(e.b.Client.B().Del().Key(k1).Build()).Error())
 		e.hset(k1, "x", "1")
 		e.wantLinkService("u1", map[string]int{"b": 0})
 	}},
-	{"GetLinkService/keeps_every_confirmed_entry", func(e *env) {
+	{Name: "GetLinkService/keeps_every_confirmed_entry", Run: func(e *env) {
 		links := map[string]int{"a": 0, "b": 1, "c": store.MaxPod, "d.e_f-9": 12}
 		e.linkAll("u1", links)
 		e.wantLinkService("u1", links)
 	}},
-	{"GetLinkService/reads_java_written_links", func(e *env) {
+	{Name: "GetLinkService/reads_java_written_links", Run: func(e *env) {
 		// A plain uid gives the Java framework's keys; the pod compares as a
 		// number, as every reader parses it.
 		k2 := "sf:{" + e.ns + ":lk:10086}"
@@ -462,7 +459,7 @@ var contract = []struct {
 		e.set(k2+"b", "03")
 		e.wantLinkService("10086", map[string]int{"a": 12, "b": 3})
 	}},
-	{"GetLinkedPodIfPersist/K1_gone_is_minus1_although_listed", func(e *env) {
+	{Name: "GetLinkedPodIfPersist/K1_gone_is_minus1_although_listed", Run: func(e *env) {
 		e.linkAll("u1", map[string]int{svc: 4})
 		e.must(e.raw(e.b.Client.B().Del().Key(store.LinkKey(e.ns, "u1", svc)).Build()).Error())
 		if d := e.dir("u1"); d[svc] != "4" {
@@ -474,7 +471,7 @@ var contract = []struct {
 	}},
 
 	// --- Service state ---
-	{"ServiceState/server_clock_and_sorted_pods", func(e *env) {
+	{Name: "ServiceState/server_clock_and_sorted_pods", Run: func(e *env) {
 		before := e.serverMillis()
 		for _, p := range []struct {
 			pod, load int
@@ -506,7 +503,7 @@ var contract = []struct {
 			}
 		}
 	}},
-	{"ServiceState/wire_format", func(e *env) {
+	{Name: "ServiceState/wire_format", Run: func(e *env) {
 		ms, err := e.s.SetServiceState(e.ctx, e.ns, svc, 0, 42, store.DenyNewCall)
 		e.must(err)
 		v, err := e.raw(e.b.Client.B().Hget().Key(store.StateKey(e.ns, svc)).Field("0").Build()).ToString()
@@ -515,7 +512,7 @@ var contract = []struct {
 			e.t.Fatalf("K3[0] = %q, want %q", v, want)
 		}
 	}},
-	{"ServiceState/legacy_two_part_is_ready", func(e *env) {
+	{Name: "ServiceState/legacy_two_part_is_ready", Run: func(e *env) {
 		e.hset(store.StateKey(e.ns, svc), "4", "17-1700000000000")
 		e.hset(store.StateKey(e.ns, svc), "5", "-3-1700000000001-0")
 		st, err := e.s.GetServiceState(e.ctx, e.ns, svc)
@@ -528,14 +525,14 @@ var contract = []struct {
 			e.t.Fatalf("pods = %+v, want %+v", st.Pods, want)
 		}
 	}},
-	{"ServiceState/missing_service_is_empty", func(e *env) {
+	{Name: "ServiceState/missing_service_is_empty", Run: func(e *env) {
 		st, err := e.s.GetServiceState(e.ctx, e.ns, "nothing")
 		e.must(err)
 		if len(st.Pods) != 0 || st.Now <= 0 {
 			e.t.Fatalf("= %+v, want no pods and the server time", st)
 		}
 	}},
-	{"ServiceState/remove", func(e *env) {
+	{Name: "ServiceState/remove", Run: func(e *env) {
 		_, err := e.s.SetServiceState(e.ctx, e.ns, svc, 3, 1, store.Ready)
 		e.must(err)
 		ok, err := e.s.RemoveServiceState(e.ctx, e.ns, svc, 3)
@@ -551,7 +548,7 @@ var contract = []struct {
 	}},
 
 	// --- Workload state ---
-	{"WorkloadState/statuses_ttl_and_missing", func(e *env) {
+	{Name: "WorkloadState/statuses_ttl_and_missing", Run: func(e *env) {
 		for _, c := range []struct {
 			svc              string
 			accepting, alive int
@@ -575,7 +572,7 @@ var contract = []struct {
 			e.t.Fatalf("missing = (%+v, %v), want Unknown", w, err)
 		}
 	}},
-	{"WorkloadState/batch_across_slots", func(e *env) {
+	{Name: "WorkloadState/batch_across_slots", Run: func(e *env) {
 		svcs := []string{"s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"}
 		for i, s := range svcs[:6] {
 			_, err := e.s.SetWorkloadState(e.ctx, e.ns, s, i%2, 1, 30)
@@ -598,7 +595,7 @@ var contract = []struct {
 	}},
 
 	// --- Scripts ---
-	{"Scripts/reloaded_after_SCRIPT_FLUSH", func(e *env) {
+	{Name: "Scripts/reloaded_after_SCRIPT_FLUSH", Run: func(e *env) {
 		e.link("u1", svc, 1, store.Persistent)
 		e.b.FlushScripts(e.t)
 		c := e.claim("u1", svc, 1, store.Persistent)
@@ -612,13 +609,7 @@ var contract = []struct {
 	}},
 }
 
-func TestContract(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
-		for _, c := range contract {
-			t.Run(c.name, func(t *testing.T) { c.run(newEnv(t, b)) })
-		}
-	})
-}
+func TestContract(t *testing.T) { redistest.EachCase(t, contract, newEnv) }
 
 // TestErrorKindsAreDistinct checks that not-found, corruption and
 // unavailability are told apart with errors.Is, without string matching.

@@ -63,6 +63,22 @@ func Each(t *testing.T, fn func(t *testing.T, b *Backend)) {
 	}
 }
 
+// Case is a named check that runs on an environment E built for it.
+type Case[E any] struct {
+	Name string
+	Run  func(e E)
+}
+
+// EachCase runs every case on every backend, as subtests backend/case, each
+// on an environment env builds afresh.
+func EachCase[E any](t *testing.T, cases []Case[E], env func(t *testing.T, b *Backend) E) {
+	Each(t, func(t *testing.T, b *Backend) {
+		for _, c := range cases {
+			t.Run(c.Name, func(t *testing.T) { c.Run(env(t, b)) })
+		}
+	})
+}
+
 // Open connects to the named backend (starting it when embedded) and closes it
 // when t ends. A real backend whose variable is unset skips t, or fails it
 // under EnvRequire.
