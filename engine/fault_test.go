@@ -268,9 +268,7 @@ func TestFaultsProxied(t *testing.T) {
 func TestFaultRedisDown(t *testing.T) {
 	for _, pl := range []engine.DegradedPlacement{engine.FailFast, engine.HashPlacement} {
 		t.Run(pl.String(), func(t *testing.T) {
-			srv := redisproc.Start(t, "--appendonly", "yes", "--appendfsync", "always")
-			r := directRig(t, srv.Addr, pl)
-			tr, _ := r.warmTraffic()
+			srv, r, tr := warmDirect(t, pl, "--appendonly", "yes", "--appendfsync", "always")
 			outage := r.watchOutage(r.client.DegradedStats().Outages)
 			downAt := time.Now()
 			srv.Stop(t)
@@ -292,9 +290,7 @@ func TestFaultRedisDown(t *testing.T) {
 // the restart may miss their link); the pods publish again within a
 // heartbeat; users are placed again.
 func TestFaultRestartEmpty(t *testing.T) {
-	srv := redisproc.Start(t)
-	r := directRig(t, srv.Addr, engine.FailFast)
-	tr, _ := r.warmTraffic()
+	srv, r, tr := warmDirect(t, engine.FailFast)
 	downAt := time.Now()
 	srv.Kill(t)
 	tr.hold(downAt, 3*r.timing.Staleness, 100, "traffic while Redis is down")
@@ -337,9 +333,7 @@ func TestFaultRestartEmpty(t *testing.T) {
 // TestFaultScriptFlush: SCRIPT FLUSH twenty times mid-traffic costs nothing:
 // the store sends a script again when Redis forgot it.
 func TestFaultScriptFlush(t *testing.T) {
-	srv := redisproc.Start(t)
-	r := directRig(t, srv.Addr, engine.FailFast)
-	tr, _ := r.warmTraffic()
+	srv, _, tr := warmDirect(t, engine.FailFast)
 	faultAt := time.Now()
 	for i := range 20 {
 		if err := redisproc.Do(t, srv.Addr, "SCRIPT", "FLUSH").Error(); err != nil {
@@ -1121,6 +1115,16 @@ func (r *rig) traffic(n, workers int) *traffic {
 func directRig(t *testing.T, addr string, pl engine.DegradedPlacement) *rig {
 	t.Helper()
 	return newRig(t, rigConfig{serverAddr: addr, clientAddr: addr, directAddr: addr, placement: pl})
+}
+
+// warmDirect starts a Redis of its own (with args), a rig on it without
+// proxies under pl, and warm traffic through the rig.
+func warmDirect(t *testing.T, pl engine.DegradedPlacement, args ...string) (*redisproc.Server, *rig, *traffic) {
+	t.Helper()
+	srv := redisproc.Start(t, args...)
+	r := directRig(t, srv.Addr, pl)
+	tr, _ := r.warmTraffic()
+	return srv, r, tr
 }
 
 // warmTraffic starts the traffic of every fault test (50 users placed and
