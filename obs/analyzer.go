@@ -270,6 +270,10 @@ type Report struct {
 	Snapshots int       `json:"snapshots"`
 	// Summary holds headline figures over the window: lookups, hit ratio,
 	// request rate and p99, store round trips and errors, placements.
+	// requests counts every call of the watched clients, those the cache
+	// answered (which skip the Observer, so that a hit costs nothing) and
+	// those the Observer saw; request_p99_seconds is over the latter: the
+	// calls that went to Redis.
 	Summary     map[string]float64 `json:"summary"`
 	Findings    []Finding          `json:"findings"`
 	Suggestions []string           `json:"suggestions"`
@@ -296,7 +300,7 @@ func (a *Analyzer) GenerateReport(ctx context.Context) (*Report, error) {
 		if hits+misses > 0 {
 			r.Summary["cache_hit_ratio"] = hits / (hits + misses)
 		}
-		reqs := Delta(old, cur, Prefix+"requests_total")
+		reqs := Delta(old, cur, Prefix+"requests_total") + hits
 		r.Summary["requests"] = reqs
 		if secs > 0 {
 			r.Summary["requests_per_second"] = reqs / secs
