@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,24 +20,28 @@ import (
 )
 
 // backend is the Redis the fleet runs on: the embedded one (which the store
-// blip pauses) or real servers reached through local TCP proxies (which the
-// store blip cuts). Every simulated process gets its own client.
+// blip pauses) or real servers, reached directly, or through local TCP
+// proxies in the blip scenario (which the blip cuts): a proxy is a hop of its
+// own, so only the scenario that needs one pays for it. Every simulated
+// process gets its own client.
 type backend struct {
-	name    string // "embedded", "standalone" or "cluster"
+	// name is "embedded", or the mode of the real servers as the first
+	// client found it: "standalone" or "cluster".
+	name    string
 	addrs   []string
 	mini    *miniredis.Miniredis
 	proxies *proxies
 }
 
 // openBackend starts the embedded Redis, or the proxies in front of the real
-// servers of cfg.
+// servers of cfg when its scenario cuts them.
 func openBackend(cfg Config) (*backend, error) {
 	b := &backend{}
 	switch {
 	case cfg.Redis != "":
-		b.name, b.addrs = "standalone", []string{cfg.Redis}
+		b.addrs = []string{cfg.Redis}
 	case len(cfg.Cluster) > 0:
-		b.name, b.addrs = "cluster", cfg.Cluster
+		b.addrs = cfg.Cluster
 	default:
 		srv, err := embedded.Start()
 		if err != nil {
@@ -44,7 +50,9 @@ func openBackend(cfg Config) (*backend, error) {
 		b.name, b.addrs, b.mini = "embedded", []string{srv.Addr()}, srv.Miniredis()
 		return b, nil
 	}
-	b.proxies = &proxies{byDst: map[string]*proxy{}}
+	if cfg.Scenario == Blip {
+		b.proxies = &proxies{byDst: map[string]*proxy{}}
+	}
 	return b, nil
 }
 
@@ -73,16 +81,34 @@ func (b *backend) open(tracked bool, g *gate) (*store.Redis, func(), error) {
 		st, err := store.Dial(store.DialConfig{Addrs: b.addrs, ClientName: "stickyroute-loadgen",
 			Configure: func(o *rueidis.ClientOption) { o.DialCtxFn = dial }})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, b.named(err)
 		}
+		b.detect(st.Client())
 		return st, st.Close, nil
 	}
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: b.addrs, ClientName: "stickyroute-loadgen",
 		DisableCache: true, ForceSingleClient: b.mini != nil, DialCtxFn: dial})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, b.named(err)
 	}
+	b.detect(c)
 	return store.New(c), c.Close, nil
+}
+
+// detect names a real backend after the mode its first client found.
+func (b *backend) detect(c rueidis.Client) {
+	if b.name != "" {
+		return
+	}
+	b.name = "standalone"
+	if c.Mode() == rueidis.ClientModeCluster {
+		b.name = "cluster"
+	}
+}
+
+// named says which Redis a connection error is about.
+func (b *backend) named(err error) error {
+	return fmt.Errorf("connecting to Redis at %s: %w", strings.Join(b.addrs, ","), err)
 }
 
 // blip makes the store unreachable for d: the embedded Redis is stopped and
@@ -166,6 +192,14 @@ func (ps *proxies) to(dst string) (*proxy, error) {
 	if p := ps.byDst[dst]; p != nil {
 		return p, nil
 	}
+	// The node must answer: a proxy in front of a wrong address would
+	// accept, then hang up, and the client would report only an EOF from
+	// the proxy's port.
+	up, err := net.DialTimeout("tcp", dst, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	_ = up.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

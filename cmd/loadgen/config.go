@@ -53,12 +53,21 @@ type Config struct {
 	Seed             uint64
 
 	Scenario string
-	// SLO is the p99 bound of the ramp; RampStep the time at each rate;
-	// RampFactor the rise between steps; RampMax the highest rate tried.
+	// SLO is the p99 bound: of a ramp step that holds, and of each
+	// operation in the analyzer's findings (a warning above it, critical
+	// at four times). RampStep is the time at each rate; RampFactor the
+	// rise (and fall) between steps; RampMax the highest rate tried.
 	SLO        time.Duration
 	RampStep   time.Duration
 	RampFactor float64
 	RampMax    float64
+	// Floor (ramp only) searches a second time, on a fleet of its own, with
+	// routing replaced by a fixed in-memory table: the capacity of the
+	// generator, the fleet and its Redis sessions without routing, against
+	// which the routed capacity is judged.
+	Floor bool
+	// fixed makes this run route by the fixed table: the floor's run.
+	fixed bool
 	// StormUsers is the number of new users of the login storm; BlipFor the
 	// length of the store outage.
 	StormUsers int
@@ -86,7 +95,7 @@ func defaults() Config {
 		Rate: 2000, Workers: 256,
 		Duration: 10 * time.Second, Warmup: time.Second, Seed: 1,
 		Scenario: Steady,
-		SLO:      time.Millisecond, RampStep: 2 * time.Second, RampFactor: 1.5, RampMax: 1_000_000,
+		SLO:      10 * time.Millisecond, RampStep: 2 * time.Second, RampFactor: 1.5, RampMax: 1_000_000,
 		StormUsers: 5000, BlipFor: 2 * time.Second,
 		Heartbeat: 500 * time.Millisecond, Staleness: 2 * time.Second, Refresh: 250 * time.Millisecond,
 		OpTimeout: 2 * time.Second,
@@ -116,10 +125,11 @@ func parseFlags(args []string, fs *flag.FlagSet) (Config, error) {
 	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "start of the run left out of the results")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed: the same seed makes the same choices")
 	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "one of "+strings.Join(Scenarios, ", "))
-	fs.DurationVar(&c.SLO, "slo", c.SLO, "ramp: the p99 bound of a rate that holds")
+	fs.DurationVar(&c.SLO, "slo", c.SLO, "p99 bound: of a ramp step that holds, and of each operation in the analyzer's findings")
 	fs.DurationVar(&c.RampStep, "ramp-step", c.RampStep, "ramp: time spent at each rate")
-	fs.Float64Var(&c.RampFactor, "ramp-factor", c.RampFactor, "ramp: rate multiplier between steps")
+	fs.Float64Var(&c.RampFactor, "ramp-factor", c.RampFactor, "ramp: rate multiplier between steps (up while steps hold, down while none has)")
 	fs.Float64Var(&c.RampMax, "ramp-max", c.RampMax, "ramp: highest rate tried")
+	fs.BoolVar(&c.Floor, "floor", false, "ramp: search again with routing replaced by a fixed in-memory table, and report the ratio")
 	fs.IntVar(&c.StormUsers, "storm-users", c.StormUsers, "storm: new users arriving at once")
 	fs.DurationVar(&c.BlipFor, "blip", c.BlipFor, "blip: how long the store is unreachable")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "servers' heartbeat period")
@@ -175,6 +185,8 @@ func (c Config) check() error {
 		return fmt.Errorf("-scenario %q: want one of %s", c.Scenario, strings.Join(Scenarios, ", "))
 	case c.Scenario == Ramp && (c.Concurrency > 0 || c.RampStep <= 0 || !(c.RampFactor > 1) || c.SLO <= 0):
 		return errors.New("ramp needs the open loop, -ramp-step > 0, -ramp-factor > 1 and -slo > 0")
+	case c.Floor && c.Scenario != Ramp:
+		return errors.New("-floor needs -scenario ramp")
 	case c.StormUsers < 1 || c.BlipFor <= 0:
 		return errors.New("-storm-users and -blip must be positive")
 	case c.OpTimeout <= 0:

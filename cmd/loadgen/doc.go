@@ -9,13 +9,14 @@
 //
 // Scenarios: steady, storm (a login storm), drain (a pod goes DenyNewCall,
 // then Shutdown), crash (a pod stops heartbeating), blip (the store is
-// unreachable for a few seconds) and ramp (the rate rises until p99 exceeds
-// -slo: the capacity answer).
+// unreachable for a few seconds) and ramp (a search for the highest rate
+// whose p99 stays within -slo: the capacity answer; with -floor, also the
+// capacity with routing replaced by a fixed table, and their ratio).
 //
 // With no flags it runs for about 10 s on an embedded Redis:
 //
 //	go run ./cmd/loadgen
-//	go run ./cmd/loadgen -redis 127.0.0.1:6379 -scenario ramp -slo 1ms
+//	go run ./cmd/loadgen -redis 127.0.0.1:6379 -scenario ramp -slo 1ms -floor
 //	go run ./cmd/loadgen -scenario drain -json run.json -html run.html
 //
 // The exit status is 0 when the invariants held, 1 when one was violated and

@@ -84,24 +84,36 @@ func (s *sim) openLoop(ctx context.Context, end <-chan struct{}) {
 	work := make(chan op, 1<<16)
 	wait := s.workers(s.cfg.Workers, func(r *rand.Rand) {
 		for o := range work {
-			s.do(ctx, r, o)
+			if o.schedule == s.schedule.Load() {
+				s.released.Add(1)
+				s.do(ctx, r, o)
+			}
+			s.inflight.Add(-1)
 		}
 	})
 	defer func() { close(work); wait() }()
 	r := rand.New(rand.NewPCG(s.cfg.Seed, 0))
 	zipf := rand.NewZipf(r, s.cfg.Zipf, 1, uint64(s.cfg.Users-1))
 	next := time.Now()
-	var sent int64
+	var sent, schedule int64
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		now := time.Now()
+		if sc := s.schedule.Load(); sc != schedule {
+			schedule, next = sc, now // a new ramp step: its schedule starts now
+		}
+		if s.paused.Load() {
+			next = now.Add(time.Millisecond)
+		}
 		for !next.After(now) {
 			o := s.nextOp(next, r, zipf)
-			o.released = now
+			o.released, o.schedule = now, schedule
+			s.inflight.Add(1)
 			select {
 			case work <- o:
 			case <-ctx.Done():
+				s.inflight.Add(-1)
 				return
 			}
 			if sent++; s.cfg.Requests > 0 && sent >= s.cfg.Requests {
@@ -181,7 +193,7 @@ func (s *sim) scenario(ctx context.Context) {
 		s.blipEnd.Store(time.Now().UnixNano())
 		s.report.Blip = &BlipReport{At: s.since(at), ForMS: float64(s.cfg.BlipFor.Milliseconds())}
 		if err != nil {
-			s.fail("blip_restart")
+			s.fail("blip_restart", "restarting the embedded Redis after the blip: "+err.Error())
 		}
 	case Storm:
 		s.loginStorm(ctx)
@@ -201,7 +213,7 @@ func (s *sim) drain(ctx context.Context) {
 	d := &DrainReport{Pod: i}
 	s.report.Drain = d
 	if err := p.srv.SetRoutingState(ctx, engine.DenyNewCall); err != nil {
-		s.fail("drain_publish")
+		s.fail("drain_publish", fmt.Sprintf("pod %d publishing DenyNewCall: %v", i, err))
 	}
 	at := time.Now() // DenyNewCall is published
 	s.denyAt[i].Store(at.UnixNano())
@@ -301,9 +313,12 @@ func (s *sim) loginStorm(ctx context.Context) {
 	s.report.Storm = st
 }
 
-// ramp raises the rate step by step until a step misses the SLO (p99 above
-// it, errors, or the rate not achieved), and records the highest rate that
-// held.
+// ramp searches for the capacity (rampSearch): each step runs one rate for
+// RampStep and holds when its p99 is within the SLO, without errors, and
+// the rate was achieved. Only operations meant to start within the step
+// judge it. After a step that missed, the generator pauses until the
+// operations still under way are done (up to the operation timeout), so
+// that a backlog is not charged to the next step.
 func (s *sim) ramp(ctx context.Context, end chan<- struct{}) {
 	defer close(end)
 	rp := &RampReport{SLOUS: float64(s.cfg.SLO.Microseconds())}
@@ -311,21 +326,33 @@ func (s *sim) ramp(ctx context.Context, end chan<- struct{}) {
 	if !sleepUntil(ctx, s.measureFrom) {
 		return
 	}
-	for rate := s.cfg.Rate; rate <= s.cfg.RampMax; rate *= s.cfg.RampFactor {
-		s.rate.Store(math.Float64bits(rate))
-		s.rec[opRoute].cutStep()
+	search := newRampSearch(s.cfg.Rate, s.cfg.RampFactor, s.cfg.RampMax)
+	defer func() { rp.Capacity, rp.Missed = search.held, search.missed }()
+	for rate, ok := search.rate(); ok; rate, ok = search.rate() {
 		start := time.Now()
+		s.rate.Store(math.Float64bits(rate))
+		s.stepFrom.Store(start.UnixNano())
+		s.rec[opRoute].cutStep()
+		s.schedule.Add(1)
+		s.paused.Store(false)
 		if !sleepUntil(ctx, start.Add(s.cfg.RampStep)) {
 			return
 		}
 		l := s.rec[opRoute].cutStep()
-		st := RampStep{Rate: rate, Achieved: float64(l.Count) / time.Since(start).Seconds(), P99: l.P99, Errors: l.Errors}
+		st := RampStep{Rate: rate, At: s.since(start), Achieved: float64(l.Count) / time.Since(start).Seconds(), P99: l.P99, Errors: l.Errors}
 		st.Held = l.P99 <= rp.SLOUS && l.Errors == 0 && st.Achieved >= 0.95*rate
 		rp.Steps = append(rp.Steps, st)
+		search.judged(rate, st.Held)
 		if !st.Held {
-			return
+			s.paused.Store(true)
+			s.schedule.Add(1) // drop what the missed step queued
+			deadline := time.Now().Add(s.cfg.OpTimeout + time.Second)
+			for s.inflight.Load() > 0 && time.Now().Before(deadline) {
+				if !sleepUntil(ctx, time.Now().Add(5*time.Millisecond)) {
+					return
+				}
+			}
 		}
-		rp.Capacity = rate
 	}
 }
 
@@ -386,6 +413,7 @@ func (s *sim) assemble(ctx context.Context, stopAt time.Time) *Report {
 	cfg := s.cfg
 	r := &s.report
 	r.Schema, r.Scenario, r.Backend, r.Started = SchemaVersion, cfg.Scenario, s.be.name, s.start
+	r.Proxied = s.be.proxies != nil
 	mode := "open"
 	if cfg.Concurrency > 0 {
 		mode = "closed"
@@ -418,7 +446,7 @@ func (s *sim) assemble(ctx context.Context, stopAt time.Time) *Report {
 		r.ErrorSamples[k] = v
 	}
 	s.errMu.Unlock()
-	r.GeneratorLate = s.generatorLate.Load()
+	r.GeneratorLate, r.GeneratorReleased = s.generatorLate.Load(), s.released.Load()
 	r.Invariants = Invariants{DoubleLinked: s.doubles.Load(), UnroutableRoutes: s.unroutable.Load(),
 		DrainViolations: s.drainViol.Load(), ToleranceMS: ms(s.tol)}
 	r.Placements = map[string]int64{}

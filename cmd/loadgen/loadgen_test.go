@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,8 +86,72 @@ func TestScenarios(t *testing.T) {
 				}
 				t.Logf("\n%s", table.String())
 				check(t, cfg, r)
+				if r.Backend != backend {
+					t.Errorf("backend %q in the report, want the mode found, %q", r.Backend, backend)
+				}
+				if proxied := r.Proxied; proxied != (backend != redistest.Embedded && scenario == Blip) {
+					t.Errorf("a proxy in front of Redis: %v; want one only for a blip on a real server", proxied)
+				}
 			})
 		}
+	}
+}
+
+// TestRampFirstStepMisses: a ramp whose first rate is out of reach (ten
+// million operations a second from one process) steps down until a rate
+// holds, bisects, and reports a capacity.
+func TestRampFirstStepMisses(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			cfg := quick(t, backend, Ramp)
+			// A generous SLO: the search, not the machine's speed, is tested.
+			cfg.Rate, cfg.RampMax, cfg.RampFactor, cfg.RampStep, cfg.SLO = 1e7, 1e7, 8, 400*time.Millisecond, 2*time.Second
+			r, err := run(redistest.Ctx(t), cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var table bytes.Buffer
+			if err := r.WriteTable(&table); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("\n%s", table.String())
+			check(t, cfg, r)
+			rp := r.Ramp
+			if rp.Steps[0].Held || !(rp.Capacity > 0) || !(rp.Missed > rp.Capacity) {
+				t.Fatalf("first step held %v, capacity %v, missed %v; want a miss, then a capacity below the lowest miss", rp.Steps[0].Held, rp.Capacity, rp.Missed)
+			}
+			if !strings.Contains(table.String(), fmt.Sprintf("ramp capacity  %.0f ops/s", rp.Capacity)) {
+				t.Errorf("the table does not state the capacity %.0f", rp.Capacity)
+			}
+		})
+	}
+}
+
+// checkRamp asserts that each step of a capacity search was judged by its own
+// figures, that the steps are the ones rampSearch chooses from those
+// judgements, and that the capacity is the highest rate that held (the
+// capacity found is the machine's: a busy one misses the first step).
+func checkRamp(t *testing.T, cfg Config, rp *RampReport) {
+	t.Helper()
+	if rp == nil || len(rp.Steps) == 0 {
+		t.Fatalf("ramp: %+v", rp)
+	}
+	search := newRampSearch(cfg.Rate, cfg.RampFactor, cfg.RampMax)
+	for i, st := range rp.Steps {
+		held := st.P99 <= rp.SLOUS && st.Errors == 0 && st.Achieved >= 0.95*st.Rate
+		if st.Held != held || st.Achieved <= 0 {
+			t.Errorf("ramp step %d judged held=%v from %+v (SLO %vµs)", i, st.Held, st, rp.SLOUS)
+		}
+		if want, ok := search.rate(); !ok || want != st.Rate {
+			t.Fatalf("ramp step %d at %v, want %v (more: %v); steps %+v", i, st.Rate, want, ok, rp.Steps)
+		}
+		search.judged(st.Rate, st.Held)
+	}
+	if _, more := search.rate(); more {
+		t.Errorf("ramp stopped before the search was over: %+v", rp.Steps)
+	}
+	if rp.Capacity != search.held || rp.Missed != search.missed {
+		t.Errorf("ramp capacity %v, missed %v; want %v, %v from its steps", rp.Capacity, rp.Missed, search.held, search.missed)
 	}
 }
 
@@ -102,15 +168,12 @@ func check(t *testing.T, cfg Config, r *Report) {
 		if !allowed[cfg.Scenario][class] {
 			t.Errorf("%d errors of class %s", n, class)
 		}
+		if r.ErrorSamples[class] == "" {
+			t.Errorf("%d errors of class %s and no sample of one", n, class)
+		}
 	}
-	// The timeline is cut every second. A ramp whose first step misses
-	// (on a busy machine) ends after its warm-up and one step, about a
-	// second: one sample (seen beside stress-ng: "timeline 1").
-	minTimeline := 2
-	if cfg.Scenario == Ramp && r.Ramp != nil && len(r.Ramp.Steps) == 1 && !r.Ramp.Steps[0].Held {
-		minTimeline = 1
-	}
-	if len(r.Timeline) < minTimeline || r.Backend == "" || r.Schema != SchemaVersion {
+	// The timeline is cut every second.
+	if len(r.Timeline) < 2 || r.Backend == "" || r.Schema != SchemaVersion {
 		t.Errorf("report header: backend %q schema %d timeline %d", r.Backend, r.Schema, len(r.Timeline))
 	}
 	switch cfg.Scenario {
@@ -146,33 +209,7 @@ func check(t *testing.T, cfg Config, r *Report) {
 			t.Errorf("storm placed %d of %d users, skew %.2f: %v", placed, cfg.StormUsers, s.Skew, s.Placements)
 		}
 	case Ramp:
-		// The capacity found is the machine's (a busy one misses the first
-		// step's rate): what is checked is that each step is judged by its
-		// own figures, the ramp stops at the first miss, and the capacity is
-		// the last rate that held.
-		rp := r.Ramp
-		if rp == nil || len(rp.Steps) == 0 {
-			t.Fatalf("ramp: %+v", rp)
-		}
-		capacity := 0.0
-		for i, st := range rp.Steps {
-			held := st.P99 <= rp.SLOUS && st.Errors == 0 && st.Achieved >= 0.95*st.Rate
-			if st.Held != held || st.Achieved <= 0 {
-				t.Errorf("ramp step %d judged held=%v from %+v (SLO %vµs)", i, st.Held, st, rp.SLOUS)
-			}
-			if !st.Held && i != len(rp.Steps)-1 {
-				t.Errorf("ramp went on after step %d missed: %+v", i, rp.Steps)
-			}
-			if st.Held {
-				capacity = st.Rate
-			}
-		}
-		if last := rp.Steps[len(rp.Steps)-1]; last.Held && last.Rate*cfg.RampFactor <= cfg.RampMax {
-			t.Errorf("ramp stopped after a step that held, below the ramp's maximum: %+v", rp.Steps)
-		}
-		if rp.Capacity != capacity {
-			t.Errorf("ramp capacity %v, want %v (the last rate that held)", rp.Capacity, capacity)
-		}
+		checkRamp(t, cfg, r.Ramp)
 	}
 }
 
@@ -224,6 +261,7 @@ func checkJSON(t *testing.T, path string) {
 		"measured_seconds": "number", "target_rate": "number", "achieved_rate": "number", "ops": "object",
 		"cache_hit_ratio": "number", "errors": "object", "error_samples": "object", "invariants": "object", "skew": "object",
 		"placements_per_pod": "object", "timeline": "array", "findings": "array",
+		"generator_late": "number", "generator_released": "number", "proxied": "bool",
 	} {
 		if got := jsonKind(raw[key]); got != kind {
 			t.Errorf("key %q is %s, want %s", key, got, kind)
@@ -301,6 +339,42 @@ func checkHTML(t *testing.T, path string) {
 	for _, id := range []string{"latency", "users", "hitratio", "errors"} {
 		if n, ok := charts[id]; !ok || n == 0 {
 			t.Errorf("chart %q: present %v, plotted lines %d", id, ok, n)
+		}
+	}
+}
+
+// TestWrongAddress: a Redis address nobody listens on is an error naming it,
+// with exit status 2.
+func TestWrongAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close() // a free port: nothing answers there
+	for _, scenario := range []string{Steady, Blip} {
+		var out, errw bytes.Buffer
+		code := realMain([]string{"-redis", addr, "-scenario", scenario, "-quiet"}, &out, &errw)
+		if want := "loadgen: connecting to Redis at " + addr + ": "; code != 2 || !strings.HasPrefix(errw.String(), want) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", scenario, code, errw.String(), want)
+		}
+	}
+}
+
+// TestLateWarning: the table warns when more than 1% of the operations left
+// the generator late, and not otherwise.
+func TestLateWarning(t *testing.T) {
+	for _, c := range []struct {
+		late, released int64
+		warn           bool
+	}{{10, 1000, false}, {11, 1000, true}, {0, 0, false}} {
+		r := &Report{GeneratorLate: c.late, GeneratorReleased: c.released}
+		var b bytes.Buffer
+		if err := r.WriteTable(&b); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(b.String(), "the generator fell behind"); got != c.warn {
+			t.Errorf("%d late of %d: warned %v, want %v:\n%s", c.late, c.released, got, c.warn, b.String())
 		}
 	}
 }

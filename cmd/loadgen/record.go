@@ -37,18 +37,24 @@ func newRecorder() *recorder {
 	return &recorder{total: newHist(), interval: newHist(), step: newHist()}
 }
 
-// record adds one operation that took d; measured is false during warm-up.
-func (r *recorder) record(d time.Duration, failed, measured bool) {
+// record adds one operation that took d; measured is false during warm-up,
+// step whether it counts in the current ramp step (it was meant to start
+// within the step).
+func (r *recorder) record(d time.Duration, failed, measured, step bool) {
 	us := max(d.Microseconds(), 1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_ = r.interval.RecordValue(us)
 	r.intervalN++
-	_ = r.step.RecordValue(us)
-	r.stepN++
 	if failed {
 		r.intervalErrs++
-		r.stepErrs++
+	}
+	if step {
+		_ = r.step.RecordValue(us)
+		r.stepN++
+		if failed {
+			r.stepErrs++
+		}
 	}
 	if !measured {
 		return

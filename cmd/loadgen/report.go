@@ -16,9 +16,12 @@ const SchemaVersion = 1
 
 // Report is every figure of a run; -json writes it as is.
 type Report struct {
-	Schema   int       `json:"schema"`
-	Scenario string    `json:"scenario"`
-	Backend  string    `json:"backend"`
+	Schema   int    `json:"schema"`
+	Scenario string `json:"scenario"`
+	Backend  string `json:"backend"`
+	// Proxied says the real servers were reached through the tool's own TCP
+	// proxies (the blip scenario cuts them there): latencies include a hop.
+	Proxied  bool      `json:"proxied"`
 	Started  time.Time `json:"started"`
 	Settings Settings  `json:"settings"`
 	// MeasuredSeconds is the part of the run after the warm-up.
@@ -31,9 +34,11 @@ type Report struct {
 	// start (in the open loop, from its release when the generator released
 	// it within 2 ms of its slot: its own timer granularity is not the
 	// system's latency). GeneratorLate counts operations released later than
-	// that, timed from their slot.
-	Ops           map[string]Latency `json:"ops"`
-	GeneratorLate int64              `json:"generator_late"`
+	// that, timed from their slot, of GeneratorReleased released by the open
+	// loop (both over the whole run).
+	Ops               map[string]Latency `json:"ops"`
+	GeneratorLate     int64              `json:"generator_late"`
+	GeneratorReleased int64              `json:"generator_released"`
 	// CacheHitRatio is over the clients' caches in the measured part.
 	CacheHitRatio float64 `json:"cache_hit_ratio"`
 	// Errors counts failed operations by class (obs.ErrorClass, or
@@ -179,20 +184,41 @@ type StormReport struct {
 	PlacedSkew float64 `json:"placed_skew"`
 }
 
-// RampReport is the capacity search: the highest rate whose p99 held the SLO.
+// RampReport is the capacity search: the highest rate whose p99 held the
+// SLO (Capacity, 0 when none did) and the lowest that missed (Missed, 0 when
+// none did: the capacity is at least the ramp's maximum).
 type RampReport struct {
 	SLOUS    float64    `json:"slo_us"`
 	Steps    []RampStep `json:"steps"`
 	Capacity float64    `json:"capacity"`
+	Missed   float64    `json:"missed"`
+	// Floor is the same search with routing replaced by a fixed in-memory
+	// table (-floor), and FloorRatio Capacity / Floor.Capacity: the share of
+	// the floor's capacity left with routing.
+	Floor      *RampReport `json:"floor,omitempty"`
+	FloorRatio float64     `json:"floor_ratio,omitempty"`
 }
 
-// RampStep is one rate of the ramp.
+// RampStep is one rate of the ramp, begun At seconds into the run.
 type RampStep struct {
 	Rate     float64 `json:"rate"`
+	At       float64 `json:"at_s"`
 	Achieved float64 `json:"achieved"`
 	P99      float64 `json:"p99_us"`
 	Errors   int64   `json:"errors"`
 	Held     bool    `json:"held"`
+}
+
+// maxLateShare is the share of operations released late above which the
+// report warns that the generator, not the system, set the figures.
+const maxLateShare = 0.01
+
+// lateShare is the share of the open loop's operations released late.
+func (r *Report) lateShare() float64 {
+	if r.GeneratorReleased == 0 {
+		return 0
+	}
+	return float64(r.GeneratorLate) / float64(r.GeneratorReleased)
 }
 
 // WriteTable writes the report for people, as a table.
@@ -201,12 +227,21 @@ func (r *Report) WriteTable(w io.Writer) error {
 	p := func(format string, a ...any) { fmt.Fprintf(tw, format+"\n", a...) }
 	p("stickyroute loadgen\tscenario %s on %s Redis, %d pods, %d clients, %d users, seed %d",
 		r.Scenario, r.Backend, r.Settings.Pods, r.Settings.Clients, r.Settings.Users, r.Settings.Seed)
+	if r.Proxied {
+		p("\tthrough a local TCP proxy per Redis node (the blip cuts them): latencies include that hop")
+	}
 	load := fmt.Sprintf("open loop at %.0f ops/s", r.TargetRate)
 	if r.Settings.Mode == "closed" {
 		load = fmt.Sprintf("closed loop, %d workers", r.Settings.Concurrency)
 	}
 	p("load\t%s; measured %.1fs after %.1fs warm-up", load, r.MeasuredSeconds, r.Settings.WarmupMS/1e3)
-	p("achieved\t%.0f routing calls/s, cache hit ratio %.1f%%, %d released late by the generator", r.AchievedRate, 100*r.CacheHitRatio, r.GeneratorLate)
+	p("achieved\t%.0f routing calls/s, cache hit ratio %.1f%%, %d of %d operations released late by the generator",
+		r.AchievedRate, 100*r.CacheHitRatio, r.GeneratorLate, r.GeneratorReleased)
+	if share := r.lateShare(); share > maxLateShare {
+		p("warning\t%.1f%% of the operations left the generator more than %v after their slot: the generator fell behind", 100*share, generatorSlack)
+		p("\t(this machine could not send at the rate asked). Those are timed from their slot, so their latency includes the")
+		p("\tgenerator's own delay, and the rate achieved is a limit of the generator, not of the system under test.")
+	}
 	p("")
 	p("op\tcount\terrors\tp50\tp90\tp99\tp99.9\tmax")
 	for _, name := range opNames {
@@ -244,12 +279,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 			s.Users, s.At, s.CompletedAfterMS, us(s.Latency.P99), s.Latency.Errors, s.Skew, perPod(s.InSession), perPod(s.Placements), s.PlacedSkew)
 	}
 	if rp := r.Ramp; rp != nil {
-		p("")
-		p("ramp rate\tachieved\tp99\terrors\theld (p99 ≤ %s)", us(rp.SLOUS))
-		for _, st := range rp.Steps {
-			p("%.0f\t%.0f\t%s\t%d\t%v", st.Rate, st.Achieved, us(st.P99), st.Errors, st.Held)
+		rampTable(p, "ramp", rp)
+		if f := rp.Floor; f != nil {
+			rampTable(p, "floor", f)
+			p("routing\tcapacity with routing %.0f ops/s = %.2f × the floor's %.0f ops/s (the same run with routing replaced by a fixed in-memory table)",
+				rp.Capacity, rp.FloorRatio, f.Capacity)
 		}
-		p("capacity\t%.0f ops/s with p99 ≤ %s", rp.Capacity, us(rp.SLOUS))
 	}
 	for _, f := range r.Findings {
 		subject := ""
@@ -259,6 +294,30 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("analyzer\t[%s] %s%s: %s", f.Severity, f.Rule, subject, f.Summary)
 	}
 	return tw.Flush()
+}
+
+// rampTable writes the steps of a capacity search and what it established.
+func rampTable(p func(string, ...any), name string, rp *RampReport) {
+	p("")
+	p("%s rate\tachieved\tp99\terrors\theld (p99 ≤ %s)", name, us(rp.SLOUS))
+	for _, st := range rp.Steps {
+		p("%.0f\t%.0f\t%s\t%d\t%v", st.Rate, st.Achieved, us(st.P99), st.Errors, st.Held)
+	}
+	p("%s capacity\t%s", name, rp.capacityText())
+}
+
+// capacityText says what the search established.
+func (rp *RampReport) capacityText() string {
+	slo := us(rp.SLOUS)
+	switch {
+	case rp.Capacity == 0 && rp.Missed == 0:
+		return "not measured: the run ended before the first step"
+	case rp.Capacity == 0:
+		return fmt.Sprintf("below %.0f ops/s: no rate tried held p99 ≤ %s", rp.Missed, slo)
+	case rp.Missed == 0:
+		return fmt.Sprintf("at least %.0f ops/s with p99 ≤ %s: the ramp's maximum held", rp.Capacity, slo)
+	}
+	return fmt.Sprintf("%.0f ops/s with p99 ≤ %s (held; %.0f ops/s missed)", rp.Capacity, slo, rp.Missed)
 }
 
 // us formats microseconds for people.

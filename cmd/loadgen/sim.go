@@ -41,6 +41,9 @@ type op struct {
 	repeat   bool    // a request of a user in session, if any
 	pick     float64 // which user in session
 	storm    bool
+	// schedule is the open loop's schedule the operation belongs to: one
+	// of a schedule the ramp left is dropped unsent.
+	schedule int64
 }
 
 // sim is one run: the fleet, the load and the checks.
@@ -85,22 +88,55 @@ type sim struct {
 	hits0, misses0 uint64
 	routeOK        atomic.Int64
 	// generatorLate counts open-loop operations released more than
-	// generatorSlack after their slot.
-	generatorLate atomic.Int64
+	// generatorSlack after their slot, of released.
+	generatorLate, released atomic.Int64
 
 	// blip bookkeeping (unix nanos).
 	blipStart, blipEnd, recovered atomic.Int64
 	blipErrsDuring, blipErrsAfter atomic.Int64
 
-	rate      atomic.Uint64 // math.Float64bits of the open-loop rate
+	rate atomic.Uint64 // math.Float64bits of the open-loop rate
+	// The ramp's step: stepFrom is when it began (unix nanos; operations
+	// meant to start before it are not judged with it); schedule changes
+	// when the ramp leaves a step (the open loop restarts its schedule, and
+	// operations of the old one still queued are dropped unsent); paused
+	// stops the open loop between steps; inflight counts the open loop's
+	// operations queued or under way.
+	stepFrom, schedule, inflight atomic.Int64
+	paused                       atomic.Bool
+	// table is the fixed user → pod table that replaces routing in a floor
+	// run (Config.fixed), nil otherwise.
+	table     []int32
 	timeline  []Interval
 	timelineM sync.Mutex
 	report    Report
 }
 
-// run performs one run of cfg and returns its report. progress, when not
-// nil, receives the live progress line.
+// run performs the run cfg asks for and returns its report: one run, or
+// with -floor a second on a fleet of its own (namespace suffixed "-floor")
+// routing by a fixed table, whose capacity the report compares. progress,
+// when not nil, receives the live progress line.
 func run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
+	rep, err := runOnce(ctx, cfg, progress)
+	if err != nil || !cfg.Floor {
+		return rep, err
+	}
+	fc := cfg
+	fc.Floor, fc.fixed, fc.Namespace = false, true, cfg.Namespace+"-floor"
+	floor, err := runOnce(ctx, fc, progress)
+	if err != nil {
+		return nil, fmt.Errorf("the floor's run: %w", err)
+	}
+	rp := rep.Ramp
+	rp.Floor = floor.Ramp
+	if rp.Floor.Capacity > 0 {
+		rp.FloorRatio = rp.Capacity / rp.Floor.Capacity
+	}
+	return rep, nil
+}
+
+// runOnce performs one run of cfg and returns its report.
+func runOnce(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	be, err := openBackend(cfg)
 	if err != nil {
 		return nil, err
@@ -112,9 +148,12 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		staleAt:    make([]atomic.Int64, cfg.Pods),
 		placements: make([]atomic.Int64, cfg.Pods), stormPlace: make([]atomic.Int64, cfg.Pods)}
 	s.tol = 100 * time.Millisecond
+	if cfg.fixed {
+		s.table = fixedTable(cfg.Users+cfg.StormUsers, cfg.Pods)
+	}
 	s.rate.Store(math.Float64bits(cfg.Rate))
 	s.metrics = obs.NewMetrics(metrics.NewSet())
-	s.analyzer = obs.NewAnalyzer(s.metrics.Snapshot, obs.AnalyzerConfig{Interval: time.Second, MaxP99: max(cfg.SLO, time.Millisecond)})
+	s.analyzer = obs.NewAnalyzer(s.metrics.Snapshot, obs.AnalyzerConfig{Interval: time.Second, MaxP99: cfg.SLO})
 	defer s.closeFleet()
 	if err := s.startFleet(ctx); err != nil {
 		return nil, err
@@ -127,6 +166,16 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		defer stop()
 	}
 	return s.drive(ctx, progress)
+}
+
+// fixedTable spreads n users over pods by a multiplicative hash: the floor's
+// routing, a slice read.
+func fixedTable(n, pods int) []int32 {
+	t := make([]int32, n)
+	for u := range t {
+		t[u] = int32((uint64(u) * 0x9E3779B97F4A7C15 >> 32) % uint64(pods))
+	}
+	return t
 }
 
 // serve exposes the metrics and the analyzer's report on addr.
@@ -286,24 +335,20 @@ func (s *sim) inView(c *engine.Client, pod int) bool {
 	return c.States().IsPodRoutable(s.cfg.Namespace, s.cfg.Service, pod)
 }
 
-// fail counts a failed operation by class.
-func (s *sim) fail(class string) {
-	s.errMu.Lock()
-	s.errs[class]++
-	s.errMu.Unlock()
-}
-
-// failErr counts a failed operation by the class of err, and keeps the first
-// message of each class for the report.
-func (s *sim) failErr(err error) {
-	class := obs.ErrorClass(err)
+// fail counts a failed operation by class, and keeps the first sample of
+// each class (what happened, to whom) for the report.
+func (s *sim) fail(class, sample string) {
 	s.errMu.Lock()
 	s.errs[class]++
 	if _, ok := s.samples[class]; !ok {
-		s.samples[class] = err.Error()
+		s.samples[class] = sample
 	}
 	s.errMu.Unlock()
 }
+
+// failErr counts a failed operation by the class of err (obs.ErrorClass),
+// err's message its sample.
+func (s *sim) failErr(err error) { s.fail(obs.ErrorClass(err), err.Error()) }
 
 // uid names user u.
 func uid(u uint64) string { return "user-" + strconv.FormatUint(u, 10) }
@@ -326,11 +371,17 @@ func (s *sim) do(ctx context.Context, r *rand.Rand, o op) {
 	began := time.Now()
 	octx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 	defer cancel()
-	pod, err := c.ComputeLinkedPod(octx, s.cfg.Namespace, id, s.cfg.Service)
+	var pod int
+	var err error
+	if s.table != nil {
+		pod = int(s.table[user%uint64(len(s.table))])
+	} else {
+		pod, err = c.ComputeLinkedPod(octx, s.cfg.Namespace, id, s.cfg.Service)
+	}
 	took := time.Since(s.startOf(o))
-	s.rec[opRoute].record(took, err != nil, measured)
+	s.rec[opRoute].record(took, err != nil, measured, o.at.UnixNano() >= s.stepFrom.Load())
 	if o.storm {
-		s.storm.record(took, err != nil, true)
+		s.storm.record(took, err != nil, true, false)
 	}
 	s.noteBlip(began, err)
 	if err != nil {
@@ -386,21 +437,21 @@ func (s *sim) startOf(o op) time.Time {
 func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user uint64, id string, pod int, moving, measured, storm, unsure bool) {
 	p := s.pods[pod]
 	if p.gone.Load() {
-		s.fail("pod_down")
+		s.fail("pod_down", fmt.Sprintf("user %s routed to pod %d, which is gone (crashed or shut down), before its claim", id, pod))
 		return
 	}
 	start := time.Now()
 	owner, err := p.srv.TrySetLinkedPod(ctx, s.cfg.Namespace, id, s.cfg.Service, pod)
 	refused := errors.Is(err, engine.ErrClaimed) || errors.Is(err, engine.ErrDraining)
-	s.rec[opClaim].record(time.Since(start), err != nil && !refused, measured)
+	s.rec[opClaim].record(time.Since(start), err != nil && !refused, measured, false)
 	switch {
 	case errors.Is(err, engine.ErrDraining):
 		// The pod drains: it keeps the users linked to it and takes no
 		// other (one whose link lapsed while a client still had it cached).
-		s.fail("draining")
+		s.fail("draining", fmt.Sprintf("pod %d claiming user %s: %v", pod, id, err))
 		return
 	case errors.Is(err, engine.ErrClosed):
-		s.fail("pod_down") // the pod stopped while claiming
+		s.fail("pod_down", fmt.Sprintf("pod %d stopped while claiming user %s: %v", pod, id, err))
 		return
 	case errors.Is(err, engine.ErrClaimed) && unsure:
 		if moving {
@@ -419,7 +470,7 @@ func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user ui
 	case err != nil:
 		switch {
 		case p.gone.Load():
-			s.fail("pod_down") // the pod crashed while claiming: its connections were cut
+			s.fail("pod_down", fmt.Sprintf("pod %d crashed while claiming user %s (its connections were cut): %v", pod, id, err))
 		case ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded):
 			s.failErr(err)
 		}
@@ -499,12 +550,10 @@ func (s *sim) reap(ctx context.Context) {
 				if ctx.Err() != nil {
 					return // the run ended: not a failure of the release
 				}
-				s.rec[opRelease].record(time.Since(start), err != nil, !start.Before(s.measureFrom))
+				s.rec[opRelease].record(time.Since(start), err != nil, !start.Before(s.measureFrom), false)
 				switch {
 				case err != nil && (p.gone.Load() || errors.Is(err, engine.ErrClosed)):
-					// The pod crashed (its connections were cut) or stopped
-					// while releasing.
-					s.fail("pod_down")
+					s.fail("pod_down", fmt.Sprintf("pod %d crashed or stopped while releasing user %s: %v", ss.pod, uid(ss.user), err))
 				case err != nil:
 					s.failErr(err)
 				}
