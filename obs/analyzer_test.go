@@ -267,6 +267,29 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
+// TestReportCountsCachedCalls: the report's requests are every call, those
+// the cache answered (which the Observer never sees) and those it saw.
+func TestReportCountsCachedCalls(t *testing.T) {
+	a := obs.NewAnalyzer(nil, obs.AnalyzerConfig{})
+	calls := func(hits, misses, observed float64) series {
+		return series{"stickyroute_cache_hits_total": hits, "stickyroute_cache_misses_total": misses,
+			`stickyroute_requests_total{namespace="ns",service="game",op="ComputeLinkedPod",outcome="ok"}`: observed}
+	}
+	for _, s := range history(calls(0, 0, 0), calls(900, 100, 100)) {
+		a.AddMetrics(s)
+	}
+	rep, err := a.GenerateReport(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rep.Summary["requests"]; got != 1000 {
+		t.Errorf("requests %v, want 1000: 900 cache hits and 100 calls that went to Redis", got)
+	}
+	if got := rep.Summary["requests_per_second"]; got != 100 {
+		t.Errorf("requests_per_second %v, want 1000 over the 10 s window", got)
+	}
+}
+
 // TestReportAndCustomRule: a user's rule runs with the built-in ones; the
 // report reads as text and as JSON.
 func TestReportAndCustomRule(t *testing.T) {
