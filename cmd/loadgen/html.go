@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"html/template"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -40,8 +42,8 @@ type marker struct {
 	note  string
 }
 
-// markers lists the scenario's moments in rep, in time order as they happen;
-// a moment outside [0, end] did not happen within the run and is left out.
+// markers lists the scenarios' moments in rep in time order; a moment
+// outside [0, end] did not happen within the run and is left out.
 func markers(rep *Report, end float64) []marker {
 	var ms []marker
 	add := func(event string, at float64, label, note string) {
@@ -68,7 +70,9 @@ func markers(rep *Report, end float64) []marker {
 		add("blip-end", end, "store back", fmt.Sprintf("the store was reachable again at %.2fs; routing recovered %.0fms later", end, b.RecoveredAfterMS))
 	}
 	if s := rep.Storm; s != nil {
-		add("storm", s.At, fmt.Sprintf("storm %d users", s.Users), fmt.Sprintf("%d new users at %.2fs, all placed after %.0fms", s.Users, s.At, s.CompletedAfterMS))
+		done := s.At + s.CompletedAfterMS/1e3
+		add("storm", s.At, fmt.Sprintf("storm %d users", s.Users), fmt.Sprintf("%d new users at %.2fs", s.Users, s.At))
+		add("storm-placed", done, "storm placed", fmt.Sprintf("the storm's %d users were all placed at %.2fs, %.0fms after it began", s.Users, done, s.CompletedAfterMS))
 	}
 	if rp := rep.Ramp; rp != nil && len(rp.Steps) > 0 {
 		// The steps follow one another from the end of the warm-up to the
@@ -85,6 +89,7 @@ func markers(rep *Report, end float64) []marker {
 				fmt.Sprintf("ramp step at %.0f ops/s from %.2fs: achieved %.0f, p99 %s, errors %d: %s the SLO", st.Rate, at, st.Achieved, us(st.P99), st.Errors, held))
 		}
 	}
+	slices.SortStableFunc(ms, func(a, b marker) int { return cmp.Compare(a.at, b.at) })
 	return ms
 }
 
@@ -310,7 +315,9 @@ func (c chart) svg() template.HTML {
 	if c.warmup > 0 {
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.0f" class="warmup"><title>warm-up: not in the totals</title></rect>`,
 			px(0), top, px(min(c.warmup, c.end))-px(0), plotH)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="region">warm-up</text>`, px(0)+4, bottom-6)
+		if px(c.warmup)-px(0) > textWidth("warm-up", 10)+8 { // else the shade's title says it
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="region">warm-up</text>`, px(0)+4, bottom-6)
+		}
 	}
 	for _, v := range c.y.minor {
 		if f, ok := c.y.frac(v); ok && f < 1 {
@@ -329,10 +336,13 @@ func (c chart) svg() template.HTML {
 	}
 	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="tick" text-anchor="end">seconds since the start</text>`, plotLeft+pw, bottom+30)
 	fmt.Fprintf(&b, `<rect x="%.0f" y="%.1f" width="%.0f" height="%.0f" class="frame"/>`, plotLeft, top, pw, plotH)
+	labelY := func(row int) float64 { return 30 + rowH*float64(row) + 10 }
 	for _, l := range labels {
-		ly := 30 + rowH*float64(l.row) + 10
 		fmt.Fprintf(&b, `<line x1="%.2f" y1="%.1f" x2="%.2f" y2="%.1f" class="marker" data-event="%s" data-t="%.3f"><title>%s</title></line>`,
-			l.x, ly+3, l.x, bottom, l.m.event, l.m.at, template.HTMLEscapeString(l.m.note))
+			l.x, labelY(l.row)+3, l.x, bottom, l.m.event, l.m.at, template.HTMLEscapeString(l.m.note))
+	}
+	for _, l := range labels { // over the lines, which their halo hides
+		ly := labelY(l.row)
 		dx := 2.0
 		if l.anchor == "end" {
 			dx = -2
@@ -401,7 +411,7 @@ var page = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1"/>
 <title>stickyroute loadgen: {{.R.Scenario}} on {{.R.Backend}} Redis</title>
 <style>
-body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1000px; }
 h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
 .chart { display: block; width: 100%; height: auto; margin: 8px 0 20px; }
 .chart text { font-family: system-ui, sans-serif; }
@@ -411,7 +421,7 @@ h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
 .chart .frame { fill: none; stroke: #999; }
 .chart .warmup { fill: #f4f4f4; } .chart .region { font-size: 10px; fill: #999; }
 .chart .marker { stroke: #555; stroke-width: 1; stroke-dasharray: 4 3; }
-.chart .mark { font-size: 10px; fill: #333; }
+.chart .mark { font-size: 10px; fill: #333; stroke: #fff; stroke-width: 3px; paint-order: stroke; }
 .summary { background: #f6f6f6; padding: 12px; font: 12px/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 .summary div { white-space: pre-wrap; overflow-wrap: anywhere; min-height: 1.5em; }
 .ok { color: #2a7d2a; font-weight: 600; } .bad { color: #b00; font-weight: 600; }

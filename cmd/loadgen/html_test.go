@@ -134,11 +134,11 @@ func TestHTMLMarksEveryEventWhereItHappened(t *testing.T) {
 		event, label string
 		at           float64
 	}{
+		{"ramp", "1000/s", 1}, // two steps over the 14 s after the warm-up
+		{"storm", "storm 500 users", 3}, {"storm-placed", "storm placed", 3.08},
 		{"deny", "deny pod 2", 5}, {"shutdown", "shutdown pod 2", 6.5},
-		{"crash", "crash pod 1", 8}, {"detected", "detected", 8.6},
+		{"crash", "crash pod 1", 8}, {"ramp", "1500/s", 8}, {"detected", "detected", 8.6},
 		{"blip-start", "store down", 10}, {"blip-end", "store back", 12},
-		{"storm", "storm 500 users", 3},
-		{"ramp", "1000/s", 1}, {"ramp", "1500/s", 8}, // two steps over the 14 s after the warm-up
 	}
 	for _, id := range []string{"latency", "users", "hitratio", "errors"} {
 		svg := chartOf(t, page, id)
