@@ -315,7 +315,9 @@ func (c chart) svg() template.HTML {
 	if c.warmup > 0 {
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.0f" class="warmup"><title>warm-up: not in the totals</title></rect>`,
 			px(0), top, px(min(c.warmup, c.end))-px(0), plotH)
-		if px(c.warmup)-px(0) > textWidth("warm-up", 10)+8 { // else the shade's title says it
+		// Shown where the shade holds it (textWidth is generous; a little past
+		// the shade cuts nothing); else the shade's title says it.
+		if px(c.warmup)-px(0) > 0.8*textWidth("warm-up", 10)+4 {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="region">warm-up</text>`, px(0)+4, bottom-6)
 		}
 	}
