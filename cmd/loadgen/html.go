@@ -74,19 +74,16 @@ func markers(rep *Report, end float64) []marker {
 		add("storm", s.At, fmt.Sprintf("storm %d users", s.Users), fmt.Sprintf("%d new users at %.2fs", s.Users, s.At))
 		add("storm-placed", done, "storm placed", fmt.Sprintf("the storm's %d users were all placed at %.2fs, %.0fms after it began", s.Users, done, s.CompletedAfterMS))
 	}
-	if rp := rep.Ramp; rp != nil && len(rp.Steps) > 0 {
-		// The steps follow one another from the end of the warm-up to the
-		// end of the run, each as long as the others.
-		from := rep.Settings.WarmupMS / 1e3
-		step := rep.MeasuredSeconds / float64(len(rp.Steps))
-		for k, st := range rp.Steps {
-			at := from + float64(k)*step
+	if rp := rep.Ramp; rp != nil {
+		// The floor's steps (rp.Floor) ran on another fleet, on another
+		// clock: they are not this run's moments.
+		for _, st := range rp.Steps {
 			held := "held"
 			if !st.Held {
 				held = "missed"
 			}
-			add("ramp", at, fmt.Sprintf("%.0f/s", st.Rate),
-				fmt.Sprintf("ramp step at %.0f ops/s from %.2fs: achieved %.0f, p99 %s, errors %d: %s the SLO", st.Rate, at, st.Achieved, us(st.P99), st.Errors, held))
+			add("ramp", st.At, fmt.Sprintf("%.0f/s", st.Rate),
+				fmt.Sprintf("ramp step at %.0f ops/s from %.2fs: achieved %.0f, p99 %s, errors %d: %s the SLO", st.Rate, st.At, st.Achieved, us(st.P99), st.Errors, held))
 		}
 	}
 	slices.SortStableFunc(ms, func(a, b marker) int { return cmp.Compare(a.at, b.at) })

@@ -22,7 +22,7 @@ func eventReport() *Report {
 		Crash:           &CrashReport{Pod: 1, At: 8, Detected: true, DetectedAfterMS: 600, BoundMS: 750, Within: true},
 		Blip:            &BlipReport{At: 10, ForMS: 2000, Recovered: true, RecoveredAfterMS: 40},
 		Storm:           &StormReport{Users: 500, At: 3, CompletedAfterMS: 80},
-		Ramp:            &RampReport{SLOUS: 1000, Steps: []RampStep{{Rate: 1000, Held: true}, {Rate: 1500}}},
+		Ramp:            &RampReport{SLOUS: 1000, Steps: []RampStep{{Rate: 1000, At: 1, Held: true}, {Rate: 1500, At: 8}}},
 	}
 	for i := 1; i <= 15; i++ {
 		iv := Interval{T: float64(i), Ops: 1000, P50: 20, P90: 300, P99: 4000, Max: 9000, HitRatio: 0.9,
@@ -134,7 +134,7 @@ func TestHTMLMarksEveryEventWhereItHappened(t *testing.T) {
 		event, label string
 		at           float64
 	}{
-		{"ramp", "1000/s", 1}, // two steps over the 14 s after the warm-up
+		{"ramp", "1000/s", 1},
 		{"storm", "storm 500 users", 3}, {"storm-placed", "storm placed", 3.08},
 		{"deny", "deny pod 2", 5}, {"shutdown", "shutdown pod 2", 6.5},
 		{"crash", "crash pod 1", 8}, {"ramp", "1500/s", 8}, {"detected", "detected", 8.6},
