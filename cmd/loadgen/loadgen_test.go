@@ -76,15 +76,7 @@ func TestScenarios(t *testing.T) {
 		for _, scenario := range Scenarios {
 			t.Run(backend+"/"+scenario, func(t *testing.T) {
 				cfg := quick(t, backend, scenario)
-				r, err := run(redistest.Ctx(t), cfg, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var table bytes.Buffer
-				if err := r.WriteTable(&table); err != nil {
-					t.Fatal(err)
-				}
-				t.Logf("\n%s", table.String())
+				r, _ := runLogged(t, cfg)
 				check(t, cfg, r)
 				if r.Backend != backend {
 					t.Errorf("backend %q in the report, want the mode found, %q", r.Backend, backend)
@@ -97,6 +89,21 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
+// runLogged runs cfg and logs the report's table, which it returns too.
+func runLogged(t *testing.T, cfg Config) (*Report, string) {
+	t.Helper()
+	r, err := run(redistest.Ctx(t), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	if err := r.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+	return r, table.String()
+}
+
 // TestRampFirstStepMisses: a ramp whose first rate is out of reach (ten
 // million operations a second from one process) steps down until a rate
 // holds, bisects, and reports a capacity.
@@ -106,21 +113,13 @@ func TestRampFirstStepMisses(t *testing.T) {
 			cfg := quick(t, backend, Ramp)
 			// A generous SLO: the search, not the machine's speed, is tested.
 			cfg.Rate, cfg.RampMax, cfg.RampFactor, cfg.RampStep, cfg.SLO = 1e7, 1e7, 8, 400*time.Millisecond, 2*time.Second
-			r, err := run(redistest.Ctx(t), cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var table bytes.Buffer
-			if err := r.WriteTable(&table); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("\n%s", table.String())
+			r, table := runLogged(t, cfg)
 			check(t, cfg, r)
 			rp := r.Ramp
 			if rp.Steps[0].Held || !(rp.Capacity > 0) || !(rp.Missed > rp.Capacity) {
 				t.Fatalf("first step held %v, capacity %v, missed %v; want a miss, then a capacity below the lowest miss", rp.Steps[0].Held, rp.Capacity, rp.Missed)
 			}
-			if !strings.Contains(table.String(), fmt.Sprintf("ramp capacity  %.0f ops/s", rp.Capacity)) {
+			if !strings.Contains(table, fmt.Sprintf("ramp capacity  %.0f ops/s", rp.Capacity)) {
 				t.Errorf("the table does not state the capacity %.0f", rp.Capacity)
 			}
 		})
