@@ -446,7 +446,7 @@ func (a *Analyzer) checkP99(h History) []Finding {
 			}
 		}
 		out = append(out, Finding{Severity: sev, Subject: fmt.Sprintf("%s/%s op=%s", k.ns, k.svc, k.op), Evidence: ev, Suggestion: sug,
-			Summary: fmt.Sprintf("p99 %.3gms is above %.3gms over %.0f calls", 1e3*p99, 1e3*bound, n)})
+			Summary: fmt.Sprintf("p99 %s is above %s over %.0f calls", seconds(p99), seconds(bound), n)})
 	}
 	return out
 }
@@ -576,7 +576,7 @@ func (a *Analyzer) checkInvalidationDelay(h History) []Finding {
 		sev = Critical
 	}
 	return []Finding{{Severity: sev, Evidence: ev,
-		Summary: fmt.Sprintf("invalidations arrive %.3gms after the write (p99), earlier %.3gms", 1e3*recent, 1e3*before),
+		Summary: fmt.Sprintf("invalidations arrive %s after the write (p99), earlier %s", seconds(recent), seconds(before)),
 		Suggestion: "The tracking channel lags: for that long another process may route a moved user to its old pod. " +
 			"Check this process's CPU (the Redis client's reader goroutine), Redis's output buffers and the network."}}
 }
@@ -630,4 +630,27 @@ func checkSkipped(h History) []Finding {
 		}
 	}
 	return out
+}
+
+// seconds formats a duration in seconds for people, to three significant
+// digits or so: 85.3ms, 2.34s, 412µs.
+func seconds(v float64) string {
+	d := time.Duration(v * float64(time.Second))
+	switch {
+	case d >= 100*time.Second:
+		d = d.Round(time.Second)
+	case d >= 10*time.Second:
+		d = d.Round(100 * time.Millisecond)
+	case d >= time.Second:
+		d = d.Round(10 * time.Millisecond)
+	case d >= 100*time.Millisecond:
+		d = d.Round(time.Millisecond)
+	case d >= 10*time.Millisecond:
+		d = d.Round(100 * time.Microsecond)
+	case d >= time.Millisecond:
+		d = d.Round(10 * time.Microsecond)
+	default:
+		d = d.Round(time.Microsecond)
+	}
+	return d.String()
 }
