@@ -316,9 +316,11 @@ func (s *sim) loginStorm(ctx context.Context) {
 // ramp searches for the capacity (rampSearch): each step runs one rate for
 // RampStep and holds when its p99 is within the SLO, without errors, and
 // the rate was achieved. Only operations meant to start within the step
-// judge it. After a step that missed, the generator pauses until the
-// operations still under way are done (up to the operation timeout), so
-// that a backlog is not charged to the next step.
+// judge it. A rate misses only when it misses twice in a row: a step that
+// missed is run again at once (Retry), so that a moment of noise on a busy
+// machine does not move the search. After a step that missed, the generator
+// pauses until the operations still under way are done (up to the operation
+// timeout), so that its backlog is not charged to the next step.
 func (s *sim) ramp(ctx context.Context, end chan<- struct{}) {
 	defer close(end)
 	rp := &RampReport{SLOUS: float64(s.cfg.SLO.Microseconds())}
@@ -329,31 +331,48 @@ func (s *sim) ramp(ctx context.Context, end chan<- struct{}) {
 	search := newRampSearch(s.cfg.Rate, s.cfg.RampFactor, s.cfg.RampMax)
 	defer func() { rp.Capacity, rp.Missed = search.held, search.missed }()
 	for rate, ok := search.rate(); ok; rate, ok = search.rate() {
-		start := time.Now()
-		s.rate.Store(math.Float64bits(rate))
-		s.stepFrom.Store(start.UnixNano())
-		s.rec[opRoute].cutStep()
-		s.schedule.Add(1)
-		s.paused.Store(false)
-		if !sleepUntil(ctx, start.Add(s.cfg.RampStep)) {
+		st, ok := s.rampStep(ctx, rate, rp.SLOUS)
+		if !ok {
 			return
 		}
-		l := s.rec[opRoute].cutStep()
-		st := RampStep{Rate: rate, At: s.since(start), Achieved: float64(l.Count) / time.Since(start).Seconds(), P99: l.P99, Errors: l.Errors}
-		st.Held = l.P99 <= rp.SLOUS && l.Errors == 0 && st.Achieved >= 0.95*rate
 		rp.Steps = append(rp.Steps, st)
-		search.judged(rate, st.Held)
 		if !st.Held {
-			s.paused.Store(true)
-			s.schedule.Add(1) // drop what the missed step queued
-			deadline := time.Now().Add(s.cfg.OpTimeout + time.Second)
-			for s.inflight.Load() > 0 && time.Now().Before(deadline) {
-				if !sleepUntil(ctx, time.Now().Add(5*time.Millisecond)) {
-					return
-				}
+			if st, ok = s.rampStep(ctx, rate, rp.SLOUS); !ok {
+				return
+			}
+			st.Retry = true
+			rp.Steps = append(rp.Steps, st)
+		}
+		search.judged(rate, st.Held)
+	}
+}
+
+// rampStep runs one step of the ramp at rate and judges it against the SLO
+// (in µs); false when ctx ended first.
+func (s *sim) rampStep(ctx context.Context, rate, sloUS float64) (RampStep, bool) {
+	start := time.Now()
+	s.rate.Store(math.Float64bits(rate))
+	s.stepFrom.Store(start.UnixNano())
+	s.rec[opRoute].cutStep()
+	s.schedule.Add(1)
+	s.paused.Store(false)
+	if !sleepUntil(ctx, start.Add(s.cfg.RampStep)) {
+		return RampStep{}, false
+	}
+	l := s.rec[opRoute].cutStep()
+	st := RampStep{Rate: rate, At: s.since(start), Achieved: float64(l.Count) / time.Since(start).Seconds(), P99: l.P99, Errors: l.Errors}
+	st.Held = l.P99 <= sloUS && l.Errors == 0 && st.Achieved >= 0.95*rate
+	if !st.Held {
+		s.paused.Store(true)
+		s.schedule.Add(1) // drop what the missed step queued
+		deadline := time.Now().Add(s.cfg.OpTimeout + time.Second)
+		for s.inflight.Load() > 0 && time.Now().Before(deadline) {
+			if !sleepUntil(ctx, time.Now().Add(5*time.Millisecond)) {
+				return RampStep{}, false
 			}
 		}
 	}
+	return st, true
 }
 
 // sample cuts the timeline every second and prints the progress line.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -119,9 +120,10 @@ func TestRampFirstStepMisses(t *testing.T) {
 			if rp.Steps[0].Held || !(rp.Capacity > 0) || !(rp.Missed > rp.Capacity) {
 				t.Fatalf("first step held %v, capacity %v, missed %v; want a miss, then a capacity below the lowest miss", rp.Steps[0].Held, rp.Capacity, rp.Missed)
 			}
-			if !strings.Contains(table, fmt.Sprintf("ramp capacity  %.0f ops/s", rp.Capacity)) {
+			if !regexp.MustCompile(fmt.Sprintf(`\nramp capacity +%.0f ops/s`, rp.Capacity)).MatchString(table) {
 				t.Errorf("the table does not state the capacity %.0f", rp.Capacity)
 			}
+
 		})
 	}
 }
@@ -140,6 +142,16 @@ func checkRamp(t *testing.T, cfg Config, rp *RampReport) {
 		held := st.P99 <= rp.SLOUS && st.Errors == 0 && st.Achieved >= 0.95*st.Rate
 		if st.Held != held || st.Achieved <= 0 {
 			t.Errorf("ramp step %d judged held=%v from %+v (SLO %vµs)", i, st.Held, st, rp.SLOUS)
+		}
+		last := i+1 == len(rp.Steps)
+		if !st.Held && !st.Retry && last {
+			t.Errorf("ramp step %d missed and was not run again: %+v", i, rp.Steps)
+		}
+		if st.Retry != (i > 0 && !rp.Steps[i-1].Held && !rp.Steps[i-1].Retry) || (st.Retry && st.Rate != rp.Steps[i-1].Rate) {
+			t.Errorf("ramp step %d: retry %v after %+v", i, st.Retry, rp.Steps[max(i-1, 0)])
+		}
+		if !st.Held && !st.Retry {
+			continue // judged by the retry that follows
 		}
 		if want, ok := search.rate(); !ok || want != st.Rate {
 			t.Fatalf("ramp step %d at %v, want %v (more: %v); steps %+v", i, st.Rate, want, ok, rp.Steps)

@@ -199,7 +199,9 @@ type RampReport struct {
 	FloorRatio float64     `json:"floor_ratio,omitempty"`
 }
 
-// RampStep is one rate of the ramp, begun At seconds into the run.
+// RampStep is one rate of the ramp, begun At seconds into the run. Retry
+// marks a step that ran its rate again after the step before it missed: the
+// rate is judged by the retry.
 type RampStep struct {
 	Rate     float64 `json:"rate"`
 	At       float64 `json:"at_s"`
@@ -207,6 +209,7 @@ type RampStep struct {
 	P99      float64 `json:"p99_us"`
 	Errors   int64   `json:"errors"`
 	Held     bool    `json:"held"`
+	Retry    bool    `json:"retry,omitempty"`
 }
 
 // maxLateShare is the share of operations released late above which the
@@ -301,7 +304,11 @@ func rampTable(p func(string, ...any), name string, rp *RampReport) {
 	p("")
 	p("%s rate\tachieved\tp99\terrors\theld (p99 ≤ %s)", name, us(rp.SLOUS))
 	for _, st := range rp.Steps {
-		p("%.0f\t%.0f\t%s\t%d\t%v", st.Rate, st.Achieved, us(st.P99), st.Errors, st.Held)
+		retry := ""
+		if st.Retry {
+			retry = " (again)"
+		}
+		p("%.0f%s\t%.0f\t%s\t%d\t%v", st.Rate, retry, st.Achieved, us(st.P99), st.Errors, st.Held)
 	}
 	p("%s capacity\t%s", name, rp.capacityText())
 }
