@@ -320,6 +320,14 @@ func storeCalls(st *store.Redis, ns string) map[string]methodCall {
 			tt, err := st.TrackingTables(ctx)
 			return err, len(tt) == 0
 		},
+		"UserLinks": func(ctx context.Context) (error, bool) {
+			l, err := st.UserLinks(ctx, ns, "u1", []string{svc})
+			return err, len(l) == 0
+		},
+		"Services": func(ctx context.Context) (error, bool) {
+			s, err := st.Services(ctx, ns)
+			return err, len(s) == 0
+		},
 	}
 }
 
