@@ -1,0 +1,15 @@
+// Command stickyctl is the operator's tool for a stickyroute fleet: it shows
+// the pods of a service and where a user is linked, moves a user between
+// pods without racing the fleet, and watches a service's pods change.
+//
+//	stickyctl pods  -redis 127.0.0.1:6379 -ns game -svc room
+//	stickyctl user  -redis 127.0.0.1:6379 -ns game u42
+//	stickyctl move  -redis 127.0.0.1:6379 -ns game -svc room u42 3
+//	stickyctl watch -redis 127.0.0.1:6379 -ns game -svc room
+//
+// Every command takes -redis ADDR (a standalone Redis), -cluster ADDRS (Redis
+// Cluster nodes, comma-separated) or -embedded (an in-process Redis, to try
+// the tool out), and -o table (the default) or -o json. The exit status is
+// 0 when the command did what it was asked, 1 when what it looked for does
+// not exist (a user with no link), and 2 on an error, which it names.
+package main

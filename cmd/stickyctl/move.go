@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+
+	"github.com/stickyroute/stickyroute/store"
+)
+
+var moveCmd = command{
+	name: "move", usage: "-ns N -svc S [-force] UID POD",
+	summary: "link a user to another pod, compare-and-set from the pod it is on now (never a blind overwrite); the link keeps its kind and time to live",
+	flags: func(fs *flag.FlagSet, o *opts) {
+		serviceFlags(fs, o)
+		fs.BoolVar(&o.force, "force", false, "move even to a pod that is not accepting new users")
+	},
+	run: runMove,
+}
+
+// beforeMove, when set (by a test), runs between reading the user's link and
+// the compare-and-set that moves it: where a concurrent move races.
+var beforeMove func()
+
+type moveView struct {
+	Namespace  string `json:"namespace"`
+	Service    string `json:"service"`
+	UID        string `json:"uid"`
+	From       int    `json:"from"`
+	To         int    `json:"to"`
+	Persistent bool   `json:"persistent"`
+}
+
+func runMove(ctx context.Context, e *env, args []string) error {
+	if len(args) != 2 {
+		return errors.New("give UID and POD")
+	}
+	uid, ns := args[0], e.o.ns
+	if err := store.ValidateUID("UID", uid); err != nil {
+		return err
+	}
+	pod, err := strconv.Atoi(args[1])
+	if err != nil || pod < 0 || pod > store.MaxPod {
+		return fmt.Errorf("POD %q: want a pod index, 0 to %d", args[1], store.MaxPod)
+	}
+	svc, err := e.service()
+	if err != nil {
+		return err
+	}
+	links, err := e.st.UserLinks(ctx, ns, uid, []string{svc})
+	if err != nil {
+		return err
+	}
+	if len(links) == 0 {
+		return notFound("user %q has no link to service %q in namespace %q: nothing to move", uid, svc, ns)
+	}
+	cur := links[0]
+	if !e.o.force {
+		pods, err := readPods(ctx, e, svc)
+		if err != nil {
+			return err
+		}
+		if err := accepting(pods, pod); err != nil {
+			return fmt.Errorf("%w; -force moves anyway", err)
+		}
+	}
+	ttl := store.Persistent
+	if !cur.Persistent {
+		ttl = max(int((cur.TTL.Milliseconds()+999)/1000), 1) // what it had left, in whole seconds
+	}
+	if beforeMove != nil {
+		beforeMove()
+	}
+	moved, now, err := e.st.ReplaceLinkedPod(ctx, ns, uid, svc, cur.Pod, pod, ttl)
+	if err != nil {
+		return err
+	}
+	if !moved {
+		return fmt.Errorf("user %q moved while this ran: linked to pod %d now, not %d; nothing written", uid, now, cur.Pod)
+	}
+	v := moveView{Namespace: ns, Service: svc, UID: uid, From: cur.Pod, To: pod, Persistent: cur.Persistent}
+	return e.emit(v, func(p func(string, ...any)) {
+		p("moved %s (%s/%s) from pod %d to pod %d", uid, ns, svc, cur.Pod, pod)
+	})
+}
+
+// accepting returns nil when pod is among pods and takes new users, else an
+// error saying why not.
+func accepting(v podsView, pod int) error {
+	for _, p := range v.Pods {
+		if p.Pod != pod {
+			continue
+		}
+		if !p.Accepting {
+			why := p.State
+			if !p.Alive {
+				why = "dead: no publish for " + fmt.Sprint(p.AgeMS) + "ms"
+			}
+			return fmt.Errorf("pod %d of %s is not accepting new users (%s)", pod, v.Service, why)
+		}
+		return nil
+	}
+	return fmt.Errorf("service %s has no pod %d", v.Service, pod)
+}

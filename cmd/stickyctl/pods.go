@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/stickyroute/stickyroute/store"
+)
+
+var podsCmd = command{
+	name: "pods", usage: "-ns N -svc S",
+	summary: "the pods of a service: routing state, load, age of the last publish, alive/routable/accepting; the service's workload state",
+	flags:   serviceFlags,
+	run:     runPods,
+}
+
+// podRow is one pod as pods shows it.
+type podRow struct {
+	Pod int `json:"pod"`
+	// State is the routing state the pod published.
+	State string `json:"state"`
+	Load  int    `json:"load"`
+	// AgeMS is the age of the last publish, on the Redis server's clock.
+	AgeMS     int64 `json:"age_ms"`
+	Alive     bool  `json:"alive"`
+	Routable  bool  `json:"routable"`
+	Accepting bool  `json:"accepting"`
+}
+
+// podsView is the whole answer of pods.
+type podsView struct {
+	Namespace string   `json:"namespace"`
+	Service   string   `json:"service"`
+	Workload  workload `json:"workload"`
+	Pods      []podRow `json:"pods"`
+	// Skipped are the fields of the pod-state hash that are not pod states.
+	Skipped []string `json:"skipped,omitempty"`
+}
+
+type workload struct {
+	Status    string `json:"status"`
+	Accepting int    `json:"accepting"`
+	Alive     int    `json:"alive"`
+}
+
+// readPods reads the service's pods and judges each as the engine does:
+// alive while its last publish is within the staleness window, routable
+// when alive and not Shutdown, accepting when alive and Ready. A service
+// no pod ever published is an error naming it.
+func readPods(ctx context.Context, e *env, svc string) (podsView, error) {
+	ns := e.o.ns
+	v := podsView{Namespace: ns, Service: svc, Pods: []podRow{}}
+	ss, err := e.st.GetServiceState(ctx, ns, svc)
+	if err != nil {
+		return v, err
+	}
+	if len(ss.Pods) == 0 && len(ss.Skipped) == 0 {
+		return v, fmt.Errorf("no pod of service %q in namespace %q has published a state (is the namespace or the service misspelled?)", svc, ns)
+	}
+	for _, p := range ss.Pods {
+		age := max(ss.Now-p.Updated, 0)
+		r := podRow{Pod: p.Pod, State: p.Routing.String(), Load: p.Load, AgeMS: age,
+			Alive: time.Duration(age)*time.Millisecond <= e.o.staleness}
+		r.Routable = r.Alive && p.Routing != store.Shutdown
+		r.Accepting = r.Alive && p.Routing == store.Ready
+		v.Pods = append(v.Pods, r)
+	}
+	for _, c := range ss.Skipped {
+		v.Skipped = append(v.Skipped, c.Error())
+	}
+	w, err := e.st.GetWorkloadState(ctx, ns, svc)
+	var ce *store.CorruptError
+	if err != nil && !errors.As(err, &ce) {
+		return v, err
+	}
+	v.Workload = workload{Status: w.Status.String(), Accepting: w.Accepting, Alive: w.Alive}
+	return v, nil
+}
+
+func runPods(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
+	}
+	svc, err := e.service()
+	if err != nil {
+		return err
+	}
+	v, err := readPods(ctx, e, svc)
+	if err != nil {
+		return err
+	}
+	return e.emit(v, func(p func(string, ...any)) {
+		p("POD\tSTATE\tLOAD\tAGE\tALIVE\tROUTABLE\tACCEPTING")
+		for _, r := range v.Pods {
+			p("%d\t%s\t%d\t%s\t%s\t%s\t%s", r.Pod, r.State, r.Load, time.Duration(r.AgeMS)*time.Millisecond, yes(r.Alive), yes(r.Routable), yes(r.Accepting))
+		}
+		p("")
+		p("workload\t%s (%d accepting, %d alive)", v.Workload.Status, v.Workload.Accepting, v.Workload.Alive)
+		for _, s := range v.Skipped {
+			p("skipped\t%s", s)
+		}
+	})
+}
+
+func yes(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
