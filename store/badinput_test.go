@@ -29,6 +29,17 @@ func everyOp(e *env, ns, uid, svc string, pod, ttl int) map[string]error {
 	return errs
 }
 
+// controlOps calls every operation on the pod states and requests of svc
+// that takes (ns, svc, pod) and returns each one's error, by operation name.
+func controlOps(e *env, ns, svc string, pod int) map[string]error {
+	errs := map[string]error{}
+	_, errs["PublishServiceState"] = e.s.PublishServiceState(e.ctx, ns, svc, pod, 1, store.Ready)
+	errs["RequestRoutingState"] = e.s.RequestRoutingState(e.ctx, ns, svc, pod, store.DenyNewCall)
+	_, errs["ClearRoutingRequest"] = e.s.ClearRoutingRequest(e.ctx, ns, svc, pod)
+	_, errs["RoutingRequests"] = e.s.RoutingRequests(e.ctx, ns, svc)
+	return errs
+}
+
 // wantInvalid checks that err is an *InvalidArgumentError naming arg.
 func wantInvalid(t *testing.T, what string, err error, arg string) {
 	t.Helper()
@@ -69,6 +80,12 @@ func TestBadInput(t *testing.T) {
 			wantInvalid(t, "GetWorkloadStateBatch service "+what, err, "services[1]")
 			_, err = e.s.GetLinkService(e.ctx, name, "u1")
 			wantInvalid(t, "GetLinkService namespace "+what, err, "namespace")
+			for op, err := range controlOps(e, name, svc, 1) {
+				wantInvalid(t, op+" namespace "+what, err, "namespace")
+			}
+			for op, err := range controlOps(e, e.ns, name, 1) {
+				wantInvalid(t, op+" service "+what, err, "service")
+			}
 		}
 		// 128 characters is the longest accepted name.
 		long := strings.Repeat("n", 128)
@@ -113,6 +130,25 @@ func TestBadInput(t *testing.T) {
 		wantInvalid(t, "SetWorkloadState accepting > alive", err, "accepting")
 		_, err = e.s.SetWorkloadState(e.ctx, e.ns, svc, 0, 2, 0)
 		wantInvalid(t, "SetWorkloadState ttl 0", err, "ttl")
+		for _, pod := range []int{-1, store.MaxPod + 1} {
+			for op, err := range controlOps(e, e.ns, svc, pod) {
+				if op == "RoutingRequests" {
+					continue // takes no pod
+				}
+				wantInvalid(t, op+" pod "+strconv.Itoa(pod), err, "pod")
+			}
+		}
+		for _, st := range []store.RoutingState{store.Ready, store.RoutingUnknown, store.Shutdown + 1} {
+			err = e.s.RequestRoutingState(e.ctx, e.ns, svc, 0, st)
+			wantInvalid(t, "RequestRoutingState "+st.String(), err, "state")
+		}
+		if err := e.s.RequestRoutingState(e.ctx, e.ns, svc, 0, store.Ready); !strings.Contains(err.Error(), "ClearRoutingRequest") {
+			t.Fatalf("RequestRoutingState Ready: %v, want the error to point at ClearRoutingRequest", err)
+		}
+		_, err = e.s.PublishServiceState(e.ctx, e.ns, svc, 0, -1, store.Ready)
+		wantInvalid(t, "PublishServiceState load -1", err, "load")
+		_, err = e.s.PublishServiceState(e.ctx, e.ns, svc, 0, 1, store.RoutingUnknown)
+		wantInvalid(t, "PublishServiceState routing unknown", err, "routing")
 
 		// Nothing was written by any rejected call: only the 128-char service link exists.
 		want := []string{store.LinkKey(e.ns, "u1", long), store.DirKey(e.ns, "u1")}

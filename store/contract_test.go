@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -547,6 +548,171 @@ var contract = []redistest.Case[*env]{
 		}
 	}},
 
+	// --- Operator control (K5, SPEC §7) ---
+	{Name: "Control/request_list_clear", Run: func(e *env) {
+		e.must(e.s.RequestRoutingState(e.ctx, e.ns, svc, 2, store.DenyNewCall))
+		e.must(e.s.RequestRoutingState(e.ctx, e.ns, svc, 0, store.Shutdown))
+		e.must(e.s.RequestRoutingState(e.ctx, e.ns, svc, 7, store.Shutdown))
+		e.must(e.s.RequestRoutingState(e.ctx, e.ns, svc, 7, store.DenyNewCall)) // the latest request stands
+		if got, want := e.hgetall(store.ControlKey(e.ns, svc)), map[string]string{"0": "0", "2": "2", "7": "2"}; !maps.Equal(got, want) {
+			e.t.Fatalf("K5 = %v, want %v", got, want)
+		}
+		e.wantRequests(map[int]store.RoutingState{0: store.Shutdown, 2: store.DenyNewCall, 7: store.DenyNewCall})
+		for _, c := range []struct {
+			pod     int
+			existed bool
+		}{{2, true}, {2, false}, {5, false}} {
+			existed, err := e.s.ClearRoutingRequest(e.ctx, e.ns, svc, c.pod)
+			if err != nil || existed != c.existed {
+				e.t.Fatalf("ClearRoutingRequest(%d) = (%v, %v), want (%v, nil)", c.pod, existed, err, c.existed)
+			}
+		}
+		e.wantRequests(map[int]store.RoutingState{0: store.Shutdown, 7: store.DenyNewCall})
+		// Requests touch K5 only: no pod state appears.
+		if got, want := e.keys(), []string{store.ControlKey(e.ns, svc)}; !slices.Equal(got, want) {
+			e.t.Fatalf("keys = %q, want only %q", got, want)
+		}
+	}},
+	{Name: "Control/no_requests_is_empty", Run: func(e *env) {
+		e.wantRequests(map[int]store.RoutingState{})
+	}},
+	{Name: "Control/key_is_K3_with_suffix", Run: func(e *env) {
+		// The Java framework's K3 key plus "ctl" outside the hash tag: the
+		// same cluster slot, so one script reads K5 and writes K3.
+		if got, want := store.ControlKey(e.ns, svc), "sf:{"+e.ns+":state:"+svc+"}ctl"; got != want {
+			e.t.Fatalf("ControlKey = %q, want %q", got, want)
+		}
+		if !strings.HasPrefix(store.ControlKey(e.ns, svc), store.StateKey(e.ns, svc)) {
+			e.t.Fatal("K5 does not extend K3's key")
+		}
+	}},
+	{Name: "Control/publish_writes_the_more_restrictive", Run: func(e *env) {
+		none := store.RoutingUnknown
+		for i, c := range []struct {
+			own, request, want store.RoutingState
+		}{
+			{store.Ready, none, store.Ready},
+			{store.DenyNewCall, none, store.DenyNewCall},
+			{store.Shutdown, none, store.Shutdown},
+			{store.Ready, store.DenyNewCall, store.DenyNewCall},
+			{store.Ready, store.Shutdown, store.Shutdown},
+			{store.DenyNewCall, store.DenyNewCall, store.DenyNewCall},
+			{store.DenyNewCall, store.Shutdown, store.Shutdown},
+			{store.Shutdown, store.DenyNewCall, store.Shutdown},
+			{store.Shutdown, store.Shutdown, store.Shutdown},
+		} {
+			pod := 10 + i
+			if c.request != none {
+				e.must(e.s.RequestRoutingState(e.ctx, e.ns, svc, pod, c.request))
+			}
+			p, err := e.s.PublishServiceState(e.ctx, e.ns, svc, pod, 40+i, c.own)
+			e.must(err)
+			want := store.Published{Updated: p.Updated, Routing: c.want, Requested: c.request}
+			if p != want || p.Updated <= 0 {
+				e.t.Fatalf("own %v, request %v: published %+v, want %+v", c.own, c.request, p, want)
+			}
+			e.wantK3(pod, store.StateValue{Load: 40 + i, Updated: p.Updated, Routing: c.want})
+		}
+	}},
+	{Name: "Control/clear_restores_own_state_at_next_publish", Run: func(e *env) {
+		e.must(e.s.RequestRoutingState(e.ctx, e.ns, svc, 0, store.DenyNewCall))
+		p, err := e.s.PublishServiceState(e.ctx, e.ns, svc, 0, 3, store.Ready)
+		e.must(err)
+		e.wantK3(0, store.StateValue{Load: 3, Updated: p.Updated, Routing: store.DenyNewCall})
+		_, err = e.s.ClearRoutingRequest(e.ctx, e.ns, svc, 0)
+		e.must(err)
+		p, err = e.s.PublishServiceState(e.ctx, e.ns, svc, 0, 3, store.Ready)
+		e.must(err)
+		if want := (store.Published{Updated: p.Updated, Routing: store.Ready}); p != want {
+			e.t.Fatalf("after clear published %+v, want %+v", p, want)
+		}
+		e.wantK3(0, store.StateValue{Load: 3, Updated: p.Updated, Routing: store.Ready})
+	}},
+	{Name: "Control/request_of_another_pod_is_not_applied", Run: func(e *env) {
+		e.must(e.s.RequestRoutingState(e.ctx, e.ns, svc, 1, store.Shutdown))
+		p, err := e.s.PublishServiceState(e.ctx, e.ns, svc, 0, 0, store.Ready)
+		e.must(err)
+		if p.Routing != store.Ready || p.Requested != store.RoutingUnknown {
+			e.t.Fatalf("pod 0 published %+v, want Ready with no request", p)
+		}
+	}},
+	{Name: "Control/SetServiceState_ignores_requests", Run: func(e *env) {
+		// The plain write (the Java fleet's, a test's) stays what it was.
+		e.must(e.s.RequestRoutingState(e.ctx, e.ns, svc, 0, store.Shutdown))
+		ms, err := e.s.SetServiceState(e.ctx, e.ns, svc, 0, 5, store.Ready)
+		e.must(err)
+		e.wantK3(0, store.StateValue{Load: 5, Updated: ms, Routing: store.Ready})
+	}},
+	{Name: "Control/publish_ignores_a_corrupt_request", Run: func(e *env) {
+		ctl := store.ControlKey(e.ns, svc)
+		// "1" (Ready) is not a request either: clearing is how a pod is
+		// given back its own state.
+		for i, bad := range []string{"1", "garbage", "", "00", " 2", "3"} {
+			e.hset(ctl, strconv.Itoa(i), bad)
+			p, err := e.s.PublishServiceState(e.ctx, e.ns, svc, i, 1, store.Ready)
+			if err != nil {
+				e.t.Fatalf("request %q failed the publish: %v", bad, err)
+			}
+			want := store.Published{Updated: p.Updated, Routing: store.Ready,
+				Ignored: &store.CorruptError{Key: ctl, Field: strconv.Itoa(i), Value: bad}}
+			if p.Routing != want.Routing || p.Requested != want.Requested || p.Ignored == nil || *p.Ignored != *want.Ignored {
+				e.t.Fatalf("request %q: published %+v (ignored %v), want %+v (ignored %v)", bad, p, p.Ignored, want, want.Ignored)
+			}
+			e.wantK3(i, store.StateValue{Load: 1, Updated: p.Updated, Routing: store.Ready})
+		}
+	}},
+	{Name: "Control/wrong_type_K5", Run: func(e *env) {
+		ctl := store.ControlKey(e.ns, svc)
+		e.set(ctl, "not a hash")
+		p, err := e.s.PublishServiceState(e.ctx, e.ns, svc, 0, 2, store.DenyNewCall)
+		if err != nil {
+			e.t.Fatalf("a string K5 failed the publish: %v", err)
+		}
+		if p.Routing != store.DenyNewCall || p.Requested != store.RoutingUnknown || p.Ignored == nil ||
+			*p.Ignored != (store.CorruptError{Key: ctl, Value: "(wrong type)"}) {
+			e.t.Fatalf("published %+v (ignored %v), want own DenyNewCall and K5 ignored as of the wrong type", p, p.Ignored)
+		}
+		e.wantK3(0, store.StateValue{Load: 2, Updated: p.Updated, Routing: store.DenyNewCall})
+		wantCorruptKey := func(op string, err error) {
+			e.t.Helper()
+			var ce *store.CorruptError
+			if !errors.As(err, &ce) || ce.Key != ctl {
+				e.t.Fatalf("%s on a string K5: %v, want *CorruptError for %s", op, err, ctl)
+			}
+		}
+		m, err := e.s.RoutingRequests(e.ctx, e.ns, svc)
+		wantCorruptKey("RoutingRequests", err)
+		if m != nil {
+			e.t.Fatalf("RoutingRequests map = %v beside the error, want nil", m)
+		}
+		wantCorruptKey("RequestRoutingState", e.s.RequestRoutingState(e.ctx, e.ns, svc, 0, store.Shutdown))
+		_, err = e.s.ClearRoutingRequest(e.ctx, e.ns, svc, 0)
+		wantCorruptKey("ClearRoutingRequest", err)
+	}},
+	{Name: "Control/requests_report_corrupt_fields_beside_the_good", Run: func(e *env) {
+		ctl := store.ControlKey(e.ns, svc)
+		e.must(e.s.RequestRoutingState(e.ctx, e.ns, svc, 4, store.Shutdown))
+		planted := map[string]string{"03": "2", "x": "0", "5": "1", "6": "", "-1": "2"}
+		for f, v := range planted {
+			e.hset(ctl, f, v)
+		}
+		m, err := e.s.RoutingRequests(e.ctx, e.ns, svc)
+		if want := map[int]store.RoutingState{4: store.Shutdown}; !maps.Equal(m, want) {
+			e.t.Fatalf("requests = %v, want %v beside the errors", m, want)
+		}
+		var got []string
+		for _, err := range err.(interface{ Unwrap() []error }).Unwrap() {
+			var ce *store.CorruptError
+			if !errors.As(err, &ce) || ce.Key != ctl || planted[ce.Field] != ce.Value {
+				e.t.Fatalf("error %v does not name a planted field", err)
+			}
+			got = append(got, ce.Field)
+		}
+		if want := []string{"-1", "03", "5", "6", "x"}; !slices.Equal(got, want) {
+			e.t.Fatalf("corrupt fields %q, want %q in order", got, want)
+		}
+	}},
+
 	// --- Workload state ---
 	{Name: "WorkloadState/statuses_ttl_and_missing", Run: func(e *env) {
 		for _, c := range []struct {
@@ -605,6 +771,10 @@ var contract = []redistest.Case[*env]{
 		e.b.FlushScripts(e.t)
 		if _, err := e.s.GetServiceState(e.ctx, e.ns, svc); err != nil {
 			e.t.Fatalf("read-only script after flush: %v", err)
+		}
+		e.b.FlushScripts(e.t)
+		if _, err := e.s.PublishServiceState(e.ctx, e.ns, svc, 0, 1, store.Ready); err != nil {
+			e.t.Fatalf("publish script after flush: %v", err)
 		}
 	}},
 }
@@ -700,5 +870,36 @@ func (e *env) wantLinkService(uid string, want map[string]int) {
 	}
 	if after := e.dir(uid); !maps.Equal(after, before) {
 		e.t.Fatalf("K2 = %v after the read, want %v unchanged", after, before)
+	}
+}
+
+// hgetall returns the raw fields of hash key.
+func (e *env) hgetall(key string) map[string]string {
+	e.t.Helper()
+	m, err := e.raw(e.b.Client.B().Hgetall().Key(key).Build()).AsStrMap()
+	if err != nil {
+		e.t.Fatalf("HGETALL %s: %v", key, err)
+	}
+	return m
+}
+
+// wantRequests checks that RoutingRequests reports exactly want, without an
+// error.
+func (e *env) wantRequests(want map[int]store.RoutingState) {
+	e.t.Helper()
+	got, err := e.s.RoutingRequests(e.ctx, e.ns, svc)
+	if err != nil || got == nil || !maps.Equal(got, want) {
+		e.t.Fatalf("RoutingRequests = (%v, %v), want (%v, nil)", got, err, want)
+	}
+}
+
+// wantK3 checks that K3 holds exactly want for pod, in the wire format
+// SPEC §3.2 gives (the Java fleet reads it).
+func (e *env) wantK3(pod int, want store.StateValue) {
+	e.t.Helper()
+	v, err := e.raw(e.b.Client.B().Hget().Key(store.StateKey(e.ns, svc)).Field(strconv.Itoa(pod)).Build()).ToString()
+	e.must(err)
+	if w := string(store.AppendStateValue(nil, want)); v != w {
+		e.t.Fatalf("K3[%d] = %q, want %q", pod, v, w)
 	}
 }

@@ -32,6 +32,7 @@ const (
 	linkInfix      = ":lk:"
 	stateInfix     = ":state:"
 	workloadInfix  = ":workload:"
+	controlSuffix  = "ctl"
 	escapedBytes   = "{}%"
 	escapeWidth    = 3 // "%7B"
 	upperHexDigits = "0123456789ABCDEF"
@@ -55,6 +56,13 @@ func DirKey(ns, uid string) string {
 // StateKey returns K3, the hash of the pod states of svc: sf:{<ns>:state:<svc>}.
 func StateKey(ns, svc string) string {
 	return keyPrefix + ns + stateInfix + svc + "}"
+}
+
+// ControlKey returns K5, the hash of the routing states an operator requested
+// for the pods of svc: sf:{<ns>:state:<svc>}ctl. Its hash tag is StateKey's,
+// so it shares K3's cluster slot and a pod's publish reads both at once.
+func ControlKey(ns, svc string) string {
+	return StateKey(ns, svc) + controlSuffix
 }
 
 // WorkloadKey returns K4, the workload state of svc: sf:{<ns>:workload:<svc>}.

@@ -45,6 +45,19 @@ func (s RoutingState) wire() (byte, bool) {
 	return 0, false
 }
 
+// routingFromWire decodes a routing digit of the pod-state value.
+func routingFromWire(s string) (RoutingState, bool) {
+	switch s {
+	case "1":
+		return Ready, true
+	case "2":
+		return DenyNewCall, true
+	case "0":
+		return Shutdown, true
+	}
+	return RoutingUnknown, false
+}
+
 // StateValue is a decoded pod-state value (a K3 field value, SPEC §3.2):
 // <load>-<updatedMillis>-<routing>.
 type StateValue struct {
@@ -90,14 +103,8 @@ func ParseStateValue(s string) (StateValue, error) {
 	// non-empty load (which may carry its own minus sign).
 	if mid := lastDash(head, len(head)); mid > 0 {
 		loadStr, updatedStr = head[:mid], head[mid+1:]
-		switch tail {
-		case "1":
-			routing = Ready
-		case "2":
-			routing = DenyNewCall
-		case "0":
-			routing = Shutdown
-		default:
+		var ok bool
+		if routing, ok = routingFromWire(tail); !ok {
 			return StateValue{}, errStateValue
 		}
 	}

@@ -350,6 +350,8 @@ var (
 	scriptRemove     = loadScript("remove", false, true)
 	scriptRemoveID   = loadScript("removeid", false, true)
 	scriptSetState   = loadScript("setstate", false, false)
+	// publishstate is setstate reading the operator's request (K5) too.
+	scriptPublishState = loadScript("publishstate", false, false)
 	// Not read-only on purpose: EVALSHA_RO may be served by a replica, whose
 	// clock is not the one that stamped the states.
 	scriptGetState    = loadScript("getstate", false, false)
