@@ -288,6 +288,21 @@ func storeCalls(st *store.Redis, ns string) map[string]methodCall {
 			s, err := st.GetServiceState(ctx, ns, svc)
 			return err, len(s.Pods) == 0
 		},
+		"PublishServiceState": func(ctx context.Context) (error, bool) {
+			p, err := st.PublishServiceState(ctx, ns, svc, 0, 1, store.Ready)
+			return err, p == (store.Published{})
+		},
+		"RequestRoutingState": func(ctx context.Context) (error, bool) {
+			return st.RequestRoutingState(ctx, ns, svc, 0, store.DenyNewCall), true
+		},
+		"ClearRoutingRequest": func(ctx context.Context) (error, bool) {
+			ok, err := st.ClearRoutingRequest(ctx, ns, svc, 0)
+			return err, !ok
+		},
+		"RoutingRequests": func(ctx context.Context) (error, bool) {
+			m, err := st.RoutingRequests(ctx, ns, svc)
+			return err, len(m) == 0
+		},
 		"RemoveServiceState": func(ctx context.Context) (error, bool) {
 			ok, err := st.RemoveServiceState(ctx, ns, svc, 0)
 			return err, !ok
@@ -414,7 +429,7 @@ func TestClosedSendsNothing(t *testing.T) {
 			runClosed(t, o, "States", sc)
 
 			svr := serverCalls(srv, ns)
-			checkCovers(t, "Server", srv, svr, "GetLoadState", "GetRoutingState", "Stats", "Stop")
+			checkCovers(t, "Server", srv, svr, "GetLoadState", "GetRoutingState", "RequestedRoutingState", "Stats", "Stop")
 			runClosed(t, o, "Server", svr)
 			if err := srv.Stop(ctx); err != nil {
 				t.Errorf("Stop again: %v, want nil", err)

@@ -306,7 +306,7 @@ var (
 	rtTrySet       = roundTrip{"TrySetLinkedPod", "EVALSHA", "tryset"}
 	rtRemove       = roundTrip{"RemoveLinkedPod", "EVALSHA", "remove"}
 	rtRemoveID     = roundTrip{"RemoveLinkedPodWithId", "EVALSHA", "removeid"}
-	rtSetState     = roundTrip{"SetServiceState", "EVALSHA", "setstate"}
+	rtPublishState = roundTrip{"PublishServiceState", "EVALSHA", "publishstate"}
 	rtGetState     = roundTrip{"GetServiceState", "EVALSHA", "getstate"}
 	rtSetWorkload  = roundTrip{"SetWorkloadState", "EVALSHA", "setworkload"}
 )

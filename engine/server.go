@@ -38,6 +38,12 @@ const (
 // every heartbeat, publishes the service's workload state when it is the
 // lowest alive pod, and writes the links of the users the pod holds.
 //
+// Each publish also reads the operator's request for the pod (K5, SPEC §7:
+// store.Redis.RequestRoutingState, stickyctl drain) in the same round trip
+// and publishes the more restrictive of the pod's own routing state and the
+// request; the own state is unchanged (GetRoutingState) and the request
+// applied is RequestedRoutingState.
+//
 // Start begins publishing; Stop drains the pod (DenyNewCall for the drain
 // window, then Shutdown) and ends every goroutine the Server started.
 //
@@ -63,6 +69,9 @@ type Server struct {
 	// written by the setters (routing only under mu, see below).
 	load    atomic.Int64
 	routing atomic.Uint32 // a RoutingState
+	// requested is the operator's request (a RoutingState) the latest
+	// successful publish applied, RoutingUnknown when there was none.
+	requested atomic.Uint32
 
 	// pub is a one-slot semaphore held around each publish, from reading the
 	// in-memory state to the Redis reply. Publishes are therefore applied in
@@ -94,9 +103,12 @@ type Server struct {
 	heartbeats     atomic.Uint64
 	failures       atomic.Uint64
 	workloadWrites atomic.Uint64
-	// errMu guards lastErr.
+	// errMu guards lastErr and ignored.
 	errMu   sync.Mutex
 	lastErr error
+	// ignored is the operator's request value the latest successful publish
+	// found unusable and ignored; nil when it found a usable one or none.
+	ignored error
 }
 
 // ServerStats are a Server's counters since NewServer. Only the periodic
@@ -119,6 +131,12 @@ type ServerStats struct {
 	// WorkloadWrites counts the workload states (K4) this pod wrote as the
 	// lowest alive pod of its service.
 	WorkloadWrites uint64
+	// IgnoredRequest, when not nil, is a *store.CorruptError naming the
+	// operator's request (K5) the latest publish found and ignored because
+	// it is not a routing state a request may hold: the pod published its
+	// own state, as with no request. Nil again once a publish finds a valid
+	// request or none. An operator's bad value never fails a publish.
+	IgnoredRequest error
 }
 
 // NewServer checks cfg, fills its defaults (see ServerConfig and Timing) and
@@ -267,8 +285,21 @@ func (s *Server) SetRoutingState(ctx context.Context, st RoutingState) error {
 }
 
 // GetRoutingState returns the pod's routing state as last set (by the
-// application, or by Stop). It does not block.
+// application, or by Stop). An operator's request does not change it: the
+// pod publishes the more restrictive of the two (see RequestedRoutingState).
+// It does not block.
 func (s *Server) GetRoutingState() RoutingState { return RoutingState(s.routing.Load()) }
+
+// RequestedRoutingState returns the operator's request (DenyNewCall or
+// Shutdown, SPEC §7) that the latest successful publish read and applied, and
+// true; or RoutingUnknown and false when that publish found no request (or
+// ignored an unusable one, see ServerStats.IgnoredRequest), or before the
+// first publish. The pod published the more restrictive of GetRoutingState
+// and the request. It does not block.
+func (s *Server) RequestedRoutingState() (RoutingState, bool) {
+	r := RoutingState(s.requested.Load())
+	return r, r != RoutingUnknown
+}
 
 // linkGate is the check every link write makes first. A nil context is an
 // invalid argument, and once Stop withdraws the pod (or the Server was
@@ -599,17 +630,20 @@ func (s *Server) awaitTransition(ctx context.Context) error {
 // Stats returns the Server's counters. It does not block on Redis.
 func (s *Server) Stats() ServerStats {
 	s.errMu.Lock()
-	last := s.lastErr
+	last, ignored := s.lastErr, s.ignored
 	s.errMu.Unlock()
 	return ServerStats{
 		Heartbeats:        s.heartbeats.Load(),
 		HeartbeatFailures: s.failures.Load(),
 		LastError:         last,
 		WorkloadWrites:    s.workloadWrites.Load(),
+		IgnoredRequest:    ignored,
 	}
 }
 
-// publish writes the pod's in-memory state to K3 (see pub for the ordering).
+// publish writes the pod's in-memory state to K3 (see pub for the ordering),
+// made more restrictive by the operator's request in K5 when there is one,
+// and records the request applied.
 func (s *Server) publish(ctx context.Context) error {
 	select {
 	case s.pub <- struct{}{}:
@@ -619,10 +653,21 @@ func (s *Server) publish(ctx context.Context) error {
 	defer func() { <-s.pub }()
 	// A load beyond int only exists on 32-bit platforms; it publishes as the largest.
 	load := int(min(s.load.Load(), math.MaxInt))
-	rctx, rt := s.obs.rt(ctx, rtSetState, s.ns, s.svc, 1)
-	_, err := s.st.SetServiceState(rctx, s.ns, s.svc, s.pod, load, s.GetRoutingState())
+	rctx, rt := s.obs.rt(ctx, rtPublishState, s.ns, s.svc, 1)
+	p, err := s.st.PublishServiceState(rctx, s.ns, s.svc, s.pod, load, s.GetRoutingState())
 	s.obs.end(rctx, rt, err)
-	return err
+	if err != nil {
+		return err
+	}
+	s.requested.Store(uint32(p.Requested))
+	var ignored error
+	if p.Ignored != nil {
+		ignored = p.Ignored
+	}
+	s.errMu.Lock()
+	s.ignored = ignored
+	s.errMu.Unlock()
+	return nil
 }
 
 // publishWithin publishes with stopPublishTimeout at the most (less when ctx

@@ -690,7 +690,7 @@ type publishCounter struct{ n atomic.Int64 }
 func (c *publishCounter) Begin(ctx context.Context, _ *engine.Op) context.Context { return ctx }
 func (c *publishCounter) Note(context.Context, engine.Note)                       {}
 func (c *publishCounter) End(_ context.Context, op *engine.Op) {
-	if op.Kind == engine.OpRoundTrip && op.Name == "SetServiceState" {
+	if op.Kind == engine.OpRoundTrip && op.Name == "PublishServiceState" {
 		c.n.Add(1)
 	}
 }

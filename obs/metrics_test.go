@@ -167,7 +167,7 @@ func TestMetricsAfterEngineCalls(t *testing.T) {
 		// refreshes of their states go on meanwhile).
 		after2 := exposed(t, m)
 		n := obs.Delta(st.before, after2, obs.Prefix+"store_requests_total")
-		for _, background := range []string{"GetServiceState", "SetServiceState", "SetWorkloadState"} {
+		for _, background := range []string{"GetServiceState", "PublishServiceState", "SetServiceState", "SetWorkloadState"} {
 			n -= obs.Delta(st.before, after2, obs.Prefix+"store_requests_total", "op", background)
 		}
 		if n != 0 {
