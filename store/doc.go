@@ -7,6 +7,11 @@
 //	K2 sf:{<ns>:lk:<uid>}          hash:   service → pod, persistent links only
 //	K3 sf:{<ns>:state:<svc>}       hash:   pod → <load>-<updatedMillis>-<routing>
 //	K4 sf:{<ns>:workload:<svc>}    string: <accepting>-<alive>-<updatedMillis>, with a TTL
+//	K5 sf:{<ns>:state:<svc>}ctl    hash:   pod → routing state an operator requested
+//
+// K5 is this library's own (the Java framework ignores it): an operator's
+// RequestRoutingState asks a pod to publish DenyNewCall or Shutdown, and the
+// pod's PublishServiceState applies it in the same round trip as its K3 write.
 //
 // Every operation is one atomic round trip (a Lua script run by SHA, or one
 // command) on a standalone Redis 7+, a Redis Cluster or the in-process Redis
