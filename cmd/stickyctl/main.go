@@ -37,13 +37,15 @@ func main() {
 // command is one verb of the tool.
 type command struct {
 	name, usage, summary string
-	// flags defines the command's own flags on fs; run does the work with
-	// the positional arguments.
+	// flags defines the command's own flags on fs; check, if set, vets them
+	// before anything connects; run does the work with the positional
+	// arguments.
 	flags func(fs *flag.FlagSet, o *opts)
+	check func(o *opts) error
 	run   func(ctx context.Context, e *env, args []string) error
 }
 
-var commands = []command{podsCmd, userCmd, moveCmd, watchCmd}
+var commands = []command{podsCmd, userCmd, moveCmd, drainCmd, undrainCmd, watchCmd, serveCmd}
 
 // realMain runs the tool with args and returns its exit status.
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -82,7 +84,14 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		return exitError
 	}
-	e, err := o.open(stdout)
+	var err error
+	if cmd.check != nil {
+		err = cmd.check(o)
+	}
+	var e *env
+	if err == nil {
+		e, err = o.open(stdout)
+	}
 	if err == nil {
 		defer e.close()
 		err = cmd.run(ctx, e, fs.Args())
@@ -124,7 +133,9 @@ type opts struct {
 	embedded               bool
 	ns, svc                string
 	staleness              time.Duration
-	force                  bool
+	force, shutdown        bool
+	listen, token          string
+	history                time.Duration
 	every                  time.Duration
 	events                 int
 }

@@ -19,8 +19,10 @@ var podsCmd = command{
 // podRow is one pod as pods shows it.
 type podRow struct {
 	Pod int `json:"pod"`
-	// State is the routing state the pod published.
-	State string `json:"state"`
+	// State is the routing state the pod published; Requested the one an
+	// operator requested (drain), empty when none.
+	State     string `json:"state"`
+	Requested string `json:"requested"`
 	Load  int    `json:"load"`
 	// AgeMS is the age of the last publish, on the Redis server's clock.
 	AgeMS     int64 `json:"age_ms"`
@@ -70,8 +72,20 @@ func readPods(ctx context.Context, e *env, svc string) (podsView, error) {
 	for _, c := range ss.Skipped {
 		v.Skipped = append(v.Skipped, c.Error())
 	}
-	w, err := e.st.GetWorkloadState(ctx, ns, svc)
+	reqs, err := e.st.RoutingRequests(ctx, ns, svc)
 	var ce *store.CorruptError
+	if err != nil && !errors.As(err, &ce) {
+		return v, err
+	}
+	for i := range v.Pods {
+		if r, ok := reqs[v.Pods[i].Pod]; ok {
+			v.Pods[i].Requested = r.String()
+		}
+	}
+	if err != nil {
+		v.Skipped = append(v.Skipped, err.Error())
+	}
+	w, err := e.st.GetWorkloadState(ctx, ns, svc)
 	if err != nil && !errors.As(err, &ce) {
 		return v, err
 	}
@@ -92,9 +106,13 @@ func runPods(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return e.emit(v, func(p func(string, ...any)) {
-		p("POD\tSTATE\tLOAD\tAGE\tALIVE\tROUTABLE\tACCEPTING")
+		p("POD\tSTATE\tREQUESTED\tLOAD\tAGE\tALIVE\tROUTABLE\tACCEPTING")
 		for _, r := range v.Pods {
-			p("%d\t%s\t%d\t%s\t%s\t%s\t%s", r.Pod, r.State, r.Load, time.Duration(r.AgeMS)*time.Millisecond, yes(r.Alive), yes(r.Routable), yes(r.Accepting))
+			req := r.Requested
+			if req == "" {
+				req = "-"
+			}
+			p("%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s", r.Pod, r.State, req, r.Load, time.Duration(r.AgeMS)*time.Millisecond, yes(r.Alive), yes(r.Routable), yes(r.Accepting))
 		}
 		p("")
 		p("workload\t%s (%d accepting, %d alive)", v.Workload.Status, v.Workload.Accepting, v.Workload.Alive)

@@ -77,11 +77,7 @@ func runUser(ctx context.Context, e *env, args []string) error {
 	for _, l := range links {
 		r := linkRow{Service: l.Service, Pod: l.Pod, Persistent: l.Persistent, TTLMS: l.TTL.Milliseconds()}
 		if pods, err := readPods(ctx, e, l.Service); err == nil {
-			for _, p := range pods.Pods {
-				if p.Pod == l.Pod {
-					r.Routable = p.Routable
-				}
-			}
+			r.Routable = routable(pods, l.Pod)
 		}
 		v.Links = append(v.Links, r)
 	}

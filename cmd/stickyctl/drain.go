@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+
+	"github.com/stickyroute/stickyroute/store"
+)
+
+var drainCmd = command{
+	name: "drain", usage: "-ns N -svc S [-shutdown] POD",
+	summary: "ask a pod to take no new users (DenyNewCall; -shutdown: nobody), through the operator request its server applies on its next heartbeat",
+	flags: func(fs *flag.FlagSet, o *opts) {
+		serviceFlags(fs, o)
+		fs.BoolVar(&o.shutdown, "shutdown", false, "request Shutdown: the pod takes nobody, its users are placed elsewhere")
+	},
+	run: runDrain,
+}
+
+var undrainCmd = command{
+	name: "undrain", usage: "-ns N -svc S POD",
+	summary: "withdraw the request drain made: the pod publishes its own state again on its next heartbeat",
+	flags:   serviceFlags,
+	run:     runUndrain,
+}
+
+type requestView struct {
+	Namespace string `json:"namespace"`
+	Service   string `json:"service"`
+	Pod       int    `json:"pod"`
+	// Requested is the state requested, empty after undrain.
+	Requested string `json:"requested"`
+	// Withdrawn says undrain found a request to withdraw.
+	Withdrawn bool `json:"withdrawn,omitempty"`
+}
+
+// podArg reads the POD argument of a service's command and checks that the
+// service has that pod.
+func podArg(ctx context.Context, e *env, args []string) (string, int, error) {
+	if len(args) != 1 {
+		return "", 0, errors.New("give one POD")
+	}
+	pod, err := strconv.Atoi(args[0])
+	if err != nil || pod < 0 || pod > store.MaxPod {
+		return "", 0, fmt.Errorf("POD %q: want a pod index, 0 to %d", args[0], store.MaxPod)
+	}
+	svc, err := e.service()
+	if err != nil {
+		return "", 0, err
+	}
+	v, err := readPods(ctx, e, svc)
+	if err != nil {
+		return "", 0, err
+	}
+	if !hasPod(v, pod) {
+		return "", 0, fmt.Errorf("service %s has no pod %d", svc, pod)
+	}
+	return svc, pod, nil
+}
+
+func runDrain(ctx context.Context, e *env, args []string) error {
+	svc, pod, err := podArg(ctx, e, args)
+	if err != nil {
+		return err
+	}
+	state := store.DenyNewCall
+	if e.o.shutdown {
+		state = store.Shutdown
+	}
+	if err := e.st.RequestRoutingState(ctx, e.o.ns, svc, pod, state); err != nil {
+		return err
+	}
+	return drained(e, svc, pod, state, false)
+}
+
+func runUndrain(ctx context.Context, e *env, args []string) error {
+	svc, pod, err := podArg(ctx, e, args)
+	if err != nil {
+		return err
+	}
+	had, err := e.st.ClearRoutingRequest(ctx, e.o.ns, svc, pod)
+	if err != nil {
+		return err
+	}
+	if !had {
+		return notFound("pod %d of %s/%s has no request to withdraw", pod, e.o.ns, svc)
+	}
+	return drained(e, svc, pod, store.RoutingUnknown, true)
+}
+
+// drained reports a request made (state) or withdrawn.
+func drained(e *env, svc string, pod int, state store.RoutingState, withdrawn bool) error {
+	v := requestView{Namespace: e.o.ns, Service: svc, Pod: pod, Withdrawn: withdrawn}
+	if !withdrawn {
+		v.Requested = state.String()
+	}
+	return e.emit(v, func(p func(string, ...any)) {
+		if withdrawn {
+			p("pod %d of %s/%s: request withdrawn; its server publishes its own state on its next heartbeat", pod, e.o.ns, svc)
+			return
+		}
+		p("pod %d of %s/%s: %s requested; its server applies it on its next heartbeat", pod, e.o.ns, svc, state)
+	})
+}
