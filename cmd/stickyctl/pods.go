@@ -23,7 +23,7 @@ type podRow struct {
 	// operator requested (drain), empty when none.
 	State     string `json:"state"`
 	Requested string `json:"requested"`
-	Load  int    `json:"load"`
+	Load      int    `json:"load"`
 	// AgeMS is the age of the last publish, on the Redis server's clock.
 	AgeMS     int64 `json:"age_ms"`
 	Alive     bool  `json:"alive"`
