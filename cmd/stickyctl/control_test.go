@@ -150,6 +150,9 @@ func TestServe(t *testing.T) {
 
 		if code, body := call("GET", "/?token=s3cret", "", "", ""); code != http.StatusOK || !strings.Contains(body, "<title>stickyroute console</title>") {
 			t.Errorf("page with ?token: %d, %.80q", code, body)
+		} else if strings.Contains(body, " src=") || strings.Contains(body, "<link") || strings.Contains(body, "@import") ||
+			strings.Count(body, "http://")+strings.Count(body, "https://") != strings.Count(body, "http://www.w3.org/2000/svg") {
+			t.Errorf("the page loads something from elsewhere")
 		}
 		code, body := call("GET", "/api/state", "s3cret", "", "")
 		var st struct {
