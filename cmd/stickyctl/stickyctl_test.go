@@ -269,6 +269,12 @@ func TestBadInput(t *testing.T) {
 			}
 		}
 		f.wantLink("u1", 0, true)
+		// A namespace nothing was ever written in.
+		var out, errw bytes.Buffer
+		if code := realMain(f.ctx, append([]string{"pods", "-ns", f.ns + "x", "-svc", svc}, f.target...), &out, &errw); code != exitError ||
+			!strings.Contains(errw.String(), `no pod of service "room" in namespace "`+f.ns+`x" has published a state`) {
+			t.Errorf("unknown namespace: exit %d, stderr %q", code, errw.String())
+		}
 		for _, args := range [][]string{{"pods", "-ns", "a b", "-svc", svc}, {"pods", "-svc", svc}} {
 			// An unknown namespace is checked like any name; no namespace at all too.
 			var out, errw bytes.Buffer
@@ -341,6 +347,10 @@ func TestWatch(t *testing.T) {
 		}
 		if ev := evs[3]; ev.Kind != "state" || ev.Pod != 1 || ev.From != "Ready" || ev.State != "DenyNewCall" {
 			t.Errorf("line 3: %+v, want pod 1 Ready → DenyNewCall", ev)
+		}
+		table := f.mustRun(exitOK, "watch", "-svc", svc, "-events", "3")
+		if !regexp.MustCompile(`^([0-9:.]{12} pod [012] present: (Ready|DenyNewCall|Shutdown), load 0\n){3}$`).MatchString(table) {
+			t.Errorf("watch table:\n%s", table)
 		}
 		// Stop drains first (DenyNewCall), then publishes Shutdown; the
 		// watch reads every 20 ms, well within the drain window.
