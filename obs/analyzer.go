@@ -633,24 +633,12 @@ func checkSkipped(h History) []Finding {
 }
 
 // seconds formats a duration in seconds for people, to three significant
-// digits or so: 85.3ms, 2.34s, 412µs.
+// digits: 85.3ms, 2.34s, 412µs.
 func seconds(v float64) string {
 	d := time.Duration(v * float64(time.Second))
-	switch {
-	case d >= 100*time.Second:
-		d = d.Round(time.Second)
-	case d >= 10*time.Second:
-		d = d.Round(100 * time.Millisecond)
-	case d >= time.Second:
-		d = d.Round(10 * time.Millisecond)
-	case d >= 100*time.Millisecond:
-		d = d.Round(time.Millisecond)
-	case d >= 10*time.Millisecond:
-		d = d.Round(100 * time.Microsecond)
-	case d >= time.Millisecond:
-		d = d.Round(10 * time.Microsecond)
-	default:
-		d = d.Round(time.Microsecond)
+	unit := time.Microsecond
+	for d >= 1000*unit {
+		unit *= 10
 	}
-	return d.String()
+	return d.Round(unit).String()
 }
