@@ -2,30 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"strconv"
 
 	"github.com/stickyroute/stickyroute/store"
 )
-
-var drainCmd = command{
-	name: "drain", usage: "-ns N -svc S [-shutdown] POD",
-	summary: "ask a pod to take no new users (DenyNewCall; -shutdown: nobody), through the operator request its server applies on its next heartbeat",
-	flags: func(fs *flag.FlagSet, o *opts) {
-		serviceFlags(fs, o)
-		fs.BoolVar(&o.shutdown, "shutdown", false, "request Shutdown: the pod takes nobody, its users are placed elsewhere")
-	},
-	run: runDrain,
-}
-
-var undrainCmd = command{
-	name: "undrain", usage: "-ns N -svc S POD",
-	summary: "withdraw the request drain made: the pod publishes its own state again on its next heartbeat",
-	flags:   serviceFlags,
-	run:     runUndrain,
-}
 
 type requestView struct {
 	Namespace string `json:"namespace"`
@@ -40,12 +20,9 @@ type requestView struct {
 // podArg reads the POD argument of a service's command and checks that the
 // service has that pod.
 func podArg(ctx context.Context, e *env, args []string) (string, int, error) {
-	if len(args) != 1 {
-		return "", 0, errors.New("give one POD")
-	}
-	pod, err := strconv.Atoi(args[0])
-	if err != nil || pod < 0 || pod > store.MaxPod {
-		return "", 0, fmt.Errorf("POD %q: want a pod index, 0 to %d", args[0], store.MaxPod)
+	pod, err := podArgNum(args[0])
+	if err != nil {
+		return "", 0, err
 	}
 	svc, err := e.service()
 	if err != nil {

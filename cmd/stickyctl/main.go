@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -37,6 +38,8 @@ func main() {
 // command is one verb of the tool.
 type command struct {
 	name, usage, summary string
+	// nargs is the number of positional arguments (after the flags).
+	nargs int
 	// flags defines the command's own flags on fs; check, if set, vets them
 	// before anything connects; run does the work with the positional
 	// arguments.
@@ -45,7 +48,62 @@ type command struct {
 	run   func(ctx context.Context, e *env, args []string) error
 }
 
-var commands = []command{podsCmd, userCmd, moveCmd, drainCmd, undrainCmd, watchCmd, serveCmd}
+// commands are the tool's verbs, in the order of its help.
+var commands = []command{
+	{name: "pods", usage: "-ns N -svc S",
+		summary: "the pods of a service: routing state, load, age of the last publish, alive/routable/accepting; the service's workload state",
+		flags:   serviceFlags,
+		run:     runPods,
+	},
+	{name: "user", nargs: 1, usage: "-ns N [-svc S] UID",
+		summary: "every link of a user, persistent or temporary, with its time to live and whether its pod is routable " +
+			"(without -svc: its links to the namespace's services that have pods, and its persistent links)",
+		flags: serviceFlags,
+		run:   runUser,
+	},
+	{name: "move", nargs: 2, usage: "-ns N -svc S [-force] UID POD",
+		summary: "link a user to another pod, compare-and-set from the pod it is on now (never a blind overwrite); the link keeps its kind and time to live",
+		flags: func(fs *flag.FlagSet, o *opts) {
+			serviceFlags(fs, o)
+			fs.BoolVar(&o.force, "force", false, "move even to a pod that is not accepting new users")
+		},
+		run: runMove,
+	},
+	{name: "drain", nargs: 1, usage: "-ns N -svc S [-shutdown] POD",
+		summary: "ask a pod to take no new users (DenyNewCall; -shutdown: nobody), through the operator request its server applies on its next heartbeat",
+		flags: func(fs *flag.FlagSet, o *opts) {
+			serviceFlags(fs, o)
+			fs.BoolVar(&o.shutdown, "shutdown", false, "request Shutdown: the pod takes nobody, its users are placed elsewhere")
+		},
+		run: runDrain,
+	},
+	{name: "undrain", nargs: 1, usage: "-ns N -svc S POD",
+		summary: "withdraw the request drain made: the pod publishes its own state again on its next heartbeat",
+		flags:   serviceFlags,
+		run:     runUndrain,
+	},
+	{name: "watch", usage: "-ns N -svc S [-every D] [-events N]",
+		summary: "a line per change of a service's pods: pods joining, leaving (dead or gone), changing state, load jumps; first the pods as they are",
+		flags: func(fs *flag.FlagSet, o *opts) {
+			serviceFlags(fs, o)
+			fs.DurationVar(&o.every, "every", time.Second, "how often to read the pods")
+			fs.IntVar(&o.events, "events", 0, "stop after this many lines (0: until interrupted)")
+		},
+		run: runWatch,
+	},
+	{name: "serve", usage: "-ns N -svc S[,S...] [-listen ADDR] [-token T]",
+		summary: "a live console: the pods of the services with state, load and a load chart, drain/undrain buttons, a user lookup (loopback only unless -token)",
+		flags: func(fs *flag.FlagSet, o *opts) {
+			serviceFlags(fs, o)
+			fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve on; any but a loopback one requires -token")
+			fs.StringVar(&o.token, "token", "", "secret every request must carry (header Authorization: Bearer T, or ?token=T to open the page)")
+			fs.DurationVar(&o.every, "every", time.Second, "how often the console reads the pods (the chart's resolution)")
+			fs.DurationVar(&o.history, "history", 5*time.Minute, "how far back the load chart goes")
+		},
+		check: checkServe,
+		run:   runServe,
+	},
+}
 
 // realMain runs the tool with args and returns its exit status.
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -85,7 +143,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitError
 	}
 	var err error
-	if cmd.check != nil {
+	if n := len(fs.Args()); n != cmd.nargs {
+		err = fmt.Errorf("%s takes %d arguments after its flags, got %d %q: stickyctl %s %s", cmd.name, cmd.nargs, n, fs.Args(), cmd.name, cmd.usage)
+	}
+	if err == nil && cmd.check != nil {
 		err = cmd.check(o)
 	}
 	var e *env
@@ -204,6 +265,18 @@ func (o *opts) open(out io.Writer) (*env, error) {
 }
 
 func (e *env) close() { e.closer() }
+
+// uidArg checks a UID argument.
+func uidArg(uid string) (string, error) { return uid, store.ValidateUID("UID", uid) }
+
+// podArgNum reads a POD argument.
+func podArgNum(s string) (int, error) {
+	pod, err := strconv.Atoi(s)
+	if err != nil || pod < 0 || pod > store.MaxPod {
+		return 0, fmt.Errorf("POD %q: want a pod index, 0 to %d", s, store.MaxPod)
+	}
+	return pod, nil
+}
 
 // service checks -svc, which the command needs.
 func (e *env) service() (string, error) {

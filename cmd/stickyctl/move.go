@@ -2,23 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"strconv"
 
 	"github.com/stickyroute/stickyroute/store"
 )
-
-var moveCmd = command{
-	name: "move", usage: "-ns N -svc S [-force] UID POD",
-	summary: "link a user to another pod, compare-and-set from the pod it is on now (never a blind overwrite); the link keeps its kind and time to live",
-	flags: func(fs *flag.FlagSet, o *opts) {
-		serviceFlags(fs, o)
-		fs.BoolVar(&o.force, "force", false, "move even to a pod that is not accepting new users")
-	},
-	run: runMove,
-}
 
 // beforeMove, when set (by a test), runs between reading the user's link and
 // the compare-and-set that moves it: where a concurrent move races.
@@ -34,16 +21,14 @@ type moveView struct {
 }
 
 func runMove(ctx context.Context, e *env, args []string) error {
-	if len(args) != 2 {
-		return errors.New("give UID and POD")
-	}
-	uid, ns := args[0], e.o.ns
-	if err := store.ValidateUID("UID", uid); err != nil {
+	ns := e.o.ns
+	uid, err := uidArg(args[0])
+	if err != nil {
 		return err
 	}
-	pod, err := strconv.Atoi(args[1])
-	if err != nil || pod < 0 || pod > store.MaxPod {
-		return fmt.Errorf("POD %q: want a pod index, 0 to %d", args[1], store.MaxPod)
+	pod, err := podArgNum(args[1])
+	if err != nil {
+		return err
 	}
 	svc, err := e.service()
 	if err != nil {

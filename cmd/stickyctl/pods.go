@@ -9,13 +9,6 @@ import (
 	"github.com/stickyroute/stickyroute/store"
 )
 
-var podsCmd = command{
-	name: "pods", usage: "-ns N -svc S",
-	summary: "the pods of a service: routing state, load, age of the last publish, alive/routable/accepting; the service's workload state",
-	flags:   serviceFlags,
-	run:     runPods,
-}
-
 // podRow is one pod as pods shows it.
 type podRow struct {
 	Pod int `json:"pod"`
@@ -94,9 +87,6 @@ func readPods(ctx context.Context, e *env, svc string) (podsView, error) {
 }
 
 func runPods(ctx context.Context, e *env, args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("unexpected arguments %q", args)
-	}
 	svc, err := e.service()
 	if err != nil {
 		return err

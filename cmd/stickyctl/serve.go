@@ -6,7 +6,6 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,20 +16,6 @@ import (
 
 	"github.com/stickyroute/stickyroute/store"
 )
-
-var serveCmd = command{
-	name: "serve", usage: "-ns N -svc S[,S...] [-listen ADDR] [-token T]",
-	summary: "a live console: the pods of the services with state, load and a load chart, drain/undrain buttons, a user lookup (loopback only unless -token)",
-	flags: func(fs *flag.FlagSet, o *opts) {
-		serviceFlags(fs, o)
-		fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve on; any but a loopback one requires -token")
-		fs.StringVar(&o.token, "token", "", "secret every request must carry (header Authorization: Bearer T, or ?token=T to open the page)")
-		fs.DurationVar(&o.every, "every", time.Second, "how often the console reads the pods (the chart's resolution)")
-		fs.DurationVar(&o.history, "history", 5*time.Minute, "how far back the load chart goes")
-	},
-	check: checkServe,
-	run:   runServe,
-}
 
 //go:embed console.html
 var consolePage []byte
@@ -78,9 +63,6 @@ type serviceState struct {
 }
 
 func runServe(ctx context.Context, e *env, args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("unexpected arguments %q", args)
-	}
 	c := &console{e: e, token: []byte(e.o.token), keep: int(e.o.history / e.o.every), history: map[string][]sample{}}
 	for _, svc := range strings.Split(e.o.svc, ",") {
 		if err := store.ValidateName("service (-svc)", svc); err != nil {

@@ -261,6 +261,8 @@ func TestBadInput(t *testing.T) {
 			{[]string{"user", long}, "UID"},
 			{[]string{"pods", "-svc", "bad svc"}, "service (-svc)"},
 			{[]string{"pods"}, "-svc: give the service"},
+			{[]string{"move", "-svc", svc, "u1"}, `move takes 2 arguments after its flags, got 1 ["u1"]`},
+			{[]string{"pods", "-svc", svc, "extra"}, "pods takes 0 arguments"},
 			{[]string{"pods", "-svc", svc, "-o", "yaml"}, `-o "yaml": want table or json`},
 		} {
 			code, out, errs := f.run(c.args[0], c.args[1:]...)

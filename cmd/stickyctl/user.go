@@ -2,20 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"time"
-
-	"github.com/stickyroute/stickyroute/store"
 )
-
-var userCmd = command{
-	name: "user", usage: "-ns N [-svc S] UID",
-	summary: "every link of a user, persistent or temporary, with its time to live and whether its pod is routable " +
-		"(without -svc: its links to the namespace's services that have pods, and its persistent links)",
-	flags: serviceFlags,
-	run:   runUser,
-}
 
 // linkRow is one link as user shows it.
 type linkRow struct {
@@ -34,11 +23,9 @@ type userView struct {
 }
 
 func runUser(ctx context.Context, e *env, args []string) error {
-	if len(args) != 1 {
-		return errors.New("give one UID")
-	}
-	uid, ns := args[0], e.o.ns
-	if err := store.ValidateUID("UID", uid); err != nil {
+	ns := e.o.ns
+	uid, err := uidArg(args[0])
+	if err != nil {
 		return err
 	}
 	// The services to look at: the one asked for, or every service of the
@@ -51,7 +38,6 @@ func runUser(ctx context.Context, e *env, args []string) error {
 		}
 		svcs = []string{svc}
 	} else {
-		var err error
 		if svcs, err = e.st.Services(ctx, ns); err != nil {
 			return err
 		}

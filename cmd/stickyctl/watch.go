@@ -4,23 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"maps"
 	"slices"
 	"time"
 )
-
-var watchCmd = command{
-	name: "watch", usage: "-ns N -svc S [-every D] [-events N]",
-	summary: "a line per change of a service's pods: pods joining, leaving (dead or gone), changing state, load jumps; first the pods as they are",
-	flags: func(fs *flag.FlagSet, o *opts) {
-		serviceFlags(fs, o)
-		fs.DurationVar(&o.every, "every", time.Second, "how often to read the pods")
-		fs.IntVar(&o.events, "events", 0, "stop after this many lines (0: until interrupted)")
-	},
-	run: runWatch,
-}
 
 // event is one line of watch.
 type event struct {
@@ -84,9 +72,6 @@ func sortedPods(m map[int]podRow) []int {
 }
 
 func runWatch(ctx context.Context, e *env, args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("unexpected arguments %q", args)
-	}
 	svc, err := e.service()
 	if err != nil {
 		return err
