@@ -19,20 +19,31 @@ import (
 	"github.com/stickyroute/stickyroute/store"
 )
 
-// published polls pods until pod's published state is want, within a few
-// heartbeats (the server applies a request on its next one).
-func (f *fleet) published(pod int, want string) podRow {
+// published polls pods until pod publishes anew after since (Redis's clock,
+// Unix ms), and checks that this next publish, within a heartbeat, is
+// already want: the server applies a request on its next heartbeat.
+func (f *fleet) published(pod int, want string, since int64) podRow {
 	f.t.Helper()
 	var row podRow
-	redistest.Poll(f.t, 5*adaptertest.Timing.Heartbeat+time.Second, fmt.Sprintf("pod %d publishes %s", pod, want), func() bool {
-		var v podsView
-		if err := json.Unmarshal([]byte(f.mustRun(exitOK, "pods", "-svc", svc, "-o", "json")), &v); err != nil {
-			f.t.Fatal(err)
-		}
+	redistest.Poll(f.t, 5*adaptertest.Timing.Heartbeat+time.Second, fmt.Sprintf("pod %d publishes after %d", pod, since), func() bool {
+		v := f.pods()
 		row = v.Pods[pod]
-		return row.State == want
+		return v.RedisTime-row.AgeMS > since
 	})
+	if row.State != want {
+		f.t.Fatalf("pod %d's first publish after the request: %+v, want %s", pod, row, want)
+	}
 	return row
+}
+
+// pods reads pods as JSON.
+func (f *fleet) pods() podsView {
+	f.t.Helper()
+	var v podsView
+	if err := json.Unmarshal([]byte(f.mustRun(exitOK, "pods", "-svc", svc, "-o", "json")), &v); err != nil {
+		f.t.Fatal(err)
+	}
+	return v
 }
 
 // TestDrain: drain makes a request pods shows at once; the server publishes
@@ -51,7 +62,8 @@ func TestDrain(t *testing.T) {
 		if want := "pod 1 of " + f.ns + "/room: DenyNewCall requested; its server applies it on its next heartbeat\n"; out != want {
 			t.Errorf("drain: %q, want %q", out, want)
 		}
-		row := f.published(1, "DenyNewCall")
+		at := f.pods().RedisTime
+		row := f.published(1, "DenyNewCall", at)
 		if row.Requested != "DenyNewCall" || row.Accepting || !row.Routable {
 			t.Errorf("drained pod: %+v", row)
 		}
@@ -73,20 +85,32 @@ func TestDrain(t *testing.T) {
 			}
 		}
 
-		if out := f.mustRun(exitOK, "undrain", "-svc", svc, "-o", "json", "1"); !strings.Contains(out, `"withdrawn": true`) {
-			t.Errorf("undrain: %s", out)
+		var rv requestView
+		if err := json.Unmarshal([]byte(f.mustRun(exitOK, "undrain", "-svc", svc, "-o", "json", "1")), &rv); err != nil ||
+			rv != (requestView{Namespace: f.ns, Service: svc, Pod: 1, Withdrawn: true}) {
+			t.Errorf("undrain: %+v (%v)", rv, err)
 		}
-		if row := f.published(1, "Ready"); row.Requested != "" || !row.Accepting {
+		at = f.pods().RedisTime
+		if row := f.published(1, "Ready", at); row.Requested != "" || !row.Accepting {
 			t.Errorf("undrained pod: %+v", row)
 		}
 		if code, _, errs := f.run("undrain", "-svc", svc, "1"); code != exitNotFound || !strings.Contains(errs, "has no request to withdraw") {
 			t.Errorf("second undrain: exit %d, stderr %q", code, errs)
 		}
 
-		f.mustRun(exitOK, "drain", "-svc", svc, "-shutdown", "2")
-		if row := f.published(2, "Shutdown"); row.Requested != "Shutdown" || row.Routable {
+		var dv requestView
+		if err := json.Unmarshal([]byte(f.mustRun(exitOK, "drain", "-svc", svc, "-shutdown", "-o", "json", "2")), &dv); err != nil ||
+			dv != (requestView{Namespace: f.ns, Service: svc, Pod: 2, Requested: "Shutdown"}) {
+			t.Errorf("drain -shutdown: %+v (%v)", dv, err)
+		}
+		at = f.pods().RedisTime
+		if row := f.published(2, "Shutdown", at); row.Requested != "Shutdown" || row.Routable {
 			t.Errorf("shut down pod: %+v", row)
 		}
+		if out := f.mustRun(exitOK, "undrain", "-svc", svc, "2"); out != "pod 2 of "+f.ns+"/room: request withdrawn; its server publishes its own state on its next heartbeat\n" {
+			t.Errorf("undrain table: %q", out)
+		}
+		f.mustRun(exitOK, "drain", "-svc", svc, "-shutdown", "2")
 		if code, _, errs := f.run("drain", "-svc", svc, "9"); code != exitError || !strings.Contains(errs, "service room has no pod 9") {
 			t.Errorf("drain of a pod that does not exist: exit %d, stderr %q", code, errs)
 		}
@@ -168,7 +192,7 @@ func TestServe(t *testing.T) {
 		if reqs, _ := f.st.RoutingRequests(f.ctx, f.ns, svc); len(reqs) != 1 || reqs[1] != store.DenyNewCall {
 			t.Errorf("requests after drain: %v", reqs)
 		}
-		f.published(1, "DenyNewCall")
+		f.published(1, "DenyNewCall", f.pods().RedisTime)
 		if code, body := call("POST", "/api/undrain", "s3cret", "application/json", drain1); code != http.StatusOK || !strings.Contains(body, "request withdrawn") {
 			t.Errorf("undrain: %d %s", code, body)
 		}

@@ -12,8 +12,9 @@ import (
 // podRow is one pod as pods shows it.
 type podRow struct {
 	Pod int `json:"pod"`
-	// State is the routing state the pod published; Requested the one an
-	// operator requested (drain), empty when none.
+	// State is the routing state the pod published: the more restrictive
+	// of its own and the one an operator requested (drain, SPEC §7), which
+	// is Requested (empty when none); with no request, its own.
 	State     string `json:"state"`
 	Requested string `json:"requested"`
 	Load      int    `json:"load"`
@@ -26,8 +27,11 @@ type podRow struct {
 
 // podsView is the whole answer of pods.
 type podsView struct {
-	Namespace string   `json:"namespace"`
-	Service   string   `json:"service"`
+	Namespace string `json:"namespace"`
+	Service   string `json:"service"`
+	// RedisTime is the Redis server's clock when the pods were read (Unix
+	// ms): a pod published at RedisTime - AgeMS.
+	RedisTime int64    `json:"redis_time_ms"`
 	Workload  workload `json:"workload"`
 	Pods      []podRow `json:"pods"`
 	// Skipped are the fields of the pod-state hash that are not pod states.
@@ -51,6 +55,7 @@ func readPods(ctx context.Context, e *env, svc string) (podsView, error) {
 	if err != nil {
 		return v, err
 	}
+	v.RedisTime = ss.Now
 	if len(ss.Pods) == 0 && len(ss.Skipped) == 0 {
 		return v, fmt.Errorf("no pod of service %q in namespace %q has published a state (is the namespace or the service misspelled?)", svc, ns)
 	}

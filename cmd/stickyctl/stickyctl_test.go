@@ -288,6 +288,24 @@ func TestBadInput(t *testing.T) {
 }
 
 // TestRedisDown: a Redis nobody answers at is an error naming its address.
+// TestEmbedded: -embedded is a Redis of the run's own: empty, so a user has
+// no link (exit 1) and a service no pods (exit 2).
+func TestEmbedded(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"user", "-embedded", "-ns", "game", "u1"}, exitNotFound, `user "u1" has no link in namespace "game"`},
+		{[]string{"pods", "-embedded", "-ns", "game", "-svc", svc}, exitError, `no pod of service "room" in namespace "game"`},
+	} {
+		var out, errw bytes.Buffer
+		if code := realMain(redistest.Ctx(t), c.args, &out, &errw); code != c.code || !strings.Contains(errw.String(), c.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", c.args, code, errw.String(), c.code, c.want)
+		}
+	}
+}
+
 func TestRedisDown(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -303,14 +321,15 @@ func TestRedisDown(t *testing.T) {
 }
 
 // TestWatch: the watch lists the pods, then a line for each change: pod 1
-// drains, pod 2 stops and leaves.
+// drains, pod 3 publishes once (joins) and goes stale (leaves), pod 2 stops.
 func TestWatch(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, b *redistest.Backend) {
 		f := newFleet(t, b)
 		var out lockedBuffer
 		done := make(chan int, 1)
 		go func() {
-			args := append(append([]string{"watch"}, f.target...), "-ns", f.ns, "-svc", svc, "-every", "20ms", "-events", "5", "-o", "json")
+			args := append(append([]string{"watch"}, f.target...), "-ns", f.ns, "-svc", svc, "-every", "20ms", "-events", "7", "-o", "json",
+				"-staleness", adaptertest.Timing.Staleness.String())
 			done <- realMain(f.ctx, args, &out, &out)
 		}()
 		events := func() []event {
@@ -329,6 +348,11 @@ func TestWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		redistest.Poll(t, 5*time.Second, "the watch reports pod 1's state", func() bool { return len(events()) == 4 })
+		if _, err := f.st.SetServiceState(f.ctx, f.ns, svc, 3, 40, store.Ready); err != nil {
+			t.Fatal(err)
+		}
+		redistest.Poll(t, 5*time.Second, "the watch reports pod 3 joining", func() bool { return len(events()) == 5 })
+		redistest.Poll(t, 5*time.Second+adaptertest.Timing.Staleness, "the watch reports pod 3 leaving", func() bool { return len(events()) == 6 })
 		stopCtx, cancel := context.WithTimeout(f.ctx, time.Second)
 		defer cancel()
 		_ = f.servers[2].Stop(stopCtx) // publishes Shutdown at the end: its state changes
@@ -339,7 +363,7 @@ func TestWatch(t *testing.T) {
 			t.Fatalf("the watch did not end after 5 lines:\n%s", out.String())
 		}
 		evs := events()
-		if code != exitOK || len(evs) != 5 {
+		if code != exitOK || len(evs) != 7 {
 			t.Fatalf("watch: exit %d, %d lines:\n%s", code, len(evs), out.String())
 		}
 		for i := range 3 {
@@ -354,10 +378,16 @@ func TestWatch(t *testing.T) {
 		if !regexp.MustCompile(`^([0-9:.]{12} pod [012] present: (Ready|DenyNewCall|Shutdown), load 0\n){3}$`).MatchString(table) {
 			t.Errorf("watch table:\n%s", table)
 		}
+		if ev := evs[4]; ev.Kind != "joined" || ev.Pod != 3 || ev.State != "Ready" || ev.Load != 40 {
+			t.Errorf("line 4: %+v, want pod 3 joined, Ready with load 40", ev)
+		}
+		if ev := evs[5]; ev.Kind != "left" || ev.Pod != 3 {
+			t.Errorf("line 5: %+v, want pod 3 leaving (stale)", ev)
+		}
 		// Stop drains first (DenyNewCall), then publishes Shutdown; the
 		// watch reads every 20 ms, well within the drain window.
-		if ev := evs[4]; ev.Kind != "state" || ev.Pod != 2 || ev.From != "Ready" || ev.State != "DenyNewCall" {
-			t.Errorf("line 4: %+v, want pod 2 Ready → DenyNewCall (its Stop's drain)", ev)
+		if ev := evs[6]; ev.Kind != "state" || ev.Pod != 2 || ev.From != "Ready" || ev.State != "DenyNewCall" {
+			t.Errorf("line 6: %+v, want pod 2 Ready → DenyNewCall (its Stop's drain)", ev)
 		}
 	})
 }
