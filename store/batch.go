@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/stickyroute/stickyroute/internal/podgroup"
 	"github.com/stickyroute/stickyroute/internal/slot"
 )
 
@@ -58,7 +59,7 @@ func (r *Redis) BatchGetLinkedPod(ctx context.Context, ns string, uids []string,
 	if err != nil {
 		return nil, err
 	}
-	return groupByPod(uids, pods), errors.Join(bad...)
+	return podgroup.ByPod(uids, pods), errors.Join(bad...)
 }
 
 // batchStandalone sends one MGET per chunk of batchChunk uids, each from its
@@ -205,69 +206,4 @@ func slotRuns(keys []string) (order, runs []int) {
 		}
 	}
 	return order, append(runs, len(order))
-}
-
-// groupByPod builds pod → uids in input order, sizing every group exactly.
-// Pods are small indexes in practice: they are counted in a slice and every
-// group is a window of one shared array (capped, so that appending to one
-// group never runs into the next). Sparse, large indexes fall back to a map.
-func groupByPod(uids []string, pods []int32) map[int][]string {
-	top, found := int32(NoPod), 0
-	for _, p := range pods {
-		top = max(top, p)
-		if p != NoPod {
-			found++
-		}
-	}
-	if found == 0 {
-		return map[int][]string{}
-	}
-	if int(top) > 4*len(pods)+64 {
-		return groupByPodSparse(uids, pods)
-	}
-	// next[p] counts pod p's uids, then becomes where the next one goes.
-	next := make([]int, int(top)+1)
-	for _, p := range pods {
-		if p != NoPod {
-			next[p]++
-		}
-	}
-	all := make([]string, found)
-	groups := make(map[int][]string)
-	start := 0
-	for p, n := range next {
-		if n == 0 {
-			continue
-		}
-		groups[p] = all[start : start+n : start+n]
-		next[p] = start
-		start += n
-	}
-	for i, p := range pods {
-		if p != NoPod {
-			all[next[p]] = uids[i]
-			next[p]++
-		}
-	}
-	return groups
-}
-
-// groupByPodSparse is groupByPod for pod indexes too large to count in a slice.
-func groupByPodSparse(uids []string, pods []int32) map[int][]string {
-	counts := make(map[int32]int)
-	for _, p := range pods {
-		if p != NoPod {
-			counts[p]++
-		}
-	}
-	groups := make(map[int][]string, len(counts))
-	for p, n := range counts {
-		groups[int(p)] = make([]string, 0, n)
-	}
-	for i, p := range pods {
-		if p != NoPod {
-			groups[int(p)] = append(groups[int(p)], uids[i])
-		}
-	}
-	return groups
 }
