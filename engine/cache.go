@@ -198,11 +198,15 @@ type linkCache struct {
 	max       int64
 	epochs    []atomic.Uint32 // invalidation epochs per stripe of key hashes
 	epochMask uint64
+	// global is the invalidation epoch of the whole cache: every token
+	// reads it, and it changes only when the whole cache is dropped, so it
+	// sits with the fields read on the miss path, away from size, which
+	// every put of a new key writes (a batch puts from several goroutines).
+	global atomic.Uint32
 
 	// Written on the miss path, kept off the lines the hits read.
 	_             [cacheLine]byte
-	global        atomic.Uint32 // invalidation epoch of the whole cache
-	size          atomic.Int64  // entries stored, and room reserved for puts
+	size          atomic.Int64 // entries stored, and room reserved for puts
 	evictions     atomic.Uint64
 	expired       atomic.Uint64
 	invalidations atomic.Uint64
@@ -267,20 +271,40 @@ func (c *linkCache) stripe() *cacheStripe {
 // expired. It takes no lock, allocates nothing, calls no time function (it
 // reads the coarse clock) and records the access for eviction.
 func (c *linkCache) get(h uint64, ns, name, uid string) (pod int, svc *service, ok bool) {
+	pod, svc, ok = c.lookup(h, ns, name, uid)
+	if ok {
+		c.stripe().hits.Add(1)
+	} else {
+		c.stripe().misses.Add(1)
+	}
+	return pod, svc, ok
+}
+
+// lookup is get without counting the hit or the miss: a batch counts its
+// lookups once (count), sparing a locked instruction per key.
+func (c *linkCache) lookup(h uint64, ns, name, uid string) (pod int, svc *service, ok bool) {
 	e, r, found := c.t.load(h)
 	if !found || !e.is(ns, name, uid) {
-		c.stripe().misses.Add(1)
 		return -1, nil, false
 	}
 	now := c.clk.Millis()
 	if now >= e.expiry() && !c.deg.servesStale(e.svc, e.expiry(), now) {
 		c.dropExpired(h, now)
-		c.stripe().misses.Add(1)
 		return -1, nil, false
 	}
 	c.touch(&r.slot().meta, e.meta, now)
-	c.stripe().hits.Add(1)
 	return int(e.pod), e.svc, true
+}
+
+// count adds hits and misses of lookups to the counters.
+func (c *linkCache) count(hits, misses int) {
+	st := c.stripe()
+	if hits > 0 {
+		st.hits.Add(uint64(hits))
+	}
+	if misses > 0 {
+		st.misses.Add(uint64(misses))
+	}
 }
 
 // peek is get without counting a hit or a miss nor recording the access: a
@@ -369,6 +393,22 @@ func (c *linkCache) deleteIf(h uint64, cond func(cacheEntry) bool) bool {
 // from Redis and hand to put, which drops the link if h was invalidated since.
 func (c *linkCache) token(h uint64) uint64 {
 	return uint64(c.global.Load())<<32 | uint64(c.epochs[h&c.epochMask].Load())
+}
+
+// prefetch reads, for each key hash of hs, the slot where a lookup or a put
+// of it starts and the epoch its token reads, so that they are in the
+// processor's cache when a batch looks these keys up or puts them next. The
+// table is larger than the processor's caches and its slots are read at
+// random, so each of those is a cache miss, paid in full one after another
+// when the lookups and puts come one at a time (a put waits behind its
+// locked instructions), where these plain loads overlap. A batch prefetches a
+// chunk of a few hundred keys at a time, which its cache holds.
+func (c *linkCache) prefetch(hs []uint64) {
+	for _, h := range hs {
+		a := c.t.shard(h).arr.Load()
+		a.slots[a.home(h)].ver.Load()
+		c.epochs[h&c.epochMask].Load()
+	}
 }
 
 // put caches pod for (svc, uid) unless invalidate(h) or invalidateAll ran

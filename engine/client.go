@@ -689,58 +689,6 @@ func (c *Client) BatchGetLinkedPod(ctx context.Context, ns string, uids []string
 	return groups, err
 }
 
-// batch is BatchGetLinkedPod; op (may be nil) learns the number of uids and
-// whether any missed the cache.
-func (c *Client) batch(ctx context.Context, ns string, uids []string, svc string, op *Op) (map[int][]string, error) {
-	if op != nil {
-		op.Keys, op.Cache = len(uids), CacheHit
-	}
-	sv, err := c.states.service(ctx, ns, svc)
-	if err != nil {
-		return nil, err
-	}
-	pods := make([]int, len(uids))
-	var missIdx []int
-	var missUIDs []string
-	var toks []uint64
-	for i, uid := range uids {
-		h := keyHash(sv.hash, uid)
-		if pod, _, ok := c.cache.get(h, ns, svc, uid); ok {
-			pods[i] = pod
-			continue
-		}
-		missIdx = append(missIdx, i)
-		missUIDs = append(missUIDs, uid)
-		toks = append(toks, c.cache.token(h))
-	}
-	var errs error
-	if len(missUIDs) > 0 {
-		if op != nil {
-			op.Cache = CacheMiss
-		}
-		rctx, rt := c.obs.rt(ctx, rtBatchTracked, ns, svc, len(missUIDs))
-		got, err := c.store.LinkedPodsTracked(rctx, ns, missUIDs, svc, c.cfg.Cache.TTL)
-		c.obs.end(rctx, rt, err)
-		if got == nil {
-			return nil, err
-		}
-		errs = err // corrupt values: reported beside the groups
-		for k, i := range missIdx {
-			pods[i] = got[k]
-			if got[k] != NoPod {
-				c.cache.put(keyHash(sv.hash, missUIDs[k]), sv, missUIDs[k], got[k], toks[k])
-			}
-		}
-	}
-	groups := map[int][]string{}
-	for i, p := range pods {
-		if p != NoPod {
-			groups[p] = append(groups[p], uids[i])
-		}
-	}
-	return groups, errs
-}
-
 // SetLinkedPodIfAbsent links uid to pod with a temporary link unless a link
 // exists, and returns the pod linked afterwards.
 func (c *Client) SetLinkedPodIfAbsent(ctx context.Context, ns, uid, svc string, pod int) (int, error) {

@@ -140,6 +140,8 @@ type Op struct {
 	Command, Script string
 	// Keys is the number of uids or keys the operation handles, when it
 	// handles more than one (BatchGetLinkedPod, a pipelined round trip).
+	// Set before End; the round trip of a batch learns it only then (its
+	// chunks go out while its lookups are still finding cache misses).
 	Keys int
 	// Start is when the operation began; Duration is set before End.
 	Start    time.Time
