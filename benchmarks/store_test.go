@@ -41,23 +41,39 @@ import (
 
 // The engine's path (uids=10000/path=engine rows: ours is
 // engine.Client.BatchGetLinkedPod with nothing cached, every entry it puts
-// forgotten before each call, untimed, as users call it on a cold cache; store is the store's
-// batch above): goals ≥ 0.8× the store's keys/s, ≥ 1.5× go-redis's MGET and
-// ≥ 3× its pipelined GETs. Not met yet: since the tracked read became one
-// MGET per chunk (CLIENT CACHING YES before it, or the placement
-// connections) instead of a tracked GET per key, the engine went from 0.06×
-// the store to about 0.3×; what is left is the engine's work per uid, mostly
-// the cache's put, and is tracked as a known miss with floors at about
-// half of what this machine measured, so that a regression still fails.
+// forgotten before each call, untimed, as users call it on a cold cache; store
+// is the store's batch above): goals ≥ 0.8× the store's keys/s, ≥ 1.5×
+// go-redis's MGET and ≥ 3× its pipelined GETs. uids=10000/path=engine90: a
+// client with 90% of the uids cached before each call (it forgets one in ten,
+// untimed) against the store's batch of all of them, none cached: goal ≥ 2×,
+// met (2.6-2.7× medians of 5 runs, 2.4-3.3× single runs).
+//
+// The cold engine batch is not there yet: 0.69× the store, 1.04× go-redis's
+// MGET, 1.69× its GETs (medians of 5 runs of 10 iterations, 2026-12-07, on a
+// machine shared with other test runs; 0.56×, 0.82×, 1.37× before its misses
+// were read by chunks, overlapped with the cache's work). Two things bound it.
+// The tracked read itself: CLIENT CACHING YES before each MGET and Redis
+// remembering every key read for the client cost Redis more CPU per key,
+// and LinkedPodsTracked alone came out at 0.79-0.93× the store's batch in
+// the same runs. Then the engine's work per uid: a lookup before the read
+// and a put after it, each one random slot of a table larger than the
+// processor's caches (a miss, prefetched by chunk), a put also a dozen
+// locked instructions (the shard's mutex, the slot's atomic words): some
+// 40 + 70-90 ns a uid alone, about 100 + 150 ns in the profiles of these
+// runs, where client and Redis share 2 cores with other processes and the
+// call's time follows their total CPU. They are known misses with floors
+// below what this machine measured, so that a regression still fails.
 var _ = addGoals(
 	ratioAtLeast("batch lookup of 10,000 uids vs go-redis pipelined GETs", 3,
 		"goredis/ours", "StoreBatch/uids=10000"),
 	ratioAtLeast("engine batch of 10,000 uids, none cached, vs the store's batch", 0.8,
-		"store/ours", "StoreBatch/uids=10000/path=engine").knownMiss(0.12, "the engine's work per uid (cache put) costs more than the store's read"),
+		"store/ours", "StoreBatch/uids=10000/path=engine").knownMiss(0.45, "the tracked read costs Redis more per key, and the engine looks up and puts each uid"),
 	ratioAtLeast("engine batch of 10,000 uids, none cached, vs go-redis MGET", 1.5,
-		"goredis_mget/ours", "StoreBatch/uids=10000/path=engine").knownMiss(0.3, "as above"),
+		"goredis_mget/ours", "StoreBatch/uids=10000/path=engine").knownMiss(0.7, "as above"),
 	ratioAtLeast("engine batch of 10,000 uids, none cached, vs go-redis pipelined GETs", 3,
-		"goredis/ours", "StoreBatch/uids=10000/path=engine").knownMiss(0.5, "as above"),
+		"goredis/ours", "StoreBatch/uids=10000/path=engine").knownMiss(1.1, "as above"),
+	ratioAtLeast("engine batch of 10,000 uids, 90% cached, vs the store's batch", 2,
+		"store/ours", "StoreBatch/uids=10000/path=engine90"),
 )
 
 const storePool = 1024 // uids the single operations cycle through
@@ -478,6 +494,29 @@ func BenchmarkStoreBatch(b *testing.B) {
 			}, batchRun)
 			if st := c.CacheStats(); st.Hits != 0 {
 				b.Fatalf("the engine's cache hit %d times, want none", st.Hits)
+			}
+		})
+		// Another client, whose cache forgets one uid in ten before each
+		// call, untimed: every call put all of them, so each call finds the
+		// other 90% cached and reads 1,000 uids from Redis.
+		c90, err := engine.NewClient(engine.ClientConfig{Store: e.ours, TempLinkTTL: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(c90.Close)
+		forgetTenth := func() {
+			for i := 0; i < len(uids); i += 10 {
+				c90.CacheExpired(e.ns, uids[i], benchSvc)
+			}
+		}
+		b.Run(fmt.Sprintf("uids=%d/path=engine90", n), func(b *testing.B) {
+			interleaved(b, []namedCall{
+				{"ours", batch(func() (map[int][]string, error) { return c90.BatchGetLinkedPod(ctx, e.ns, uids, benchSvc) }), forgetTenth},
+				{"store", batch(func() (map[int][]string, error) { return e.ours.BatchGetLinkedPod(ctx, e.ns, uids, benchSvc) }), nil},
+			}, batchRun)
+			// The first call found nothing cached; all the others, 90%.
+			if st := c90.CacheStats(); st.HitRatio() < 0.85 || st.HitRatio() > 0.9 {
+				b.Fatalf("the engine's cache hit %.3f of its lookups, want about 0.9", st.HitRatio())
 			}
 		})
 	}
