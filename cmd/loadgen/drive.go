@@ -106,7 +106,9 @@ func (s *sim) openLoop(ctx context.Context, end <-chan struct{}) {
 		if s.paused.Load() {
 			next = now.Add(time.Millisecond)
 		}
-		for !next.After(now) {
+		// A new ramp step (or a pause) takes effect at once, even while
+		// the loop catches up with a backlog it cannot send.
+		for !next.After(now) && s.schedule.Load() == schedule && !s.paused.Load() {
 			o := s.nextOp(next, r, zipf)
 			o.released, o.schedule = now, schedule
 			s.inflight.Add(1)
