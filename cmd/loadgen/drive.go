@@ -444,7 +444,7 @@ func (s *sim) assemble(ctx context.Context, stopAt time.Time) *Report {
 	r.Settings = Settings{Pods: cfg.Pods, Clients: cfg.Clients, Users: cfg.Users, Zipf: cfg.Zipf,
 		SessionMS: ms(cfg.Session), NewSessions: cfg.NewSessions, Mode: mode, Rate: cfg.Rate, Concurrency: cfg.Concurrency,
 		DurationMS: ms(cfg.Duration), WarmupMS: ms(cfg.Warmup), Seed: cfg.Seed,
-		HeartbeatMS: ms(cfg.Heartbeat), StaleMS: ms(cfg.Staleness), RefreshMS: ms(cfg.Refresh)}
+		HeartbeatMS: ms(cfg.Heartbeat), StaleMS: ms(cfg.Staleness), RefreshMS: ms(cfg.Refresh), SLOMS: ms(cfg.SLO)}
 	r.MeasuredSeconds = max(stopAt.Sub(s.measureFrom).Seconds(), 0)
 	r.Ops = map[string]Latency{}
 	for _, name := range opNames {

@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"flag"
+	"testing"
+	"time"
+)
 
 // TestRampSearch runs the capacity search against systems that hold every
 // rate up to a capacity: it must bracket the capacity (the highest rate that
@@ -46,5 +50,24 @@ func TestRampSearch(t *testing.T) {
 				t.Fatalf("first step %v, want %v", steps[0], c.first)
 			}
 		})
+	}
+}
+
+// TestSLODefault: without -slo the bound is EmbeddedSLO on the embedded
+// Redis and 10ms on a real one; -slo always wins.
+func TestSLODefault(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{nil, EmbeddedSLO},
+		{[]string{"-slo", "2ms"}, 2 * time.Millisecond},
+		{[]string{"-redis", "127.0.0.1:1"}, 10 * time.Millisecond},
+		{[]string{"-cluster", "127.0.0.1:1,127.0.0.1:2", "-slo", "3ms"}, 3 * time.Millisecond},
+	} {
+		cfg, err := parseFlags(c.args, flag.NewFlagSet("loadgen", flag.ContinueOnError))
+		if err != nil || cfg.SLO != c.want {
+			t.Errorf("%q: SLO %v (%v), want %v", c.args, cfg.SLO, err, c.want)
+		}
 	}
 }

@@ -76,6 +76,8 @@ type Settings struct {
 	HeartbeatMS float64 `json:"heartbeat_ms"`
 	StaleMS     float64 `json:"staleness_ms"`
 	RefreshMS   float64 `json:"refresh_ms"`
+	// SLOMS is the p99 bound (-slo) of the ramp and the analyzer.
+	SLOMS float64 `json:"slo_ms"`
 }
 
 // Invariants count what must never happen; all zero in a good run. Each is
@@ -237,7 +239,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Settings.Mode == "closed" {
 		load = fmt.Sprintf("closed loop, %d workers", r.Settings.Concurrency)
 	}
-	p("load\t%s; measured %.1fs after %.1fs warm-up", load, r.MeasuredSeconds, r.Settings.WarmupMS/1e3)
+	p("load\t%s; measured %.1fs after %.1fs warm-up; p99 bound %s (-slo)", load, r.MeasuredSeconds, r.Settings.WarmupMS/1e3,
+		time.Duration(r.Settings.SLOMS*float64(time.Millisecond)))
 	p("achieved\t%.0f routing calls/s, cache hit ratio %.1f%%, %d of %d operations released late by the generator",
 		r.AchievedRate, 100*r.CacheHitRatio, r.GeneratorLate, r.GeneratorReleased)
 	if share := r.lateShare(); share > maxLateShare {
