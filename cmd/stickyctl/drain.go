@@ -32,7 +32,7 @@ func podArg(ctx context.Context, e *env, args []string) (string, int, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	if !hasPod(v, pod) {
+	if _, ok := v.pod(pod); !ok {
 		return "", 0, fmt.Errorf("service %s has no pod %d", svc, pod)
 	}
 	return svc, pod, nil

@@ -74,18 +74,14 @@ func runMove(ctx context.Context, e *env, args []string) error {
 // accepting returns nil when pod is among pods and takes new users, else an
 // error saying why not.
 func accepting(v podsView, pod int) error {
-	for _, p := range v.Pods {
-		if p.Pod != pod {
-			continue
-		}
-		if !p.Accepting {
-			why := p.State
-			if !p.Alive {
-				why = "dead: no publish for " + fmt.Sprint(p.AgeMS) + "ms"
-			}
-			return fmt.Errorf("pod %d of %s is not accepting new users (%s)", pod, v.Service, why)
-		}
-		return nil
+	p, ok := v.pod(pod)
+	switch {
+	case !ok:
+		return fmt.Errorf("service %s has no pod %d", v.Service, pod)
+	case !p.Accepting && !p.Alive:
+		return fmt.Errorf("pod %d of %s is not accepting new users (dead: no publish for %dms)", pod, v.Service, p.AgeMS)
+	case !p.Accepting:
+		return fmt.Errorf("pod %d of %s is not accepting new users (%s)", pod, v.Service, p.State)
 	}
-	return fmt.Errorf("service %s has no pod %d", v.Service, pod)
+	return nil
 }

@@ -44,6 +44,16 @@ type workload struct {
 	Alive     int    `json:"alive"`
 }
 
+// pod returns the row of pod n, if the service has one.
+func (v podsView) pod(n int) (podRow, bool) {
+	for _, p := range v.Pods {
+		if p.Pod == n {
+			return p, true
+		}
+	}
+	return podRow{}, false
+}
+
 // readPods reads the service's pods and judges each as the engine does:
 // alive while its last publish is within the staleness window, routable
 // when alive and not Shutdown, accepting when alive and Ready. A service

@@ -213,21 +213,12 @@ func (c *console) user(w http.ResponseWriter, r *http.Request) {
 	for _, l := range links {
 		row := linkRow{Service: l.Service, Pod: l.Pod, Persistent: l.Persistent, TTLMS: l.TTL.Milliseconds()}
 		if pods, err := readPods(r.Context(), c.e, l.Service); err == nil {
-			row.Routable = routable(pods, l.Pod)
+			p, _ := pods.pod(l.Pod)
+			row.Routable = p.Routable
 		}
 		v.Links = append(v.Links, row)
 	}
 	writeJSON(w, http.StatusOK, v)
-}
-
-// routable reports whether pod of v is routable.
-func routable(v podsView, pod int) bool {
-	for _, p := range v.Pods {
-		if p.Pod == pod {
-			return p.Routable
-		}
-	}
-	return false
 }
 
 // request makes (drain) or withdraws (undrain) an operator request.
@@ -254,7 +245,7 @@ func (c *console) request(drain bool) http.HandlerFunc {
 		}
 		ns, pod := c.e.o.ns, *in.Pod
 		v, err := readPods(r.Context(), c.e, in.Service)
-		if err == nil && !hasPod(v, pod) {
+		if _, ok := v.pod(pod); err == nil && !ok {
 			err = fmt.Errorf("service %s has no pod %d", in.Service, pod)
 		}
 		if err != nil {
@@ -284,13 +275,4 @@ func (c *console) request(drain bool) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"message": msg})
 	}
-}
-
-func hasPod(v podsView, pod int) bool {
-	for _, p := range v.Pods {
-		if p.Pod == pod {
-			return true
-		}
-	}
-	return false
 }

@@ -63,7 +63,8 @@ func runUser(ctx context.Context, e *env, args []string) error {
 	for _, l := range links {
 		r := linkRow{Service: l.Service, Pod: l.Pod, Persistent: l.Persistent, TTLMS: l.TTL.Milliseconds()}
 		if pods, err := readPods(ctx, e, l.Service); err == nil {
-			r.Routable = routable(pods, l.Pod)
+			p, _ := pods.pod(l.Pod)
+			r.Routable = p.Routable
 		}
 		v.Links = append(v.Links, r)
 	}
