@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -247,6 +248,7 @@ func Dial(cfg DialConfig) (*Redis, error) {
 	r := New(client, WithTracker(tracker))
 	if cfg.Broadcast {
 		r.broadcast, r.namespaces = true, slices.Clone(cfg.BroadcastNamespaces)
+		connectNodes(client)
 	}
 	if tracker != nil && !cfg.NoPlacementConnection && !cfg.Broadcast {
 		popt := opt
@@ -267,6 +269,25 @@ func Dial(cfg DialConfig) (*Redis, error) {
 		}
 	}
 	return r, nil
+}
+
+// connectNodes opens the client's connection to every node it knows of.
+// rueidis dials a cluster node's connection on the first command that lands
+// there, and a broadcast subscription (CLIENT TRACKING ... BCAST) lives on
+// that connection: without this, a link written on a node this client had
+// not yet sent a command to was never reported (TestTracking, cluster: the
+// creation of a link nobody read went unheard, once in CI). Best effort: a
+// node that does not answer now is connected by the first command that
+// reaches it, as rueidis does anyway; a cached link is never at risk, since
+// it was read through its node's connection, which then tracks it.
+func connectNodes(client rueidis.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), dialWriteTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, c := range client.Nodes() {
+		wg.Go(func() { c.Do(ctx, c.B().Ping().Build()) })
+	}
+	wg.Wait()
 }
 
 // closeEmbedded closes e, when set, for a Dial that fails.

@@ -127,11 +127,15 @@ func testTracking(t *testing.T, name string, broadcast bool) {
 	if !broadcast {
 		return
 	}
-	// Broadcast: a link this client never read is reported too.
-	if _, err := writer.SetLinkedPod(ctx, ns, "unread", "room", 1, store.Persistent); err != nil {
-		t.Fatal(err)
+	// Broadcast: a link this client never read is reported too, on every
+	// node (the client had sent nothing to some of them).
+	unread := func(i int) string { return "unread" + strconv.Itoa(i) }
+	for _, i := range redistest.Open(t, name).OnEachMaster(t, func(i int) string { return store.LinkKey(ns, unread(i), "room") }) {
+		if _, err := writer.SetLinkedPod(ctx, ns, unread(i), "room", 1, store.Persistent); err != nil {
+			t.Fatal(err)
+		}
+		reported(store.LinkKey(ns, unread(i), "room"), "creation (never read)")
 	}
-	reported(store.LinkKey(ns, "unread", "room"), "creation (never read)")
 	// A tracked placement is tracked, with no CLIENT CACHING.
 	p, err := reader.SetLinkedPodIfAbsentTracked(ctx, ns, "new", "room", 4, 30)
 	if err != nil || !p.Placed || !p.Tracked || p.Link.Pod != 4 {

@@ -10,7 +10,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +21,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
+
+	"github.com/stickyroute/stickyroute/internal/slot"
 )
 
 // Environment variables read by the real-server tiers.
@@ -223,4 +228,54 @@ func LeakOptions() []goleak.Option {
 		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
 		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"),
 	}
+}
+
+// OnEachMaster returns, for every master of the backend, the first i in 0,
+// 1, ... whose key(i) the master serves, so that a test can write on every
+// node: one index for a standalone server, one per master of a cluster
+// (from CLUSTER SLOTS), in no particular order.
+func (b *Backend) OnEachMaster(t testing.TB, key func(i int) string) []int {
+	t.Helper()
+	if b.Name != Cluster {
+		return []int{0}
+	}
+	entries, err := b.Client.Do(Ctx(t), b.Client.B().ClusterSlots().Build()).ToArray()
+	if err != nil {
+		t.Fatalf("CLUSTER SLOTS: %v", err)
+	}
+	// The slot ranges of each master, by its address.
+	ranges := map[string][][2]int64{}
+	for _, e := range entries {
+		f, err := e.ToArray()
+		if err != nil || len(f) < 3 {
+			t.Fatalf("CLUSTER SLOTS entry %v: %v", e, err)
+		}
+		lo, err1 := f[0].AsInt64()
+		hi, err2 := f[1].AsInt64()
+		node, err3 := f[2].ToArray()
+		if err := errors.Join(err1, err2, err3); err != nil || len(node) < 2 {
+			t.Fatalf("CLUSTER SLOTS entry %v: %v", e, err)
+		}
+		host, _ := node[0].ToString()
+		port, _ := node[1].AsInt64()
+		addr := net.JoinHostPort(host, strconv.FormatInt(port, 10))
+		ranges[addr] = append(ranges[addr], [2]int64{lo, hi})
+	}
+	var out []int
+	for addr, rs := range ranges {
+		found := false
+		for i := 0; i < 1<<20 && !found; i++ {
+			s := int64(slot.Of(key(i)))
+			for _, r := range rs {
+				if r[0] <= s && s <= r[1] {
+					out, found = append(out, i), true
+					break
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("no key served by %s among 2^20 tries", addr)
+		}
+	}
+	return out
 }
