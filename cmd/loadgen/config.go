@@ -62,10 +62,11 @@ type Config struct {
 	RampStep   time.Duration
 	RampFactor float64
 	RampMax    float64
-	// Floor (ramp only) searches a second time, on a fleet of its own, with
-	// routing replaced by a fixed in-memory table: the capacity of the
-	// generator, the fleet and its Redis sessions without routing, against
-	// which the routed capacity is judged.
+	// Floor (ramp only) searches a second time, on a fleet of its own beside
+	// the first (the two searches take their steps in turn), with routing
+	// replaced by a fixed in-memory table: the capacity of the generator,
+	// the fleet and its Redis sessions without routing, against which the
+	// routed capacity is judged.
 	Floor bool
 	// fixed makes this run route by the fixed table: the floor's run.
 	fixed bool
@@ -139,7 +140,7 @@ func parseFlags(args []string, fs *flag.FlagSet) (Config, error) {
 	fs.DurationVar(&c.RampStep, "ramp-step", c.RampStep, "ramp: time spent at each rate")
 	fs.Float64Var(&c.RampFactor, "ramp-factor", c.RampFactor, "ramp: rate multiplier between steps (up while steps hold, down while none has)")
 	fs.Float64Var(&c.RampMax, "ramp-max", c.RampMax, "ramp: highest rate tried")
-	fs.BoolVar(&c.Floor, "floor", false, "ramp: search again with routing replaced by a fixed in-memory table, and report the ratio")
+	fs.BoolVar(&c.Floor, "floor", false, "ramp: search also, step for step in turn, with routing replaced by a fixed in-memory table, and report the ratio")
 	fs.IntVar(&c.StormUsers, "storm-users", c.StormUsers, "storm: new users arriving at once")
 	fs.DurationVar(&c.BlipFor, "blip", c.BlipFor, "blip: how long the store is unreachable")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "servers' heartbeat period")

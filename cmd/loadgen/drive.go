@@ -332,7 +332,17 @@ func (s *sim) ramp(ctx context.Context, end chan<- struct{}) {
 	}
 	search := newRampSearch(s.cfg.Rate, s.cfg.RampFactor, s.cfg.RampMax)
 	defer func() { rp.Capacity, rp.Missed = search.held, search.missed }()
+	if s.turn != nil {
+		defer s.turn.t.quit(s.turn.side)
+		if !s.pause(ctx) {
+			return
+		}
+		s.turn.begin()
+	}
 	for rate, ok := search.rate(); ok; rate, ok = search.rate() {
+		if s.turn != nil && !s.turn.wait(ctx) {
+			return
+		}
 		st, ok := s.rampStep(ctx, rate, rp.SLOUS)
 		if !ok {
 			return
@@ -346,7 +356,30 @@ func (s *sim) ramp(ctx context.Context, end chan<- struct{}) {
 			rp.Steps = append(rp.Steps, st)
 		}
 		search.judged(rate, st.Held)
+		if s.turn != nil {
+			if !s.pause(ctx) {
+				return
+			}
+			s.turn.pass()
+		}
 	}
+}
+
+// pause stops the open loop, drops what it queued and waits until the
+// operations under way are done (up to the operation timeout), so that a
+// step's backlog is not charged to the next; false when ctx ended.
+func (s *sim) pause(ctx context.Context) bool {
+	if s.paused.Swap(true) {
+		return true // paused at the end of a step that missed
+	}
+	s.schedule.Add(1)
+	deadline := time.Now().Add(s.cfg.OpTimeout + time.Second)
+	for s.inflight.Load() > 0 && time.Now().Before(deadline) {
+		if !sleepUntil(ctx, time.Now().Add(5*time.Millisecond)) {
+			return false
+		}
+	}
+	return true
 }
 
 // rampStep runs one step of the ramp at rate and judges it against the SLO
@@ -364,15 +397,8 @@ func (s *sim) rampStep(ctx context.Context, rate, sloUS float64) (RampStep, bool
 	l := s.rec[opRoute].cutStep()
 	st := RampStep{Rate: rate, At: s.since(start), Achieved: float64(l.Count) / time.Since(start).Seconds(), P99: l.P99, Errors: l.Errors}
 	st.Held = l.P99 <= sloUS && l.Errors == 0 && st.Achieved >= 0.95*rate
-	if !st.Held {
-		s.paused.Store(true)
-		s.schedule.Add(1) // drop what the missed step queued
-		deadline := time.Now().Add(s.cfg.OpTimeout + time.Second)
-		for s.inflight.Load() > 0 && time.Now().Before(deadline) {
-			if !sleepUntil(ctx, time.Now().Add(5*time.Millisecond)) {
-				return RampStep{}, false
-			}
-		}
+	if !st.Held && !s.pause(ctx) {
+		return RampStep{}, false
 	}
 	return st, true
 }
@@ -418,7 +444,14 @@ func (s *sim) sample(ctx context.Context, progress io.Writer) {
 			}
 			line := fmt.Sprintf("[%5.1fs/%v] %6.0f ops/s  p99 %-8s errors %d  sessions %d", iv.T, total, iv.Rate, us(iv.P99), iv.Errors, iv.Sessions)
 			if s.cfg.Scenario == Ramp {
-				line = fmt.Sprintf("[%5.1fs] rate %.0f: %6.0f ops/s  p99 %-8s errors %d", iv.T, math.Float64frombits(s.rate.Load()), iv.Rate, us(iv.P99), iv.Errors)
+				if iv.Ops == 0 && s.paused.Load() {
+					continue // the other search's turn (-floor), or a pause after a miss
+				}
+				what := "rate"
+				if s.cfg.fixed {
+					what = "floor rate"
+				}
+				line = fmt.Sprintf("[%5.1fs] %s %.0f: %6.0f ops/s  p99 %-8s errors %d", iv.T, what, math.Float64frombits(s.rate.Load()), iv.Rate, us(iv.P99), iv.Errors)
 			}
 			if term {
 				fmt.Fprintf(progress, "\r\033[K%s", line)

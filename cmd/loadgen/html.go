@@ -75,15 +75,21 @@ func markers(rep *Report, end float64) []marker {
 		add("storm-placed", done, "storm placed", fmt.Sprintf("the storm's %d users were all placed at %.2fs, %.0fms after it began", s.Users, done, s.CompletedAfterMS))
 	}
 	if rp := rep.Ramp; rp != nil {
-		// The floor's steps (rp.Floor) ran on another fleet, on another
-		// clock: they are not this run's moments.
-		for _, st := range rp.Steps {
-			held := "held"
-			if !st.Held {
-				held = "missed"
+		// The floor's steps (rp.Floor) took turns with this run's, on a
+		// fleet of their own: the gaps in this run's timeline.
+		steps := func(what string, rp *RampReport) {
+			for _, st := range rp.Steps {
+				held := "held"
+				if !st.Held {
+					held = "missed"
+				}
+				add("ramp", st.At, fmt.Sprintf("%s%.0f/s", strings.TrimPrefix(what+" ", "ramp "), st.Rate),
+					fmt.Sprintf("%s step at %.0f ops/s from %.2fs: achieved %.0f, p99 %s, errors %d: %s the SLO", what, st.Rate, st.At, st.Achieved, us(st.P99), st.Errors, held))
 			}
-			add("ramp", st.At, fmt.Sprintf("%.0f/s", st.Rate),
-				fmt.Sprintf("ramp step at %.0f ops/s from %.2fs: achieved %.0f, p99 %s, errors %d: %s the SLO", st.Rate, st.At, st.Achieved, us(st.P99), st.Errors, held))
+		}
+		steps("ramp", rp)
+		if rp.Floor != nil {
+			steps("floor", rp.Floor)
 		}
 	}
 	slices.SortStableFunc(ms, func(a, b marker) int { return cmp.Compare(a.at, b.at) })

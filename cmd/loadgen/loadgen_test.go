@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +126,51 @@ func TestRampFirstStepMisses(t *testing.T) {
 				t.Errorf("the table does not state the capacity %.0f", rp.Capacity)
 			}
 
+		})
+	}
+}
+
+// TestRampFloor: with -floor, a second fleet routing by a fixed table runs
+// beside the first on the same Redis, the two searches take their steps in
+// turn (a step and its retry, then the other's), each search is sound on
+// its own, and the report gives their ratio.
+func TestRampFloor(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			cfg := quick(t, backend, Ramp)
+			cfg.Floor = true
+			r, table := runLogged(t, cfg)
+			check(t, cfg, r)
+			rp := r.Ramp
+			if rp.Floor == nil {
+				t.Fatal("no floor in the report")
+			}
+			checkRamp(t, cfg, rp.Floor)
+			if want := rp.Capacity / rp.Floor.Capacity; rp.FloorRatio != want || !(want > 0) {
+				t.Errorf("floor ratio %v, want %v = %v / %v", rp.FloorRatio, want, rp.Capacity, rp.Floor.Capacity)
+			}
+			// The turns: sides alternate until one search is over.
+			type turn struct {
+				side int
+				at   float64
+			}
+			var turns []turn
+			for side, r := range []*RampReport{rp, rp.Floor} {
+				for _, st := range r.Steps {
+					if !st.Retry {
+						turns = append(turns, turn{side, st.At})
+					}
+				}
+			}
+			slices.SortFunc(turns, func(a, b turn) int { return cmp.Compare(a.at, b.at) })
+			for i := 1; i < len(turns); i++ {
+				if turns[i].side == turns[i-1].side && slices.ContainsFunc(turns[i:], func(u turn) bool { return u.side != turns[i].side }) {
+					t.Fatalf("turn %d is the same side's as the one before, while the other had steps to take: %+v", i, turns)
+				}
+			}
+			if !strings.Contains(table, fmt.Sprintf("capacity with routing %.0f ops/s = %.2f × the floor's %.0f ops/s", rp.Capacity, rp.FloorRatio, rp.Floor.Capacity)) {
+				t.Errorf("the table does not state the ratio")
+			}
 		})
 	}
 }

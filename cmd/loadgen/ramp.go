@@ -1,6 +1,10 @@
 package main
 
-import "math"
+import (
+	"context"
+	"math"
+	"sync"
+)
 
 // The capacity search's precision: it stops when the lowest rate that missed
 // is within rampPrecision of the highest that held, or after rampBisections
@@ -61,5 +65,64 @@ func (r *rampSearch) judged(rate float64, held bool) {
 	default:
 		r.bisections++
 		r.next = math.Sqrt(r.held * r.missed)
+	}
+}
+
+// turns has two runs take their ramp steps in turn (-floor): a step of one
+// (with its retry), then a step of the other, so that whatever the machine
+// and Redis go through reaches both searches alike. Only the side whose
+// turn it is sends load; the other is paused, its backlog drained.
+type turns struct {
+	mu    sync.Mutex
+	next  int     // the side whose step is next
+	ready [2]bool // the side has warmed up and paused
+	out   [2]bool // the side takes no more steps
+	wake  chan struct{}
+}
+
+func newTurns() *turns { return &turns{wake: make(chan struct{})} }
+
+// change applies f and wakes the waiting side.
+func (t *turns) change(f func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f()
+	close(t.wake)
+	t.wake = make(chan struct{})
+}
+
+// quit records that side takes no more steps (its search is over, or its
+// run failed): the other goes on alone.
+func (t *turns) quit(side int) { t.change(func() { t.out[side] = true }) }
+
+// turn is one side of turns.
+type turn struct {
+	t    *turns
+	side int
+}
+
+// begin records that this side has warmed up and paused: the steps start
+// once both have (the first side first).
+func (tn *turn) begin() { tn.t.change(func() { tn.t.ready[tn.side] = true }) }
+
+// pass gives the next step to the other side.
+func (tn *turn) pass() { tn.t.change(func() { tn.t.next = 1 - tn.side }) }
+
+// wait blocks until this side may take its step; false when ctx ended.
+func (tn *turn) wait(ctx context.Context) bool {
+	t, other := tn.t, 1-tn.side
+	for {
+		t.mu.Lock()
+		ok := t.out[other] || (t.ready[other] && t.next == tn.side)
+		wake := t.wake
+		t.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
