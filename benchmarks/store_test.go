@@ -480,19 +480,45 @@ func BenchmarkStoreBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(c.Close)
-		forget := func() {
-			for _, uid := range uids {
-				c.CacheExpired(e.ns, uid, benchSvc)
+		forget := func(c *engine.Client) func() {
+			return func() {
+				for _, uid := range uids {
+					c.CacheExpired(e.ns, uid, benchSvc)
+				}
 			}
 		}
 		b.Run(fmt.Sprintf("uids=%d/path=engine", n), func(b *testing.B) {
 			interleaved(b, []namedCall{
-				{"ours", batch(func() (map[int][]string, error) { return c.BatchGetLinkedPod(ctx, e.ns, uids, benchSvc) }), forget},
+				{"ours", batch(func() (map[int][]string, error) { return c.BatchGetLinkedPod(ctx, e.ns, uids, benchSvc) }), forget(c)},
 				{"store", batch(func() (map[int][]string, error) { return e.ours.BatchGetLinkedPod(ctx, e.ns, uids, benchSvc) }), nil},
 				{"goredis", batch(func() (map[int][]string, error) { return batchGoRedis(ctx, e.rdb, e.ns, uids, benchSvc) }), nil},
 				{"goredis_mget", batch(func() (map[int][]string, error) { return batchGoRedisMGET(ctx, e.rdb, e.ns, uids, benchSvc) }), nil},
 			}, batchRun)
 			if st := c.CacheStats(); st.Hits != 0 {
+				b.Fatalf("the engine's cache hit %d times, want none", st.Hits)
+			}
+		})
+		// The same cold batch on a store in broadcast mode (DialConfig.
+		// Broadcast): its tracked read is a plain MGET, Redis keeps no
+		// per-key table for it.
+		bst, err := store.Dial(store.DialConfig{Addrs: redistest.Addrs(b, redistest.Standalone), Broadcast: true, BroadcastNamespaces: []string{e.ns}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(bst.Close)
+		cb, err := engine.NewClient(engine.ClientConfig{Store: bst, TempLinkTTL: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(cb.Close)
+		b.Run(fmt.Sprintf("uids=%d/path=enginebcast", n), func(b *testing.B) {
+			interleaved(b, []namedCall{
+				{"ours", batch(func() (map[int][]string, error) { return cb.BatchGetLinkedPod(ctx, e.ns, uids, benchSvc) }), forget(cb)},
+				{"store", batch(func() (map[int][]string, error) { return e.ours.BatchGetLinkedPod(ctx, e.ns, uids, benchSvc) }), nil},
+				{"goredis", batch(func() (map[int][]string, error) { return batchGoRedis(ctx, e.rdb, e.ns, uids, benchSvc) }), nil},
+				{"goredis_mget", batch(func() (map[int][]string, error) { return batchGoRedisMGET(ctx, e.rdb, e.ns, uids, benchSvc) }), nil},
+			}, batchRun)
+			if st := cb.CacheStats(); st.Hits != 0 {
 				b.Fatalf("the engine's cache hit %d times, want none", st.Hits)
 			}
 		})

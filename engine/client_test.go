@@ -95,6 +95,20 @@ type scenario struct {
 	st    *store.Redis // shared by the "servers" of the test
 	count *countingClient
 	c     *engine.Client
+
+	// beats holds, once beat was called, the state of each pod published,
+	// which a heartbeat re-publishes every testTiming.Heartbeat as the pod's
+	// server would: a scenario that takes longer than the staleness window
+	// on a busy machine (20 placement races under -race beside another test
+	// run) otherwise saw its pods go stale and got "no available pod".
+	beatMu sync.Mutex
+	beats  map[int]podBeat
+}
+
+// podBeat is what a pod's heartbeat publishes.
+type podBeat struct {
+	load int
+	r    store.RoutingState
 }
 
 func newScenario(t *testing.T, b *redistest.Backend) *scenario {
@@ -113,11 +127,57 @@ func (sc *scenario) newClient(st *store.Redis) *engine.Client {
 	return c
 }
 
-// publish writes a pod's state as its server would.
+// publish writes a pod's state as its server would; after beat, it keeps
+// it fresh too.
 func (sc *scenario) publish(pod int, load int, r store.RoutingState) {
 	sc.t.Helper()
+	sc.beatMu.Lock()
+	defer sc.beatMu.Unlock()
 	if _, err := sc.st.SetServiceState(sc.ctx, sc.ns, svc, pod, load, r); err != nil {
 		sc.t.Fatal(err)
+	}
+	if sc.beats != nil {
+		sc.beats[pod] = podBeat{load, r}
+	}
+}
+
+// beat starts the pods' heartbeat: from then on, publish keeps every pod
+// it publishes fresh until the scenario ends or silence stops it.
+func (sc *scenario) beat() {
+	sc.beatMu.Lock()
+	defer sc.beatMu.Unlock()
+	sc.beats = map[int]podBeat{}
+	ctx, cancel := context.WithCancel(sc.ctx)
+	done := make(chan struct{})
+	go sc.heartbeat(ctx, done)
+	sc.t.Cleanup(func() { cancel(); <-done })
+}
+
+// silence stops pod's heartbeat: the pod goes stale a staleness window
+// after its last one, which is over when silence returns.
+func (sc *scenario) silence(pod int) {
+	sc.beatMu.Lock()
+	defer sc.beatMu.Unlock()
+	delete(sc.beats, pod)
+}
+
+// heartbeat re-publishes the pods' states every testTiming.Heartbeat, under
+// beatMu so that a publish never lands before an older beat.
+func (sc *scenario) heartbeat(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(testTiming.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sc.beatMu.Lock()
+		for pod, b := range sc.beats {
+			_, _ = sc.st.SetServiceState(ctx, sc.ns, svc, pod, b.load, b.r) // a missed beat is retried by the next
+		}
+		sc.beatMu.Unlock()
 	}
 }
 
@@ -163,6 +223,7 @@ var clientScenarios = []redistest.Case[*scenario]{
 		}
 	}},
 	{Name: "existing_user_stays_on_DenyNewCall_pod_new_users_avoid_it", Run: func(sc *scenario) {
+		sc.beat()
 		sc.publish(0, 0, store.DenyNewCall)
 		sc.publish(1, 100, store.Ready)
 		sc.publish(2, 100, store.Ready)
@@ -179,16 +240,17 @@ var clientScenarios = []redistest.Case[*scenario]{
 		}
 	}},
 	{Name: "stale_pod_not_routable_within_staleness", Run: func(sc *scenario) {
+		sc.beat()
 		sc.publish(0, 0, store.Ready)
 		sc.publish(1, 0, store.Ready)
 		sc.link("u", 0, 30)
 		if pod := sc.compute("u"); pod != 0 {
 			sc.t.Fatalf("= %d, want 0", pod)
 		}
-		last := time.Now()
 		// Pod 1 keeps heartbeating, pod 0 stops.
+		sc.silence(0)
+		last := time.Now()
 		redistest.Poll(sc.t, 5*time.Second, "pod 0 stops being routable", func() bool {
-			sc.publish(1, 0, store.Ready)
 			return !sc.c.States().IsPodRoutable(sc.ns, svc, 0)
 		})
 		// The window, plus one refresh and the round trips that measure it,
@@ -255,6 +317,7 @@ var clientScenarios = []redistest.Case[*scenario]{
 		}
 	}},
 	{Name: "two_clients_race_a_new_uid", Run: func(sc *scenario) {
+		sc.beat()
 		for p := range 8 {
 			sc.publish(p, 0, store.Ready)
 		}
