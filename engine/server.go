@@ -301,24 +301,26 @@ func (s *Server) RequestedRoutingState() (RoutingState, bool) {
 	return r, r != RoutingUnknown
 }
 
-// linkGate is the check every link write makes first. A nil context is an
-// invalid argument, and once Stop withdraws the pod (or the Server was
-// stopped without starting) every write returns ErrClosed. While Stop drains
-// the pod, drain is true for a write that links a user to this pod: it is
-// made only for a user already linked to it.
-func (s *Server) linkGate(ctx context.Context, pod int) (drain bool, err error) {
+// beginLink starts name, a link write to pod (store.NoPod for a removal),
+// with the check every link write makes first, and then begins its Op; on an
+// error no Op is begun. A nil context is an invalid argument, and once Stop
+// withdraws the pod (or the Server was stopped without starting) every write
+// returns ErrClosed. While Stop drains the pod, drain is true for a write
+// that links a user to this pod: it is made only for a user already linked
+// to it.
+func (s *Server) beginLink(ctx context.Context, name, ns, svc string, pod int) (_ context.Context, op *Op, drain bool, err error) {
 	if ctx == nil {
-		return false, errNilContext
+		return nil, nil, false, errNilContext
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.withdrawn:
-		return false, ErrClosed
-	case s.phase == stopping && pod == s.pod:
-		return true, nil
+	withdrawn := s.withdrawn
+	drain = s.phase == stopping && pod == s.pod
+	s.mu.Unlock()
+	if withdrawn {
+		return ctx, nil, false, ErrClosed
 	}
-	return false, nil
+	ctx, op = s.obs.call(ctx, name, ns, svc, "")
+	return ctx, op, drain, nil
 }
 
 // drainClaim links uid to this draining pod persistently only when its link
@@ -344,11 +346,10 @@ func (s *Server) drainClaim(ctx context.Context, ns, uid, svc string) (owner int
 // this pod, a link to it is written only for a user linked to it already
 // (else ErrDraining); after Stop, SetLinkedPod returns ErrClosed.
 func (s *Server) SetLinkedPod(ctx context.Context, ns, uid, svc string, pod int) (previous int, err error) {
-	drain, err := s.linkGate(ctx, pod)
+	ctx, op, drain, err := s.beginLink(ctx, "SetLinkedPod", ns, svc, pod)
 	if err != nil {
 		return store.NoPod, err
 	}
-	ctx, op := s.obs.call(ctx, "SetLinkedPod", ns, svc, "")
 	if drain {
 		previous, err = s.drainClaim(ctx, ns, uid, svc)
 	} else {
@@ -377,11 +378,10 @@ func (s *Server) endLinkOp(ctx context.Context, op *Op, pod int, link LinkKind, 
 // ErrDraining, with the pod linked or store.NoPod); after Stop it returns
 // ErrClosed.
 func (s *Server) TrySetLinkedPod(ctx context.Context, ns, uid, svc string, pod int) (owner int, err error) {
-	drain, err := s.linkGate(ctx, pod)
+	ctx, op, drain, err := s.beginLink(ctx, "TrySetLinkedPod", ns, svc, pod)
 	if err != nil {
 		return store.NoPod, err
 	}
-	ctx, op := s.obs.call(ctx, "TrySetLinkedPod", ns, svc, "")
 	if drain {
 		owner, err = s.drainClaim(ctx, ns, uid, svc)
 		s.endLinkOp(ctx, op, owner, LinkPersistent, err)
@@ -404,10 +404,10 @@ func (s *Server) TrySetLinkedPod(ctx context.Context, ns, uid, svc string, pod i
 // RemoveLinkedPod deletes uid's link to svc now, whichever pod it points at,
 // and reports whether there was one. After Stop it returns ErrClosed.
 func (s *Server) RemoveLinkedPod(ctx context.Context, ns, uid, svc string) (existed bool, err error) {
-	if _, err := s.linkGate(ctx, store.NoPod); err != nil {
+	ctx, op, _, err := s.beginLink(ctx, "RemoveLinkedPod", ns, svc, store.NoPod)
+	if err != nil {
 		return false, err
 	}
-	ctx, op := s.obs.call(ctx, "RemoveLinkedPod", ns, svc, "")
 	rctx, rt := s.obs.rt(ctx, rtRemove, ns, svc, 1)
 	existed, err = s.st.RemoveLinkedPod(rctx, ns, uid, svc, store.Persistent)
 	s.obs.end(rctx, rt, err)
@@ -427,10 +427,10 @@ func (s *Server) RemoveLinkedPodWithId(ctx context.Context, ns, uid, svc string,
 		return false, &store.InvalidArgumentError{Arg: "persistSeconds",
 			Reason: strconv.Itoa(persistSeconds) + " is neither -1 (delete now) nor 1.." + strconv.Itoa(store.MaxTTL) + " seconds"}
 	}
-	if _, err := s.linkGate(ctx, store.NoPod); err != nil {
+	ctx, op, _, err := s.beginLink(ctx, "RemoveLinkedPodWithId", ns, svc, store.NoPod)
+	if err != nil {
 		return false, err
 	}
-	ctx, op := s.obs.call(ctx, "RemoveLinkedPodWithId", ns, svc, "")
 	rctx, rt := s.obs.rt(ctx, rtRemoveID, ns, svc, 1)
 	removed, err = s.st.RemoveLinkedPodWithId(rctx, ns, uid, svc, pod, persistSeconds)
 	s.obs.end(rctx, rt, err)
@@ -447,27 +447,17 @@ func (s *Server) RemoveLinkedPodWithId(ctx context.Context, ns, uid, svc string,
 // its error and the Server stays unstarted, so Start may be called again.
 // Start on a started Server returns nil; after Stop it returns ErrClosed.
 func (s *Server) Start(ctx context.Context) error {
-	if ctx == nil {
-		return errNilContext
+	// Another Start in progress is publishing; its outcome is ours.
+	if err := s.settle(ctx, false); err != nil {
+		return err
 	}
-	s.mu.Lock()
-	for {
-		switch s.phase {
-		case running:
-			s.mu.Unlock()
-			return nil
-		case stopping, closed:
-			s.mu.Unlock()
-			return ErrClosed
-		case starting:
-			// Another Start is publishing; its outcome is ours.
-			if err := s.awaitTransition(ctx); err != nil {
-				return err
-			}
-			s.mu.Lock()
-			continue
-		}
-		break
+	switch s.phase {
+	case running:
+		s.mu.Unlock()
+		return nil
+	case stopping, closed:
+		s.mu.Unlock()
+		return ErrClosed
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -533,32 +523,20 @@ func (s *Server) Start(ctx context.Context) error {
 // call during another Stop waits for it (or for its own ctx), and later calls
 // return nil.
 func (s *Server) Stop(ctx context.Context) error {
-	if ctx == nil {
-		return errNilContext
+	if err := s.settle(ctx, true); err != nil {
+		return err
 	}
-	s.mu.Lock()
-	for {
-		switch s.phase {
-		case closed:
-			s.mu.Unlock()
-			return nil
-		case idle:
-			s.phase, s.withdrawn = closed, true
-			s.routing.Store(uint32(Shutdown))
-			s.mu.Unlock()
-			return nil
-		case stopping:
-			return s.awaitTransition(ctx)
-		case starting:
-			// Abort the first publish (its wait is short once cancelled),
-			// then see where Start left the Server.
-			s.stopReq = true
-			s.startCancel()
-			_ = s.awaitTransition(context.Background())
-			s.mu.Lock()
-			continue
-		}
-		break
+	switch s.phase {
+	case closed:
+		s.mu.Unlock()
+		return nil
+	case idle:
+		s.phase, s.withdrawn = closed, true
+		s.routing.Store(uint32(Shutdown))
+		s.mu.Unlock()
+		return nil
+	case stopping:
+		return s.awaitTransition(ctx)
 	}
 	s.phase, s.trans = stopping, make(chan struct{})
 	if s.GetRoutingState() != Shutdown {
@@ -611,6 +589,31 @@ func (s *Server) Stop(ctx context.Context) error {
 		pubErr = fmt.Errorf("engine: publishing Shutdown: %w", pubErr)
 	}
 	return errors.Join(drainErr, pubErr)
+}
+
+// settle locks s.mu and waits out a Start in progress, for Start and Stop,
+// which act on the phase it ends in. With abort (Stop) it cuts that Start's
+// first publish short, whose wait is short once cancelled, and waits for it
+// regardless of ctx; else it waits for the publish, or for ctx. It returns
+// with s.mu held, or with an error and s.mu released.
+func (s *Server) settle(ctx context.Context, abort bool) error {
+	if ctx == nil {
+		return errNilContext
+	}
+	s.mu.Lock()
+	for s.phase == starting {
+		wait := ctx
+		if abort {
+			s.stopReq = true
+			s.startCancel()
+			wait = context.Background()
+		}
+		if err := s.awaitTransition(wait); err != nil {
+			return err
+		}
+		s.mu.Lock()
+	}
+	return nil
 }
 
 // awaitTransition waits for the starting or stopping phase in progress to
@@ -685,32 +688,33 @@ func (s *Server) loop(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { s.workloadLoop(ctx) })
+	wg.Go(func() { s.rounds(ctx, nil, s.workload) })
+	s.rounds(ctx, s.soon, s.beat)
+}
+
+// rounds runs round until ctx ends: a heartbeat period from start to start
+// after a round that succeeded, so that its own latency does not push the
+// pod toward the staleness limit, else a quarter of one. A signal on soon
+// (nil for none) runs publishSoon between two rounds.
+func (s *Server) rounds(ctx context.Context, soon <-chan struct{}, round func(context.Context) bool) {
 	t := time.NewTimer(s.timing.Heartbeat)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.soon:
+		case <-soon:
 			s.publishSoon(ctx)
 			continue
 		case <-t.C:
 		}
 		began := time.Now()
-		s.next(t, began, s.beat(ctx))
+		if round(ctx) {
+			t.Reset(max(s.timing.Heartbeat-time.Since(began), 0))
+		} else {
+			t.Reset(s.timing.Heartbeat / 4)
+		}
 	}
-}
-
-// next sets t for the round after one that began at began: a heartbeat
-// period from start to start when it succeeded, so that its own latency
-// does not push the pod toward the staleness limit, else a quarter of one.
-func (s *Server) next(t *time.Timer, began time.Time, ok bool) {
-	if ok {
-		t.Reset(max(s.timing.Heartbeat-time.Since(began), 0))
-		return
-	}
-	t.Reset(s.timing.Heartbeat / 4)
 }
 
 // publishSoon publishes the load SetLoadState set, at the end of the load
@@ -774,21 +778,11 @@ func (s *Server) roundEnded(ctx, rctx context.Context, op *Op, err error) bool {
 	return false
 }
 
-// workloadLoop runs writeWorkload every heartbeat period until ctx ends.
-func (s *Server) workloadLoop(ctx context.Context) {
-	t := time.NewTimer(s.timing.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		began := time.Now()
-		// Each of its round trips gets roundTimeout (writeWorkload).
-		rctx, op := s.obs.begin(ctx, Op{Kind: OpWorkload, Name: "workload", Namespace: s.ns, Service: s.svc, Pod: s.pod})
-		s.next(t, began, s.roundEnded(ctx, rctx, op, s.writeWorkload(rctx)))
-	}
+// workload runs one workload round: writeWorkload, whose round trips each
+// get roundTimeout. It reports whether the round succeeded.
+func (s *Server) workload(ctx context.Context) bool {
+	rctx, op := s.obs.begin(ctx, Op{Kind: OpWorkload, Name: "workload", Namespace: s.ns, Service: s.svc, Pod: s.pod})
+	return s.roundEnded(ctx, rctx, op, s.writeWorkload(rctx))
 }
 
 func (s *Server) setLastErr(err error) {
