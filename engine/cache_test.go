@@ -53,6 +53,21 @@ func newTestCache(t testing.TB, cfg CacheConfig) *linkCache {
 	return newLinkCache(cfg, clk)
 }
 
+// newTestCacheKey returns a cache with the defaults of newTestCache and the
+// key of user u of the service (ns, room).
+func newTestCacheKey(t testing.TB) (*linkCache, testKey) {
+	return newTestCache(t, CacheConfig{}), newKey(testService("ns", "room"), "u")
+}
+
+// stressOps is a stress test's operation count: n, or fewer under the race
+// detector or -short.
+func stressOps(n, fewer int) int {
+	if raceEnabled || testing.Short() {
+		return fewer
+	}
+	return n
+}
+
 // advance moves a synctest bubble's time by d and waits for the coarse clock
 // to tick up to it.
 func advance(d time.Duration) {
@@ -79,6 +94,16 @@ func fill(t testing.TB, c *linkCache, k testKey, pod int) {
 	if !c.put(k.h, k.svc, k.uid, pod, c.token(k.h)) {
 		t.Fatalf("put(%q) with a fresh token did not store", k.uid)
 	}
+}
+
+// fillKeys caches n new keys of svc (newKeys) on pod 1 and returns them.
+func fillKeys(t testing.TB, c *linkCache, svc *service, prefix string, n int) []testKey {
+	t.Helper()
+	ks := newKeys(svc, prefix, n)
+	for _, k := range ks {
+		fill(t, c, k, 1)
+	}
+	return ks
 }
 
 // access reads k and fills it on a miss.
@@ -261,9 +286,7 @@ func TestCacheTTL(t *testing.T) {
 }
 
 func TestCacheRemove(t *testing.T) {
-	c := newTestCache(t, CacheConfig{})
-	svc := testService("ns", "room")
-	k := newKey(svc, "u")
+	c, k := newTestCacheKey(t)
 	fill(t, c, k, 3)
 	if pod, ok := c.remove(k.h, "ns", "room", "v"); ok {
 		t.Fatalf("remove of another uid at the same hash = %d, true", pod)
@@ -286,16 +309,14 @@ func TestCacheRemove(t *testing.T) {
 }
 
 func TestCacheSet(t *testing.T) {
-	c := newTestCache(t, CacheConfig{})
-	svc := testService("ns", "room")
-	k := newKey(svc, "u")
+	c, k := newTestCacheKey(t)
 	c.invalidate(k.h)
 	c.invalidateAll()
-	c.set(k.h, svc, k.uid, 7) // takes no token: stores whatever ran before
+	c.set(k.h, k.svc, k.uid, 7) // takes no token: stores whatever ran before
 	wantHit(t, c, k, 7, "get after set")
-	c.set(k.h, svc, k.uid, 8)
+	c.set(k.h, k.svc, k.uid, 8)
 	wantHit(t, c, k, 8, "get after second set")
-	c.set(k.h, svc, "w", 1<<40) // not representable: not cached
+	c.set(k.h, k.svc, "w", 1<<40) // not representable: not cached
 	if pod, ok := lookup(c, k); !ok || pod != 8 || c.len() != 1 {
 		t.Fatalf("get = %d, %v, len %d; want 8, true, 1", pod, ok, c.len())
 	}
@@ -303,12 +324,10 @@ func TestCacheSet(t *testing.T) {
 }
 
 func TestCacheInvalidate(t *testing.T) {
-	c := newTestCache(t, CacheConfig{})
-	svc := testService("ns", "room")
-	k := newKey(svc, "u")
+	c, k := newTestCacheKey(t)
 	tok := c.token(k.h)
 	c.invalidate(k.h) // nothing cached: nothing counted
-	if c.put(k.h, svc, k.uid, 1, tok) {
+	if c.put(k.h, k.svc, k.uid, 1, tok) {
 		t.Fatal("put with a token taken before invalidate stored")
 	}
 	if _, ok := lookup(c, k); ok {
@@ -318,7 +337,7 @@ func TestCacheInvalidate(t *testing.T) {
 	// A key of another epoch stripe keeps its token.
 	var other testKey
 	for i := 0; ; i++ {
-		if other = newKey(svc, "o"+strconv.Itoa(i)); other.h&c.epochMask != k.h&c.epochMask {
+		if other = newKey(k.svc, "o"+strconv.Itoa(i)); other.h&c.epochMask != k.h&c.epochMask {
 			break
 		}
 	}
@@ -327,7 +346,7 @@ func TestCacheInvalidate(t *testing.T) {
 	if _, ok := lookup(c, k); ok {
 		t.Fatal("get hit after invalidate")
 	}
-	if !c.put(other.h, svc, other.uid, 3, otherTok) {
+	if !c.put(other.h, k.svc, other.uid, 3, otherTok) {
 		t.Fatal("invalidate made the token of a key in another stripe stale")
 	}
 	if st := c.stats(); st.Invalidations != 1 || st.Size != 1 {
@@ -377,10 +396,7 @@ func TestCacheCapacityConcurrent(t *testing.T) {
 			c := newTestCache(t, CacheConfig{MaxEntries: maxEntries, Eviction: ev})
 			svc := testService("ns", "room")
 			ks := newKeys(svc, "u", 1000)
-			ops := 20000
-			if raceEnabled || testing.Short() {
-				ops = 3000
-			}
+			ops := stressOps(20000, 3000)
 			var stop atomic.Bool
 			var peak atomic.Int64
 			var checker, workers sync.WaitGroup
@@ -433,19 +449,14 @@ func TestCacheEvictLRU(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newTestCache(t, CacheConfig{MaxEntries: 1000, Eviction: EvictLRU})
 		svc := testService("ns", "room")
-		ks := newKeys(svc, "u", 1000)
-		for _, k := range ks {
-			fill(t, c, k, 1)
-		}
+		ks := fillKeys(t, c, svc, "u", 1000)
 		advance(10 * time.Millisecond)
 		read, unread := ks[:500], ks[500:]
 		for _, k := range read {
 			lookup(c, k)
 		}
 		advance(10 * time.Millisecond)
-		for _, k := range newKeys(svc, "v", 250) {
-			fill(t, c, k, 1)
-		}
+		fillKeys(t, c, svc, "v", 250)
 		keptRead, keptUnread := countCached(c, read), countCached(c, unread)
 		t.Logf("after 250 evictions: %d/500 recently read kept, %d/500 unread kept", keptRead, keptUnread)
 		// Exact per-key history kept about 473; metadata words are indexed by
@@ -466,10 +477,7 @@ func TestCacheEvictLFU(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			c := newTestCache(t, CacheConfig{MaxEntries: 1000, Eviction: ev})
 			svc := testService("ns", "room")
-			ks := newKeys(svc, "u", 1000)
-			for _, k := range ks {
-				fill(t, c, k, 1)
-			}
+			ks := fillKeys(t, c, svc, "u", 1000)
 			advance(time.Millisecond)
 			frequent := ks[:200]
 			for range 50 {
@@ -503,23 +511,16 @@ func TestCacheEvictTTL(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newTestCache(t, CacheConfig{MaxEntries: 400, TTL: time.Minute, Eviction: EvictTTL})
 		svc := testService("ns", "room")
-		first, second := newKeys(svc, "a", 200), newKeys(svc, "b", 200)
-		for _, k := range first {
-			fill(t, c, k, 1)
-		}
+		first := fillKeys(t, c, svc, "a", 200)
 		advance(10 * time.Second)
-		for _, k := range second {
-			fill(t, c, k, 1)
-		}
+		second := fillKeys(t, c, svc, "b", 200)
 		advance(time.Second)
 		for range 20 { // reads do not save the entries closest to expiry
 			for _, k := range first {
 				lookup(c, k)
 			}
 		}
-		for _, k := range newKeys(svc, "c", 100) {
-			fill(t, c, k, 1)
-		}
+		fillKeys(t, c, svc, "c", 100)
 		keptFirst, keptSecond := countCached(c, first), countCached(c, second)
 		t.Logf("after 100 evictions: %d/200 of the first batch kept, %d/200 of the second", keptFirst, keptSecond)
 		if keptFirst > 140 || keptSecond < 175 {
@@ -598,10 +599,7 @@ func TestCacheStress(t *testing.T) {
 			// redis is each key's value; announced the latest value an
 			// invalidation has returned for.
 			var redis, announced [nkeys]atomic.Int64
-			ops := 100000
-			if raceEnabled || testing.Short() {
-				ops = 20000
-			}
+			ops := stressOps(100000, 20000)
 			var done atomic.Bool
 			var stale atomic.Int64
 			var writers, readers sync.WaitGroup
@@ -680,10 +678,7 @@ func TestCacheGetAllocs(t *testing.T) {
 	// Dropping an expired entry allocates nothing either.
 	synctest.Test(t, func(t *testing.T) {
 		c := newTestCache(t, CacheConfig{MaxEntries: 2000, TTL: time.Second})
-		ks := newKeys(testService("ns", "room"), "u", 1001)
-		for _, k := range ks {
-			fill(t, c, k, 1)
-		}
+		ks := fillKeys(t, c, testService("ns", "room"), "u", 1001)
 		advance(time.Second)
 		i := 0
 		if n := testing.AllocsPerRun(1000, func() { lookup(c, ks[i]); i++ }); n != 0 {
@@ -832,10 +827,7 @@ func TestCacheTableConsistentReads(t *testing.T) {
 		}
 		ks[i] = key{svcs[i%2], uid, uint64(i%nhashes) * 0x9E3779B97F4A7C15}
 	}
-	ops := 200000
-	if raceEnabled || testing.Short() {
-		ops = 30000
-	}
+	ops := stressOps(200000, 30000)
 	var done atomic.Bool
 	var bad, hits atomic.Int64
 	var writers, readers sync.WaitGroup
