@@ -16,6 +16,7 @@ import (
 
 	"github.com/stickyroute/stickyroute/engine"
 	"github.com/stickyroute/stickyroute/internal/redistest"
+	"github.com/stickyroute/stickyroute/internal/testkit"
 	"github.com/stickyroute/stickyroute/obs"
 	"github.com/stickyroute/stickyroute/store"
 )
@@ -425,50 +426,44 @@ func TestChurn(t *testing.T) {
 	var calls, answers, noPod, unavailable, staleAnswers, judged, shutdownAnswers, otherErrs atomic.Int64
 	for ci, c := range clients {
 		for w := range 3 {
-			wg.Go(func() {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					uid := "u" + strconv.Itoa((i*7919+w*31+ci*17)%3000)
-					cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-					before, berr := c.States().Snapshot(cctx, ns, svc)
-					pod, err := c.ComputeLinkedPod(cctx, ns, uid, svc)
-					after, aerr := c.States().Snapshot(cctx, ns, svc)
-					cancel()
-					calls.Add(1)
-					// One snapshot throughout: every refresh stores a new
-					// one, read at a later server time.
-					inShutdown := berr == nil && aerr == nil && before.ServerTime == after.ServerTime && shutdown(before)
-					if inShutdown {
-						judged.Add(1)
-					}
-					switch {
-					case err == nil:
-						answers.Add(1)
-						if pod == stalePod {
-							staleAnswers.Add(1)
-						}
-						if pod == 3 && inShutdown {
-							shutdownAnswers.Add(1)
-						}
-					case errorsIs(err, engine.ErrNoAvailablePod):
-						noPod.Add(1)
-					case errorsIs(err, store.ErrUnavailable):
-						// A loaded host can make refreshes time out: the
-						// client then fails new users fast. Not what this
-						// test is about; counted and reported.
-						unavailable.Add(1)
-					default:
-						otherErrs.Add(1)
-						t.Errorf("%s: %v", uid, err)
-					}
-					if i%50 == 0 {
-						runtime.Gosched()
-					}
+			testkit.Loop(&wg, stop, func(i int) bool {
+				uid := "u" + strconv.Itoa((i*7919+w*31+ci*17)%3000)
+				cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				before, berr := c.States().Snapshot(cctx, ns, svc)
+				pod, err := c.ComputeLinkedPod(cctx, ns, uid, svc)
+				after, aerr := c.States().Snapshot(cctx, ns, svc)
+				cancel()
+				calls.Add(1)
+				// One snapshot throughout: every refresh stores a new
+				// one, read at a later server time.
+				inShutdown := berr == nil && aerr == nil && before.ServerTime == after.ServerTime && shutdown(before)
+				if inShutdown {
+					judged.Add(1)
 				}
+				switch {
+				case err == nil:
+					answers.Add(1)
+					if pod == stalePod {
+						staleAnswers.Add(1)
+					}
+					if pod == 3 && inShutdown {
+						shutdownAnswers.Add(1)
+					}
+				case errorsIs(err, engine.ErrNoAvailablePod):
+					noPod.Add(1)
+				case errorsIs(err, store.ErrUnavailable):
+					// A loaded host can make refreshes time out: the
+					// client then fails new users fast. Not what this
+					// test is about; counted and reported.
+					unavailable.Add(1)
+				default:
+					otherErrs.Add(1)
+					t.Errorf("%s: %v", uid, err)
+				}
+				if i%50 == 0 {
+					runtime.Gosched()
+				}
+				return true
 			})
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/stickyroute/stickyroute/internal/testkit"
 	"github.com/stickyroute/stickyroute/lb"
 )
 
@@ -386,23 +387,17 @@ func TestConcurrentPicksAndChanges(t *testing.T) {
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			for w := range 4 {
-				wg.Go(func() {
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						r, err := b.PickKey(strconv.Itoa(w*1000 + i%1000))
-						if errors.Is(err, lb.ErrNoPod) {
-							continue
-						}
-						if err != nil || r.Pod < 0 || r.Pod >= 12 {
-							t.Errorf("pick = (%d, %v)", r.Pod, err)
-							return
-						}
-						r.Done(lb.DoneInfo{Duration: time.Microsecond})
+				testkit.Loop(&wg, stop, func(i int) bool {
+					r, err := b.PickKey(strconv.Itoa(w*1000 + i%1000))
+					if errors.Is(err, lb.ErrNoPod) {
+						return true
 					}
+					if err != nil || r.Pod < 0 || r.Pod >= 12 {
+						t.Errorf("pick = (%d, %v)", r.Pod, err)
+						return false
+					}
+					r.Done(lb.DoneInfo{Duration: time.Microsecond})
+					return true
 				})
 			}
 			for i := range 100 {

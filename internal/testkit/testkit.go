@@ -73,3 +73,21 @@ func Spread(workers, n int, fn func(i int) error) (time.Duration, error) {
 	}
 	return time.Since(start), nil
 }
+
+// Loop calls fn(0), fn(1), ... on a new goroutine of wg until stop is closed,
+// which it checks before each call, or until fn returns false: a worker that
+// keeps a test's load up while the test changes something under it.
+func Loop(wg *sync.WaitGroup, stop <-chan struct{}, fn func(i int) bool) {
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if !fn(i) {
+				return
+			}
+		}
+	})
+}
