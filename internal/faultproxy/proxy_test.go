@@ -122,6 +122,14 @@ func mustEcho(t *testing.T, c net.Conn, msg string) {
 	}
 }
 
+// backToPass sets p back to Pass and checks that a new connection through it
+// carries msg both ways.
+func backToPass(t *testing.T, p *Proxy, msg string) {
+	t.Helper()
+	p.Set(Pass)
+	mustEcho(t, dial(t, p), msg)
+}
+
 // through starts an echo server behind a proxy and returns them with a
 // connection through the proxy that has carried first both ways.
 func through(t *testing.T, first string) (*echo, *Proxy, net.Conn) {
@@ -230,8 +238,7 @@ func TestRefuse(t *testing.T) {
 	if _, err := roundTrip(c2, "c", 5*time.Second); err == nil || isTimeout(err) {
 		t.Fatalf("new connection under Refuse: %v, want closed", err)
 	}
-	p.Set(Pass)
-	mustEcho(t, dial(t, p), "d")
+	backToPass(t, p, "d")
 }
 
 // TestReset: open connections get a TCP reset, new ones too.
@@ -252,8 +259,7 @@ func TestReset(t *testing.T) {
 	if r := p.Stats().Resets; r != 2 {
 		t.Fatalf("Resets = %d, want 2", r)
 	}
-	p.Set(Pass)
-	mustEcho(t, dial(t, p), "b")
+	backToPass(t, p, "b")
 }
 
 // TestBlackHole: nothing is answered, on open or new connections, and
