@@ -389,6 +389,7 @@ func (s *sim) rampStep(ctx context.Context, rate, sloUS float64) (RampStep, bool
 	s.rate.Store(math.Float64bits(rate))
 	s.stepFrom.Store(start.UnixNano())
 	s.rec[opRoute].cutStep()
+	late0, released0 := s.generatorLate.Load(), s.released.Load()
 	s.schedule.Add(1)
 	s.paused.Store(false)
 	if !sleepUntil(ctx, start.Add(s.cfg.RampStep)) {
@@ -396,6 +397,9 @@ func (s *sim) rampStep(ctx context.Context, rate, sloUS float64) (RampStep, bool
 	}
 	l := s.rec[opRoute].cutStep()
 	st := RampStep{Rate: rate, At: s.since(start), Achieved: float64(l.Count) / time.Since(start).Seconds(), P99: l.P99, Errors: l.Errors}
+	if n := s.released.Load() - released0; n > 0 {
+		st.Late = float64(s.generatorLate.Load()-late0) / float64(n)
+	}
 	st.Held = l.P99 <= sloUS && l.Errors == 0 && st.Achieved >= 0.95*rate
 	if !st.Held && !s.pause(ctx) {
 		return RampStep{}, false

@@ -212,6 +212,10 @@ type RampStep struct {
 	Errors   int64   `json:"errors"`
 	Held     bool    `json:"held"`
 	Retry    bool    `json:"retry,omitempty"`
+	// Late is the share of the step's operations that left the generator
+	// late (see Report.GeneratorLate): where it is high, the step measured
+	// the generator as much as the system.
+	Late float64 `json:"late_share"`
 }
 
 // maxLateShare is the share of operations released late above which the
@@ -305,15 +309,22 @@ func (r *Report) WriteTable(w io.Writer) error {
 // rampTable writes the steps of a capacity search and what it established.
 func rampTable(p func(string, ...any), name string, rp *RampReport) {
 	p("")
-	p("%s rate\tachieved\tp99\terrors\theld (p99 ≤ %s)", name, us(rp.SLOUS))
+	p("%s rate\tachieved\tp99\terrors\tlate\theld (p99 ≤ %s)", name, us(rp.SLOUS))
+	late := 0.0 // of the last step that held at the capacity
 	for _, st := range rp.Steps {
 		retry := ""
 		if st.Retry {
 			retry = " (again)"
 		}
-		p("%.0f%s\t%.0f\t%s\t%d\t%v", st.Rate, retry, st.Achieved, us(st.P99), st.Errors, st.Held)
+		p("%.0f%s\t%.0f\t%s\t%d\t%.1f%%\t%v", st.Rate, retry, st.Achieved, us(st.P99), st.Errors, 100*st.Late, st.Held)
+		if st.Held && st.Rate == rp.Capacity {
+			late = st.Late
+		}
 	}
 	p("%s capacity\t%s", name, rp.capacityText())
+	if late > maxLateShare {
+		p("\t%.1f%% of that step's operations left the generator late: the capacity found is partly the generator's", 100*late)
+	}
 }
 
 // capacityText says what the search established.
