@@ -16,7 +16,7 @@
 // With no flags it runs for about 10 s on an embedded Redis:
 //
 //	go run ./cmd/loadgen
-//	go run ./cmd/loadgen -redis 127.0.0.1:6379 -scenario ramp -slo 1ms -floor
+//	go run ./cmd/loadgen -redis 127.0.0.1:6379 -scenario ramp -floor
 //	go run ./cmd/loadgen -scenario drain -json run.json -html run.html
 //
 // The exit status is 0 when the invariants held, 1 when one was violated and
