@@ -88,6 +88,17 @@ func testTracking(t *testing.T, name string, broadcast bool) {
 			return slices.Contains(seen, key)
 		})
 	}
+	if broadcast {
+		// A link this client never read is reported too, on every node,
+		// before the client has sent a command anywhere.
+		unread := func(i int) string { return "unread" + strconv.Itoa(i) }
+		for _, i := range redistest.Open(t, name).OnEachMaster(t, func(i int) string { return store.LinkKey(ns, unread(i), "room") }) {
+			if _, err := writer.SetLinkedPod(ctx, ns, unread(i), "room", 1, store.Persistent); err != nil {
+				t.Fatal(err)
+			}
+			reported(store.LinkKey(ns, unread(i), "room"), "creation (never read)")
+		}
+	}
 	if _, err := writer.SetLinkedPod(ctx, ns, "u1", "room", 3, store.Persistent); err != nil {
 		t.Fatal(err)
 	}
@@ -127,16 +138,7 @@ func testTracking(t *testing.T, name string, broadcast bool) {
 	if !broadcast {
 		return
 	}
-	// Broadcast: a link this client never read is reported too, on every
-	// node (the client had sent nothing to some of them).
-	unread := func(i int) string { return "unread" + strconv.Itoa(i) }
-	for _, i := range redistest.Open(t, name).OnEachMaster(t, func(i int) string { return store.LinkKey(ns, unread(i), "room") }) {
-		if _, err := writer.SetLinkedPod(ctx, ns, unread(i), "room", 1, store.Persistent); err != nil {
-			t.Fatal(err)
-		}
-		reported(store.LinkKey(ns, unread(i), "room"), "creation (never read)")
-	}
-	// A tracked placement is tracked, with no CLIENT CACHING.
+	// Broadcast: a tracked placement is tracked, with no CLIENT CACHING.
 	p, err := reader.SetLinkedPodIfAbsentTracked(ctx, ns, "new", "room", 4, 30)
 	if err != nil || !p.Placed || !p.Tracked || p.Link.Pod != 4 {
 		t.Fatalf("tracked placement = (%+v, %v), want placed and tracked on 4", p, err)
