@@ -325,7 +325,7 @@ func (s *sim) loginStorm(ctx context.Context) {
 // timeout), so that its backlog is not charged to the next step.
 func (s *sim) ramp(ctx context.Context, end chan<- struct{}) {
 	defer close(end)
-	rp := &RampReport{SLOUS: float64(s.cfg.SLO.Microseconds())}
+	rp := &RampReport{SLOUS: float64(s.cfg.SLO.Microseconds()), StepMS: float64(s.cfg.RampStep.Milliseconds())}
 	s.report.Ramp = rp
 	if !sleepUntil(ctx, s.measureFrom) {
 		return

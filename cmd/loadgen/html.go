@@ -97,11 +97,17 @@ func markers(rep *Report, end float64) []marker {
 }
 
 // runLength is the run's length in seconds: the warm-up and the measured
-// part, or the end of the last interval if that is later.
+// part, or the end of the last interval, or of the floor's last step (its
+// search may end after this run's), if that is later.
 func runLength(rep *Report) float64 {
 	end := rep.Settings.WarmupMS/1e3 + rep.MeasuredSeconds
 	if n := len(rep.Timeline); n > 0 {
 		end = max(end, rep.Timeline[n-1].T)
+	}
+	if rp := rep.Ramp; rp != nil && rp.Floor != nil {
+		for _, st := range rp.Floor.Steps {
+			end = max(end, st.At+rp.Floor.StepMS/1e3)
+		}
 	}
 	if end <= 0 {
 		return 1

@@ -190,7 +190,9 @@ type StormReport struct {
 // SLO (Capacity, 0 when none did) and the lowest that missed (Missed, 0 when
 // none did: the capacity is at least the ramp's maximum).
 type RampReport struct {
-	SLOUS    float64    `json:"slo_us"`
+	SLOUS float64 `json:"slo_us"`
+	// StepMS is the time spent at each rate (-ramp-step).
+	StepMS   float64    `json:"step_ms"`
 	Steps    []RampStep `json:"steps"`
 	Capacity float64    `json:"capacity"`
 	Missed   float64    `json:"missed"`
