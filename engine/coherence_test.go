@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"runtime"
 	"slices"
 	"strconv"
@@ -197,14 +198,35 @@ func TestBatchCoherence(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				groups, err := c.BatchGetLinkedPod(ctx, ns, uids, svc)
-				if err != nil || len(groups) != 1 || len(groups[3]) != users {
-					t.Fatalf("batch = (%d groups, %d on pod 3, %v), want all %d on 3", len(groups), len(groups[3]), err, users)
-				}
-				for _, uid := range uids {
-					if got := c.GetLinkedInCache(ns, uid, svc); got != 3 {
-						t.Fatalf("%s: cached %d after the batch, want 3", uid, got)
+				batch := func() {
+					t.Helper()
+					groups, err := c.BatchGetLinkedPod(ctx, ns, uids, svc)
+					if err != nil || len(groups) != 1 || len(groups[3]) != users {
+						t.Fatalf("batch = (%d groups, %d on pod 3, %v), want all %d on 3", len(groups), len(groups[3]), err, users)
 					}
+				}
+				uncached := func() string {
+					for _, uid := range uids {
+						if got := c.GetLinkedInCache(ns, uid, svc); got != 3 {
+							return fmt.Sprintf("%s: cached %d after the batch, want 3", uid, got)
+						}
+					}
+					return ""
+				}
+				batch()
+				if m.name == "broadcast" {
+					// Every write of the namespace reaches a broadcast
+					// client, the 300 above too: one whose report is
+					// handled after the batch began reading its link drops
+					// what the batch cached (a miss, never a stale entry;
+					// seen once in 2 runs beside a CPU burner). Batches
+					// fill the cache once those reports are in.
+					redistest.Poll(t, 20*testTiming.Refresh+5*time.Second, "the batch caches every user", func() bool {
+						batch()
+						return uncached() == ""
+					})
+				} else if u := uncached(); u != "" {
+					t.Fatal(u)
 				}
 				for _, uid := range uids {
 					if _, err := writer.SetLinkedPod(ctx, ns, uid, svc, 5, store.Persistent); err != nil {
@@ -222,7 +244,7 @@ func TestBatchCoherence(t *testing.T) {
 					return n
 				}
 				redistest.Poll(t, 20*testTiming.Refresh+5*time.Second, "every moved user leaves the cache", func() bool { return stale() == 0 })
-				groups, err = c.BatchGetLinkedPod(ctx, ns, uids, svc)
+				groups, err := c.BatchGetLinkedPod(ctx, ns, uids, svc)
 				if err != nil || len(groups[5]) != users {
 					t.Fatalf("batch after the move = (%d on pod 5, %v), want all %d", len(groups[5]), err, users)
 				}

@@ -27,10 +27,11 @@ import (
 type backend struct {
 	// name is "embedded", or the mode of the real servers as the first
 	// client found it: "standalone" or "cluster".
-	name    string
-	addrs   []string
-	mini    *miniredis.Miniredis
-	proxies *proxies
+	name     string
+	nameOnce sync.Once
+	addrs    []string
+	mini     *miniredis.Miniredis
+	proxies  *proxies
 }
 
 // openBackend starts the embedded Redis, or the proxies in front of the real
@@ -95,15 +96,18 @@ func (b *backend) open(tracked bool, g *gate) (*store.Redis, func(), error) {
 	return store.New(c), c.Close, nil
 }
 
-// detect names a real backend after the mode its first client found.
+// detect names a real backend after the mode its first client found. The
+// two fleets of a -floor run open their clients at once.
 func (b *backend) detect(c rueidis.Client) {
-	if b.name != "" {
-		return
-	}
-	b.name = "standalone"
-	if c.Mode() == rueidis.ClientModeCluster {
-		b.name = "cluster"
-	}
+	b.nameOnce.Do(func() {
+		if b.name != "" {
+			return // embedded
+		}
+		b.name = "standalone"
+		if c.Mode() == rueidis.ClientModeCluster {
+			b.name = "cluster"
+		}
+	})
 }
 
 // named says which Redis a connection error is about.
