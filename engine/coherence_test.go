@@ -219,7 +219,7 @@ func TestBatchCoherence(t *testing.T) {
 					// client, the 300 above too: one whose report is
 					// handled after the batch began reading its link drops
 					// what the batch cached (a miss, never a stale entry;
-					// seen once in 2 runs beside a CPU burner). Batches
+					// seen once, in a make test beside stress-ng). Batches
 					// fill the cache once those reports are in.
 					redistest.Poll(t, 20*testTiming.Refresh+5*time.Second, "the batch caches every user", func() bool {
 						batch()

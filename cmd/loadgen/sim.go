@@ -119,9 +119,9 @@ type sim struct {
 // a second fleet runs beside the first on the same Redis (namespace
 // suffixed "-floor"), routing by a fixed table, and the two capacity
 // searches take their steps in turn, so that both meet the same machine
-// and the same Redis: run one after the other, the second search inherited
-// what the first left (thousands of links expiring, a busier Redis) and
-// three runs of the same command gave ratios of 44.8, 0.08 and 0.47.
+// and the same Redis: run one after the other, the second search met
+// whatever the first left in Redis and on the machine, and three runs of
+// the same command gave ratios of 44.8, 0.08 and 0.47.
 // progress, when not nil, receives the live progress line.
 func run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	be, err := openBackend(cfg)
