@@ -194,13 +194,13 @@ func (r *Redis) RoutingRequests(ctx context.Context, ns, svc string) (map[int]Ro
 	return out, errors.Join(errs...)
 }
 
-// parseRequest decodes a K5 value: "2" DenyNewCall, "0" Shutdown.
+// parseRequest decodes a K5 value: the routing digit of a pod state ("2"
+// DenyNewCall, "0" Shutdown), but never Ready, which an operator does not
+// request.
 func parseRequest(s string) (RoutingState, bool) {
-	switch s {
-	case "2":
-		return DenyNewCall, true
-	case "0":
-		return Shutdown, true
+	state, ok := routingFromWire(s)
+	if !ok || state == Ready {
+		return RoutingUnknown, false
 	}
-	return RoutingUnknown, false
+	return state, true
 }
