@@ -142,19 +142,7 @@ func (r *Redis) RequestRoutingState(ctx context.Context, ns, svc string, pod int
 // any: the pod publishes its own routing state again at its next publish.
 // It answers whether there was a request (a value that was not one counts).
 func (r *Redis) ClearRoutingRequest(ctx context.Context, ns, svc string, pod int) (bool, error) {
-	const op = "ClearRoutingRequest"
-	if err := r.serviceCall(ctx, ns, svc); err != nil {
-		return false, err
-	}
-	if err := validPod("pod", pod); err != nil {
-		return false, err
-	}
-	key := ControlKey(ns, svc)
-	n, err := r.client.Do(ctx, r.client.B().Hdel().Key(key).Field(strconv.Itoa(pod)).Build()).AsInt64()
-	if err != nil {
-		return false, classify(op, key, err)
-	}
-	return n == 1, nil
+	return r.removePodField(ctx, "ClearRoutingRequest", ns, svc, pod, ControlKey)
 }
 
 // RoutingRequests reads every operator request of svc (K5): pod → DenyNewCall

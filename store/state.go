@@ -90,17 +90,22 @@ func (r *Redis) GetServiceState(ctx context.Context, ns, svc string) (ServiceSta
 // RemoveServiceState deletes pod's state from svc (a pod scaled away for good).
 // It answers whether a state was there.
 func (r *Redis) RemoveServiceState(ctx context.Context, ns, svc string, pod int) (bool, error) {
-	const op = "RemoveServiceState"
+	return r.removePodField(ctx, "RemoveServiceState", ns, svc, pod, StateKey)
+}
+
+// removePodField deletes pod's field from the per-pod hash of svc that key
+// names (K3 or K5), and answers whether it was there.
+func (r *Redis) removePodField(ctx context.Context, op, ns, svc string, pod int, key func(ns, svc string) string) (bool, error) {
 	if err := r.serviceCall(ctx, ns, svc); err != nil {
 		return false, err
 	}
 	if err := validPod("pod", pod); err != nil {
 		return false, err
 	}
-	key := StateKey(ns, svc)
-	n, err := r.client.Do(ctx, r.client.B().Hdel().Key(key).Field(strconv.Itoa(pod)).Build()).AsInt64()
+	k := key(ns, svc)
+	n, err := r.client.Do(ctx, r.client.B().Hdel().Key(k).Field(strconv.Itoa(pod)).Build()).AsInt64()
 	if err != nil {
-		return false, classify(op, key, err)
+		return false, classify(op, k, err)
 	}
 	return n == 1, nil
 }
