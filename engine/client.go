@@ -244,14 +244,17 @@ func (c *Client) wrote(h uint64) {
 // States returns the client's view of the pod states.
 func (c *Client) States() *States { return c.states }
 
-// usable is the check every method with a context makes first: a nil
-// context is an invalid argument, and a closed client reads and writes
-// nothing.
-func (c *Client) usable(ctx context.Context) error {
+// usable is the check every method with a context makes first.
+func (c *Client) usable(ctx context.Context) error { return usable(ctx, &c.closed) }
+
+// usable is the check every method of a Client or States with a context
+// makes first: a nil context is an invalid argument, and once closed is set
+// the methods read and write nothing.
+func usable(ctx context.Context, closed *atomic.Bool) error {
 	if ctx == nil {
 		return errNilContext
 	}
-	if c.closed.Load() {
+	if closed.Load() {
 		return ErrClosed
 	}
 	return nil

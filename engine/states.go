@@ -107,15 +107,7 @@ type States struct {
 }
 
 // usable is the check every method with a context makes first.
-func (s *States) usable(ctx context.Context) error {
-	if ctx == nil {
-		return errNilContext
-	}
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	return nil
-}
+func (s *States) usable(ctx context.Context) error { return usable(ctx, &s.closed) }
 
 // subscriber delivers events to one callback from its own goroutine, so a
 // slow callback never holds up a refresh.
