@@ -57,13 +57,14 @@ const (
 )
 
 // routable reports whether pod may receive a linked user at local time now.
-func (p *podSnapshot) routable(pod int, now int64) bool {
-	return pod >= 0 && pod < len(p.flags) && p.flags[pod]&flagRoutable != 0 && now <= p.aliveUntil[pod]
-}
+func (p *podSnapshot) routable(pod int, now int64) bool { return p.has(pod, flagRoutable, now) }
 
 // accepting reports whether pod may receive a new user at local time now.
-func (p *podSnapshot) accepting(pod int, now int64) bool {
-	return pod >= 0 && pod < len(p.flags) && p.flags[pod]&flagAccepting != 0 && now <= p.aliveUntil[pod]
+func (p *podSnapshot) accepting(pod int, now int64) bool { return p.has(pod, flagAccepting, now) }
+
+// has reports whether pod carries flag and is alive at local time now.
+func (p *podSnapshot) has(pod int, flag uint8, now int64) bool {
+	return pod >= 0 && pod < len(p.flags) && p.flags[pod]&flag != 0 && now <= p.aliveUntil[pod]
 }
 
 // routable reports whether a linked user may be sent to pod at local time
@@ -71,24 +72,21 @@ func (p *podSnapshot) accepting(pod int, now int64) bool {
 // what that snapshot said when the refresh began. A slow Redis then does not
 // age the pods out while the client waits for their news (a refresh that
 // waits out the detection window declares an outage, which keeps them
-// longer; see DegradedConfig). The second check runs only on a miss.
-func (v *view) routable(pod int, now int64) bool {
-	p := v.snap.Load()
-	if p.routable(pod, now) {
-		return true
-	}
-	since := v.waiting.Load()
-	return since != 0 && p.routable(pod, since)
-}
+// longer; see DegradedConfig).
+func (v *view) routable(pod int, now int64) bool { return v.has(pod, flagRoutable, now) }
 
 // accepting is routable for a new user.
-func (v *view) accepting(pod int, now int64) bool {
+func (v *view) accepting(pod int, now int64) bool { return v.has(pod, flagAccepting, now) }
+
+// has is routable and accepting, for their flag. The second check runs only
+// on a miss.
+func (v *view) has(pod int, flag uint8, now int64) bool {
 	p := v.snap.Load()
-	if p.accepting(pod, now) {
+	if p.has(pod, flag, now) {
 		return true
 	}
 	since := v.waiting.Load()
-	return since != 0 && p.accepting(pod, since)
+	return since != 0 && p.has(pod, flag, since)
 }
 
 // view is the pod-state view of one service: a snapshot swapped whole at
