@@ -204,11 +204,7 @@ func benchCtx(b *testing.B) context.Context {
 // realClient is a client on the real standalone server, with tracking.
 func realClient(b *testing.B) (*engine.Client, *store.Redis, string) {
 	b.Helper()
-	st, err := store.Dial(store.DialConfig{Addrs: redistest.Addrs(b, redistest.Standalone)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(st.Close)
+	st := dial(b, store.DialConfig{Addrs: redistest.Addrs(b, redistest.Standalone)})
 	ns := redistest.Namespace(b)
 	ctx := redistest.Ctx(b)
 	for p := range benchPods {

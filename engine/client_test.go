@@ -36,6 +36,18 @@ func every(period time.Duration, stop <-chan struct{}, fn func(n int)) {
 	}
 }
 
+// dial dials a store as an application does (with tracking on a real Redis),
+// closed when t ends.
+func dial(t testing.TB, cfg store.DialConfig) *store.Redis {
+	t.Helper()
+	st, err := store.Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
 // fast timings for tests: pods are stale 600 ms after their last heartbeat.
 var testTiming = engine.Timing{Heartbeat: 200 * time.Millisecond, Staleness: 600 * time.Millisecond, Refresh: 50 * time.Millisecond}
 

@@ -71,12 +71,7 @@ func (o *ownBackend) tracked(t *testing.T) *store.Redis {
 	if o.b != nil {
 		return store.New(o.b.Client)
 	}
-	st, err := store.Dial(store.DialConfig{Addrs: o.addrs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	return st
+	return dial(t, store.DialConfig{Addrs: o.addrs})
 }
 
 // observing are the commands the count leaves out: the connection that asks
