@@ -37,6 +37,15 @@ func heartbeat(t *testing.T, st *store.Redis, ns string, pods ...int) {
 	t.Cleanup(func() { close(stop); wg.Wait() })
 }
 
+// otherWriter is another process on the real backend name: a store on a
+// client of its own (untracked), keeping pods Ready as their servers would.
+func otherWriter(t *testing.T, name, ns string, pods ...int) *store.Redis {
+	t.Helper()
+	st := store.New(redistest.Open(t, name).Client)
+	heartbeat(t, st, ns, pods...)
+	return st
+}
+
 // TestCoherence: client A caches uid → 3; another process moves the user to 5;
 // A stops answering 3 as soon as Redis's invalidation arrives, long before the
 // cache TTL. The delay from the write to the eviction is measured over 1,000
@@ -47,11 +56,7 @@ func TestCoherence(t *testing.T) {
 			addrs := redistest.Addrs(t, name)
 			ctx := redistest.Ctx(t)
 			ns := redistest.Namespace(t)
-			tracked, err := store.Dial(store.DialConfig{Addrs: addrs})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(tracked.Close)
+			tracked := dial(t, store.DialConfig{Addrs: addrs})
 			a, err := engine.NewClient(engine.ClientConfig{
 				Store: tracked, Timing: testTiming, TempLinkTTL: time.Hour,
 				Cache: engine.CacheConfig{TTL: 30 * time.Minute},
@@ -60,8 +65,7 @@ func TestCoherence(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			writer := store.New(redistest.Open(t, name).Client)
-			heartbeat(t, writer, ns, 3, 5)
+			writer := otherWriter(t, name, ns, 3, 5)
 
 			const changes = 1000
 			fromStart := make([]time.Duration, 0, changes)
@@ -177,19 +181,14 @@ func TestBatchCoherence(t *testing.T) {
 				ns := redistest.Namespace(t)
 				cfg := m.cfg(ns)
 				cfg.Addrs = redistest.Addrs(t, name)
-				tracked, err := store.Dial(cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(tracked.Close)
+				tracked := dial(t, cfg)
 				c, err := engine.NewClient(engine.ClientConfig{Store: tracked, Timing: testTiming, TempLinkTTL: time.Hour,
 					Cache: engine.CacheConfig{TTL: 30 * time.Minute}})
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer c.Close()
-				writer := store.New(redistest.Open(t, name).Client)
-				heartbeat(t, writer, ns, 3, 5)
+				writer := otherWriter(t, name, ns, 3, 5)
 				const users = 300
 				uids := make([]string, users)
 				for i := range uids {
@@ -261,11 +260,7 @@ func TestTracking(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := redistest.Ctx(t)
 			ns := redistest.Namespace(t)
-			tracked, err := store.Dial(store.DialConfig{Addrs: redistest.Addrs(t, name)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(tracked.Close)
+			tracked := dial(t, store.DialConfig{Addrs: redistest.Addrs(t, name)})
 			// The period is the client's refresh: its worker checks on that tick.
 			c, err := engine.NewClient(engine.ClientConfig{Store: tracked, Timing: testTiming,
 				Cache: engine.CacheConfig{TrackingCheck: testTiming.Refresh}})
@@ -273,8 +268,7 @@ func TestTracking(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			writer := store.New(redistest.Open(t, name).Client)
-			heartbeat(t, writer, ns, 3)
+			writer := otherWriter(t, name, ns, 3)
 			const links = 100
 			for i := range links {
 				uid := "u" + strconv.Itoa(i)
