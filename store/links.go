@@ -127,10 +127,7 @@ func (r *Redis) SetLinkedPodIfAbsent(ctx context.Context, ns, uid, svc string, p
 	if err != nil {
 		return NoPod, err
 	}
-	if len(arr) != 2 {
-		return NoPod, unexpected(op, "reply is not {status, current}")
-	}
-	cur, err := podValue(keys[0], &arr[1])
+	cur, err := linkIn(op, keys[0], arr, 2, "{status, current}")
 	if err != nil || cur == NoPod {
 		if err != nil {
 			return NoPod, err
@@ -165,10 +162,7 @@ func (r *Redis) place(ctx context.Context, op string, keys []string, svc string,
 	if _, err := status(op, keys[0], arr); err != nil {
 		return fail, err
 	}
-	if len(arr) != 3 {
-		return fail, unexpected(op, "reply is not {status, previous, pttl}")
-	}
-	cur, err := podValue(keys[0], &arr[1])
+	cur, err := linkIn(op, keys[0], arr, 3, "{status, previous, pttl}")
 	if err != nil {
 		return fail, err
 	}
@@ -300,10 +294,7 @@ func (r *Redis) GetLinkedPodIfPersist(ctx context.Context, ns, uid, svc string) 
 	if err != nil {
 		return NoPod, err
 	}
-	if len(arr) != 2 {
-		return NoPod, unexpected(op, "reply is not {status, value}")
-	}
-	p, err := podValue(keys[0], &arr[1])
+	p, err := linkIn(op, keys[0], arr, 2, "{status, value}")
 	if err != nil {
 		return NoPod, err
 	}

@@ -500,6 +500,15 @@ func intAt(op string, arr []rueidis.RedisMessage, i int) (int, error) {
 	return int(v), nil
 }
 
+// linkIn reads the link value of key that a script's reply carries second,
+// after its status; the reply must have n elements, as shape names them.
+func linkIn(op, key string, arr []rueidis.RedisMessage, n int, shape string) (int, error) {
+	if len(arr) != n {
+		return NoPod, unexpected(op, "reply is not "+shape)
+	}
+	return podValue(key, &arr[1])
+}
+
 // podValue reads an optional raw link value: nil is NoPod, a pod index is
 // returned, anything else is a *CorruptError for key.
 func podValue(key string, m *rueidis.RedisMessage) (int, error) {
