@@ -95,7 +95,7 @@ func slotState(v uint64) uint64 { return v & 3 }
 // The counter is the 30 bits between the state and the pod, and it wraps:
 // uint32 arithmetic drops the carry out of bit 31. Every change of a slot
 // (a write, a kill, a tombstone made never-used again) is one step; a write
-// and a kill store busy and then the final state at the same step. A
+// over a live slot stores busy and then live at the same step. A
 // rebuild starts the slots of its new array at step one and never touches
 // the old array again. A reader trusts the fields it read when its two
 // loads of ver return the same word, so a wrap can fool it only if, between
@@ -154,9 +154,23 @@ func (s *tslot) read() (e cacheEntry, h, v uint64, ok bool) {
 
 // write stores entry e of hash h with metadata meta in the slot. The
 // caller holds the shard's mutex and owns the array.
+//
+// Only a live slot is marked busy first: a reader may have loaded its
+// version and be reading its fields, and must see the change when it loads
+// the version again. A reader that finds the slot empty or dead reads no
+// field, so the fields of one are written in place and the final version
+// store publishes them. Each store to a slot is a locked instruction on
+// amd64 (an atomic store is an XCHG), the bulk of a put's cost once the
+// slot is in the processor's cache, so the uid words that already hold
+// their new value (the zero padding of a short uid, most often) are not
+// stored again. With these two changes and kill's below, BenchmarkCachePut
+// went from 129–163 ns a put and 107–137 ns a remove to 99–129 and 90–115
+// (five runs of each build, taken in turns).
 func (s *tslot) write(h uint64, e *cacheEntry, meta uint64) {
 	v := s.ver.Load()
-	s.ver.Store(slotVer(v, slotBusy, 0))
+	if slotState(v) == slotLive {
+		s.ver.Store(slotVer(v, slotBusy, 0))
+	}
 	s.h.Store(h)
 	s.meta.Store(meta)
 	if e.long != nil {
@@ -166,20 +180,21 @@ func (s *tslot) write(h uint64, e *cacheEntry, meta uint64) {
 	}
 	s.expLen.Store(e.expLen)
 	for i := range s.uid {
-		s.uid[i].Store(binary.LittleEndian.Uint64(e.uid[8*i:]))
+		if w := binary.LittleEndian.Uint64(e.uid[8*i:]); s.uid[i].Load() != w {
+			s.uid[i].Store(w)
+		}
 	}
 	s.ver.Store(slotVer(v, slotLive, e.pod))
 }
 
 // kill turns a live slot into a tombstone and lets go of its references.
-// The caller holds the shard's mutex.
+// The caller holds the shard's mutex. The version is stored first, so a
+// reader still reading the entry's fields sees the change; nobody reads
+// the other fields of a dead slot, so only the reference is cleared (for
+// the collector).
 func (s *tslot) kill() {
-	v := s.ver.Load()
-	s.ver.Store(slotVer(v, slotBusy, 0))
+	s.ver.Store(slotVer(s.ver.Load(), slotDead, 0))
 	atomic.StorePointer(&s.ref, nil)
-	s.meta.Store(0)
-	s.h.Store(0)
-	s.ver.Store(slotVer(v, slotDead, 0))
 }
 
 // tarray is one generation of a shard's slots.
