@@ -3,9 +3,7 @@ package obs_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/stickyroute/stickyroute/internal/redistest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, redistest.LeakOptions()...) }
+func TestMain(m *testing.M) { redistest.VerifyTestMain(m) }

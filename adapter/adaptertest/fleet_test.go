@@ -6,13 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/stickyroute/stickyroute/adapter/adaptertest"
 	"github.com/stickyroute/stickyroute/internal/redistest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, redistest.LeakOptions()...) }
+func TestMain(m *testing.M) { redistest.VerifyTestMain(m) }
 
 // serve accepts and closes connections on lis until stopped.
 func serve(_ int, lis net.Listener) (stop func()) {

@@ -17,12 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/stickyroute/stickyroute/internal/redistest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, redistest.LeakOptions()...) }
+func TestMain(m *testing.M) { redistest.VerifyTestMain(m) }
 
 // quick is a short run of scenario on the named backend with fast timing.
 func quick(t *testing.T, backend, scenario string) Config {

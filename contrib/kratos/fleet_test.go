@@ -8,7 +8,6 @@ import (
 	"time"
 
 	kgrpc "github.com/go-kratos/kratos/v2/transport/grpc"
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
@@ -18,7 +17,7 @@ import (
 	"github.com/stickyroute/stickyroute/internal/redistest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, redistest.LeakOptions()...) }
+func TestMain(m *testing.M) { redistest.VerifyTestMain(m) }
 
 const svc = adaptertest.Service
 
