@@ -90,8 +90,8 @@ type Settings struct {
 type Invariants struct {
 	// DoubleLinked counts answers naming another pod than the one holding
 	// the user's session while the client saw that pod routable (before and
-	// after the call), and claims refused because another pod the client saw
-	// routable held the user.
+	// after the call) and the session stayed on it, and claims refused because another pod the client saw
+	// routable held the user from before the routing call began.
 	DoubleLinked int64 `json:"double_linked"`
 	// UnroutableRoutes counts answers naming a pod whose Shutdown was in the
 	// client's view, or a crashed pod past its staleness window.

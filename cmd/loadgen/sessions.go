@@ -10,9 +10,12 @@ import (
 type session struct {
 	user uint64
 	pod  int
-	ends time.Time
-	at   int // index in sessions.list, -1 once ending
-	hi   int // index in the expiry heap
+	// since is when pod's claim of the user was recorded (its start, or
+	// its last move).
+	since time.Time
+	ends  time.Time
+	at    int // index in sessions.list, -1 once ending
+	hi    int // index in the expiry heap
 }
 
 // sessions are the users in session: by user, in a list to pick one at
@@ -64,7 +67,7 @@ func (ss *sessions) start(user uint64, pod int, ends time.Time) bool {
 	if ss.byUser[user] != nil {
 		return false
 	}
-	s := &session{user: user, pod: pod, ends: ends, at: len(ss.list)}
+	s := &session{user: user, pod: pod, since: time.Now(), ends: ends, at: len(ss.list)}
 	ss.byUser[user] = s
 	ss.list = append(ss.list, s)
 	heap.Push(&ss.expiry, s)
@@ -79,8 +82,16 @@ func (ss *sessions) move(user uint64, pod int) {
 	if s := ss.byUser[user]; s != nil && s.pod != pod {
 		ss.perPod[s.pod]--
 		ss.perPod[pod]++
-		s.pod = pod
+		s.pod, s.since = pod, time.Now()
 	}
+}
+
+// heldBefore reports whether user's session was on pod from before t on.
+func (ss *sessions) heldBefore(user uint64, pod int, t time.Time) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s := ss.byUser[user]
+	return s != nil && s.pod == pod && s.since.Before(t)
 }
 
 // unlist takes s out of the random picks and the expiry heap; it stays the

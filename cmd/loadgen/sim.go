@@ -438,13 +438,24 @@ func (s *sim) do(ctx context.Context, r *rand.Rand, o op) {
 		return
 	}
 	_, unsure := s.unsure.LoadAndDelete(user)
-	if had && ownerBefore && s.inView(c, owner) && !unsure {
+	if had && ownerBefore && s.inView(c, owner) && !unsure && s.sess.heldBefore(user, owner, began) {
 		// The pod holding the user was routable to this client before and
-		// after the call, yet it answered another: a user on two pods.
+		// after the call, and held it throughout (no claim moved it
+		// meanwhile), yet it answered another: a user on two pods.
 		s.doubles.Add(1)
 		return
 	}
-	s.claim(octx, r, c, user, id, pod, had, measured, o.storm, unsure)
+	s.claim(octx, r, c, user, id, pod, began, had, measured, o.storm, unsure)
+}
+
+// claimedAway reports whether a claim refused because owner holds user
+// shows the client routing the user away from its pod: owner, which the
+// client sees routable, held the user from before the routing call began.
+// A claim that landed during the call raced this one (two operations of a
+// user with no link, one answering from a link that lapsed as it read it),
+// and the refusal settled it: the user is on one pod.
+func (s *sim) claimedAway(c *engine.Client, user uint64, owner int, began time.Time) bool {
+	return s.sess.heldBefore(user, owner, began) && s.inView(c, owner)
 }
 
 // generatorSlack is how late the open loop may release an operation and
@@ -468,10 +479,10 @@ func (s *sim) startOf(o op) time.Time {
 }
 
 // claim has pod take user persistently: a new session, or one moved off a
-// pod that went away.
+// pod that went away; began is when the routing call that chose pod began.
 // unsure says the user's previous claim ended without an answer: a refusal
 // then names the owner the model missed, not a second pod.
-func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user uint64, id string, pod int, moving, measured, storm, unsure bool) {
+func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user uint64, id string, pod int, began time.Time, moving, measured, storm, unsure bool) {
 	p := s.pods[pod]
 	if p.gone.Load() {
 		s.fail("pod_down", fmt.Sprintf("user %s routed to pod %d, which is gone (crashed or shut down), before its claim", id, pod))
@@ -498,9 +509,7 @@ func (s *sim) claim(ctx context.Context, r *rand.Rand, c *engine.Client, user ui
 		}
 		return
 	case errors.Is(err, engine.ErrClaimed):
-		if s.inView(c, owner) {
-			// The client answered pod while the user is held by another
-			// pod it sees routable.
+		if s.claimedAway(c, user, owner, began) {
 			s.doubles.Add(1)
 		}
 		return
