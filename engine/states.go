@@ -255,6 +255,10 @@ func (s *States) reload(ctx context.Context, v *view, op *Op) error {
 		s.obs.note(ctx, Note{Kind: NoteSkippedFields, Namespace: v.svc.ns, Service: v.svc.name, Count: len(st.Skipped)})
 	}
 	local := s.clk.Millis()
+	// When the reply was read, exactly: a tick-old reading would end the
+	// pods' lives early by as much, and a later refresh could not undo it
+	// (see earliest below).
+	read := s.clk.Exact()
 	stale := s.timing.Staleness.Milliseconds()
 	snap := &podSnapshot{ServiceSnapshot: ServiceSnapshot{
 		Namespace: v.svc.ns, Service: v.svc.name, ServerTime: st.Now,
@@ -267,6 +271,7 @@ func (s *States) reload(ctx context.Context, v *view, op *Op) error {
 	snap.flags = make([]uint8, maxPod+1)
 	snap.aliveUntil = make([]int64, maxPod+1)
 	var accepting []lb.Pod
+	old := v.snap.Load()
 	for _, p := range st.Pods {
 		ps := PodState{Pod: p.Pod, Load: int64(p.Load), Routing: p.Routing, Updated: p.Updated}
 		age := st.Now - p.Updated
@@ -274,7 +279,13 @@ func (s *States) reload(ctx context.Context, v *view, op *Op) error {
 		ps.Routable = ps.Alive && (p.Routing == Ready || p.Routing == DenyNewCall)
 		ps.Accepting = ps.Alive && p.Routing == Ready
 		snap.Pods = append(snap.Pods, ps)
-		snap.aliveUntil[p.Pod] = local + stale - age
+		// The reply is read some time after Redis read its clock, so the
+		// translation to local time errs late, by as much as the reply
+		// waited (a busy machine: tens of ms), never early. The same
+		// heartbeat read again never lives longer than the earlier reading
+		// said: without that, a pod found stale could turn routable again
+		// until the next refresh (CI saw a client route a user to it).
+		snap.aliveUntil[p.Pod] = old.earliest(p.Pod, p.Updated, read+stale-age)
 		if ps.Routable {
 			snap.flags[p.Pod] |= flagRoutable
 		}
@@ -285,7 +296,6 @@ func (s *States) reload(ctx context.Context, v *view, op *Op) error {
 	}
 	v.loadedAt.Store(local)
 	accepting = s.deg.carry(v, snap, accepting, local)
-	old := v.snap.Load()
 	if err := v.bal.Update(accepting); err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -65,6 +67,19 @@ func (p *podSnapshot) accepting(pod int, now int64) bool { return p.has(pod, fla
 // has reports whether pod carries flag and is alive at local time now.
 func (p *podSnapshot) has(pod int, flag uint8, now int64) bool {
 	return pod >= 0 && pod < len(p.flags) && p.flags[pod]&flag != 0 && now <= p.aliveUntil[pod]
+}
+
+// earliest returns until, or the earlier end of life p gave pod when it
+// read the same heartbeat (updated) before. p may be nil.
+func (p *podSnapshot) earliest(pod int, updated, until int64) int64 {
+	if p == nil || pod >= len(p.aliveUntil) {
+		return until
+	}
+	i, ok := slices.BinarySearchFunc(p.Pods, pod, func(s PodState, pod int) int { return cmp.Compare(s.Pod, pod) })
+	if !ok || p.Pods[i].Updated != updated {
+		return until
+	}
+	return min(until, p.aliveUntil[pod])
 }
 
 // routable reports whether a linked user may be sent to pod at local time

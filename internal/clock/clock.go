@@ -38,7 +38,7 @@ func New(resolution time.Duration) *Coarse {
 			case <-c.stop:
 				return
 			case <-t.C:
-				c.now.Store(c.base + time.Since(c.epoch).Milliseconds())
+				c.now.Store(c.Exact())
 			}
 		}
 	}()
@@ -48,6 +48,12 @@ func New(resolution time.Duration) *Coarse {
 // Millis returns the clock's time in Unix milliseconds, at most one tick old.
 // It follows the monotonic clock from the start, so it never goes backwards.
 func (c *Coarse) Millis() int64 { return c.now.Load() }
+
+// Exact returns the time on the clock's timeline (Unix milliseconds) read
+// now, not at the last tick: for code off the hot path that compares a
+// moment with later Millis readings and must not be early by a tick (or by
+// however late a busy machine runs the ticking goroutine).
+func (c *Coarse) Exact() int64 { return c.base + time.Since(c.epoch).Milliseconds() }
 
 // Stop stops the clock's goroutine; the clock keeps its last reading.
 // It is safe to call more than once.

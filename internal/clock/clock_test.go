@@ -20,3 +20,22 @@ func TestCoarseAdvances(t *testing.T) {
 		c.Stop() // idempotent
 	})
 }
+
+func TestExactBetweenTicks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := New(10 * time.Millisecond)
+		defer c.Stop()
+		start := c.Exact()
+		if m := c.Millis(); m != start {
+			t.Fatalf("Millis = %d, Exact = %d at the start, want equal", m, start)
+		}
+		time.Sleep(25 * time.Millisecond)
+		synctest.Wait()
+		if d := c.Exact() - start; d != 25 {
+			t.Fatalf("Exact moved %d ms in 25 ms", d)
+		}
+		if d := c.Millis() - start; d != 20 {
+			t.Fatalf("Millis moved %d ms in 25 ms, want 20 (the last tick)", d)
+		}
+	})
+}
