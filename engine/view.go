@@ -49,7 +49,8 @@ type podSnapshot struct {
 	flags []uint8
 	// aliveUntil[pod] is when the pod stops being alive without a new
 	// heartbeat, in Unix ms of the local coarse clock: the snapshot's server
-	// time translated to the moment it was read.
+	// time translated to the moment it was read, or the earlier end an
+	// earlier snapshot gave the same heartbeat (see earliest).
 	aliveUntil []int64
 }
 
