@@ -64,6 +64,12 @@ var allowed = map[string]map[string]bool{
 	// answers some placements after the operations' deadline: slow, not
 	// unavailable (which is never allowed in a storm).
 	Storm: {"timeout": true},
+	// The same on a ramp, which runs two searches up to 800 ops/s: a
+	// fresh-clone make test beside stress-ng saw one pod's claim in
+	// TestRampFloor/embedded time out (5 s, five staleness windows), every
+	// step's routing calls within the SLO and error-free. A routing call
+	// that times out fails its step (checkRamp); the report counts the rest.
+	Ramp:  {"timeout": true},
 	Blip:  {"unavailable": true, "timeout": true, "no_available_pod": true},
 	Crash: {"pod_down": true},
 	// Requests that reached the pod as it shut down, and new sessions of
