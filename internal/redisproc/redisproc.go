@@ -360,7 +360,11 @@ func (n *Node) Start(t testing.TB) {
 }
 
 // WaitHealthy waits up to within until every node answers, the cluster state
-// is ok everywhere, and there are 3 masters each with a replica in sync.
+// is ok everywhere, there are 3 masters each with a replica in sync, and every
+// node's view of who is a master agrees with the nodes' own roles (after a
+// failover, a restarted master rejoins as a replica some gossip rounds before
+// the others stop listing it as a master: a busy machine saw a test send it a
+// master's command).
 func (c *Cluster) WaitHealthy(t testing.TB, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -378,6 +382,7 @@ func (c *Cluster) WaitHealthy(t testing.TB, within time.Duration) {
 
 func (c *Cluster) unhealthy(t testing.TB) string {
 	masters, synced := 0, 0
+	master := map[string]bool{}
 	for _, n := range c.Nodes {
 		if err := ping(n.Addr); err != nil {
 			return n.Addr + " does not answer: " + err.Error()
@@ -390,12 +395,26 @@ func (c *Cluster) unhealthy(t testing.TB) string {
 		switch {
 		case strings.Contains(repl, "role:master"):
 			masters++
+			master[n.Addr] = true
 		case strings.Contains(repl, "master_link_status:up"):
 			synced++
 		}
 	}
 	if masters != 3 || synced != 3 {
 		return strconv.Itoa(masters) + " masters and " + strconv.Itoa(synced) + " replicas in sync"
+	}
+	for _, n := range c.Nodes {
+		txt, _ := Do(t, n.Addr, "CLUSTER", "NODES").ToString()
+		for _, line := range strings.Split(strings.TrimSpace(strings.TrimPrefix(txt, "txt:")), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 3 {
+				continue
+			}
+			addr, _, _ := strings.Cut(f[1], "@")
+			if strings.Contains(f[2], "fail") || strings.Contains(f[2], "master") != master[addr] {
+				return n.Addr + " lists " + addr + " as " + f[2]
+			}
+		}
 	}
 	return ""
 }
